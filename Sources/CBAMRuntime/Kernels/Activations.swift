@@ -1,0 +1,88 @@
+import Foundation
+
+// Elementwise float math: activations and unary functions. float32 is the fast
+// path; float64 is computed in Double; Abs, Neg and Sign also take integers.
+
+extension OpRegistry {
+    mutating func registerActivations() {
+        register("Sigmoid") { _ in unary({ 1 / (1 + Foundation.exp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) }) }
+        register("Relu") { _ in unary({ Swift.max($0, 0) }, { Swift.max($0, 0) }, integer: { Swift.max($0, 0) }) }
+        register("Tanh") { _ in unary({ Foundation.tanh($0) }, { Foundation.tanh($0) }) }
+        register("Exp") { _ in unary({ Foundation.exp($0) }, { Foundation.exp($0) }) }
+        register("Log") { _ in unary({ Foundation.log($0) }, { Foundation.log($0) }) }
+        register("Sqrt") { _ in unary({ $0.squareRoot() }, { $0.squareRoot() }) }
+        register("Erf") { _ in unary({ Foundation.erf($0) }, { Foundation.erf($0) }) }
+        register("Reciprocal") { _ in unary({ 1 / $0 }, { 1 / $0 }) }
+        register("Floor") { _ in unary({ $0.rounded(.down) }, { $0.rounded(.down) }) }
+        register("Ceil") { _ in unary({ $0.rounded(.up) }, { $0.rounded(.up) }) }
+        register("Round") { _ in unary({ $0.rounded(.toNearestOrEven) }, { $0.rounded(.toNearestOrEven) }) }
+        register("Softplus") { _ in unary({ Foundation.log1p(Foundation.exp($0)) }, { Foundation.log1p(Foundation.exp($0)) }) }
+        register("Softsign") { _ in unary({ $0 / (1 + Swift.abs($0)) }, { $0 / (1 + Swift.abs($0)) }) }
+        register("Abs") { _ in unary({ Swift.abs($0) }, { Swift.abs($0) }, integer: { $0 == .min ? .min : Swift.abs($0) }) }
+        register("Neg") { _ in unary({ -$0 }, { -$0 }, integer: { 0 &- $0 }) }
+        register("Sign") { _ in unary({ $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }, { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }, integer: { $0.signum() }) }
+        register("HardSwish") { _ in unary({ $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }) }
+
+        register("LeakyRelu") { context in
+            let alpha = try context.float("alpha", default: 0.01)
+            return unary({ $0 >= 0 ? $0 : alpha * $0 }, { $0 >= 0 ? $0 : Double(alpha) * $0 })
+        }
+        register("Elu") { context in
+            let alpha = try context.float("alpha", default: 1)
+            return unary({ $0 >= 0 ? $0 : alpha * (Foundation.exp($0) - 1) }, { $0 >= 0 ? $0 : Double(alpha) * (Foundation.exp($0) - 1) })
+        }
+        register("HardSigmoid") { context in
+            let alpha = try context.float("alpha", default: 0.2), beta = try context.float("beta", default: 0.5)
+            return unary({ Swift.max(0, Swift.min(1, alpha * $0 + beta)) },
+                         { Swift.max(0, Swift.min(1, Double(alpha) * $0 + Double(beta))) })
+        }
+        register("Clip") { context in
+            // Before opset 11 the bounds are attributes; from 11 on they are optional inputs.
+            let attributeMin = try context.float("min", default: -.infinity)
+            let attributeMax = try context.float("max", default: .infinity)
+            let fromInputs = context.opset >= 11
+            return Kernel.single { inputs in
+                let x = try required(inputs, 0, "input")
+                func bound(_ index: Int, _ fallback: Double) throws -> Double {
+                    guard fromInputs, index < inputs.count, let t = inputs[index] else { return fallback }
+                    guard t.count == 1 else { throw CBAMError(.shapeMismatch, "Clip bound must be a scalar, got shape \(Shape.describe(t.shape))") }
+                    return t.doubles()[0]
+                }
+                let low = try bound(1, Double(attributeMin)), high = try bound(2, Double(attributeMax))
+                switch x.storage {
+                case .float(let v):
+                    let lo = Float(low), hi = Float(high)
+                    return .float(x.shape, v.map { Swift.min(Swift.max($0, lo), hi) })
+                case .double(let v): return Tensor(unchecked: x.shape, .double(v.map { Swift.min(Swift.max($0, low), high) }))
+                case .int64(let v):
+                    let lo = low.isFinite ? Int64(low) : .min, hi = high.isFinite ? Int64(high) : .max
+                    return .int64(x.shape, v.map { Swift.min(Swift.max($0, lo), hi) })
+                case .int32(let v):
+                    let lo = low.isFinite ? Int32(clamping: Int64(low)) : .min, hi = high.isFinite ? Int32(clamping: Int64(high)) : .max
+                    return Tensor(unchecked: x.shape, .int32(v.map { Swift.min(Swift.max($0, lo), hi) }))
+                default: throw CBAMError(.typeMismatch, "Clip does not take \(x.dataType)")
+                }
+            }
+        }
+    }
+}
+
+/// A one-input elementwise kernel: `float` for float32, `double` for float64 and,
+/// when given, `integer` for int64/int32/int8 (computed in Int64, narrowed back).
+func unary(_ float: @escaping (Float) -> Float, _ double: @escaping (Double) -> Double,
+           integer: ((Int64) -> Int64)? = nil) -> Kernel {
+    Kernel.single { inputs in
+        let x = try required(inputs, 0, "X")
+        switch x.storage {
+        case .float(let v): return .float(x.shape, v.map(float))
+        case .double(let v): return Tensor(unchecked: x.shape, .double(v.map(double)))
+        case .int64(let v) where integer != nil: return .int64(x.shape, v.map(integer!))
+        case .int32(let v) where integer != nil:
+            return Tensor(unchecked: x.shape, .int32(v.map { Int32(truncatingIfNeeded: integer!(Int64($0))) }))
+        case .int8(let v) where integer != nil:
+            return Tensor(unchecked: x.shape, .int8(v.map { Int8(truncatingIfNeeded: integer!(Int64($0))) }))
+        default:
+            throw CBAMError(.typeMismatch, "input must be float32 or float64\(integer != nil ? " or an integer type" : ""), not \(x.dataType)")
+        }
+    }
+}

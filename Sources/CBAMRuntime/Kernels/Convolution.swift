@@ -1,0 +1,282 @@
+// Conv and ConvTranspose, 1-D and 2-D, NCHW, float32: im2col / col2im around one
+// OpenBLAS sgemm per (batch item, group). A 1-D convolution is run as 2-D with H = 1.
+
+extension OpRegistry {
+    mutating func registerConvolution() {
+        register("Conv") { context in try ConvKernel(context).kernel() }
+        register("ConvTranspose") { context in try ConvTransposeKernel(context).kernel() }
+    }
+}
+
+/// Views 1-D spatial sizes as 2-D (H = 1) so one code path serves both.
+private func as2D(_ spatial: [Int]) -> (h: Int, w: Int) { spatial.count == 1 ? (1, spatial[0]) : (spatial[0], spatial[1]) }
+private func pad2D(_ values: [Int], fill: Int) -> [Int] { values.count == 1 ? [fill, values[0]] : values }
+
+/// Conv: X `[N, C, (H,) W]`, W `[M, C/group, (kH,) kW]`, optional B `[M]` → Y `[N, M, (oH,) oW]`.
+struct ConvKernel {
+    let geometry: SpatialGeometry
+    let group: Int
+
+    init(_ context: NodeContext) throws {
+        let weightShape = context.constant(1)?.shape
+        geometry = try SpatialGeometry(context, kernel: weightShape.map { Array($0.dropFirst(2)) })
+        group = try context.int("group", default: 1)
+        guard group >= 1 else { throw context.invalid("group", "must be at least 1, got \(group)") }
+        guard (1...2).contains(geometry.rank) else {
+            throw context.invalid("kernel_shape", "\(geometry.rank)-D convolution is not supported (1-D and 2-D are)")
+        }
+    }
+
+    func kernel() -> Kernel {
+        Kernel.single { inputs in
+            try run(x: try required(inputs, 0, "X"), w: try required(inputs, 1, "W"), b: inputs.count > 2 ? inputs[2] : nil)
+        }
+    }
+
+    func run(x: Tensor, w: Tensor, b: Tensor?) throws -> Tensor {
+        let rank = geometry.rank
+        guard x.rank == rank + 2 else {
+            throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D convolution needs rank \(rank + 2)", field: "X")
+        }
+        guard w.rank == x.rank else {
+            throw CBAMError(.shapeMismatch, "W has rank \(w.rank) but X has rank \(x.rank)", field: "W")
+        }
+        let (n, c, m) = (x.shape[0], x.shape[1], w.shape[0])
+        guard c % group == 0, m % group == 0, w.shape[1] == c / group else {
+            throw CBAMError(.shapeMismatch, "W \(Shape.describe(w.shape)) does not fit X with \(c) channels and group \(group)", field: "W")
+        }
+        guard Array(w.shape.dropFirst(2)) == geometry.kernel else {
+            throw CBAMError(.shapeMismatch, "W's kernel \(Shape.describe(Array(w.shape.dropFirst(2)))) differs from kernel_shape \(geometry.kernel)", field: "W")
+        }
+        let bias = try b.map { try $0.floats("B") }
+        if let bias, bias.count != m {
+            throw CBAMError(.shapeMismatch, "B has \(bias.count) values but W has \(m) output channels", field: "B")
+        }
+        let (outSpatial, padBegin, _) = try geometry.resolve(input: Array(x.shape.dropFirst(2)))
+        let (h, wIn) = as2D(Array(x.shape.dropFirst(2)))
+        let (oh, ow) = as2D(outSpatial)
+        let (kh, kw) = as2D(geometry.kernel)
+        let (sh, sw) = as2D(geometry.strides)
+        let dil = pad2D(geometry.dilations, fill: 1), pad = pad2D(padBegin, fill: 0)
+        let (cg, mg) = (c / group, m / group)
+        let k = cg * kh * kw, p = oh * ow
+        try BLAS.checkSize(k, p, mg)
+        let outShape = [n, m] + outSpatial
+        let outCount = try Shape.elementCount(outShape)
+        _ = try Shape.elementCount([k, p])
+
+        let xs = try x.floats("X"), ws = try w.floats("W")
+        let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pad.allSatisfy { $0 == 0 }
+        var output = [Float](repeating: 0, count: outCount)
+        var columns = pointwise ? [] : [Float](repeating: 0, count: k * p)
+        xs.withUnsafeBufferPointer { xp in
+            ws.withUnsafeBufferPointer { wp in
+                output.withUnsafeMutableBufferPointer { yp in
+                    columns.withUnsafeMutableBufferPointer { colp in
+                        for batch in 0..<n {
+                            for g in 0..<group {
+                                let image = xp.baseAddress! + (batch * c + g * cg) * h * wIn
+                                let source: UnsafePointer<Float>
+                                if pointwise {
+                                    source = image
+                                } else {
+                                    im2col(image, channels: cg, h: h, w: wIn, kh: kh, kw: kw, oh: oh, ow: ow,
+                                           strideH: sh, strideW: sw, dilH: dil[0], dilW: dil[1], padH: pad[0], padW: pad[1],
+                                           into: colp.baseAddress!)
+                                    source = UnsafePointer(colp.baseAddress!)
+                                }
+                                // Y_g [mg × p] = W_g [mg × k] · cols [k × p]
+                                BLAS.sgemm(m: mg, n: p, k: k, a: wp.baseAddress! + g * mg * k, lda: k,
+                                           b: source, ldb: p, c: yp.baseAddress! + (batch * m + g * mg) * p, ldc: p)
+                            }
+                        }
+                        if let bias {
+                            for batch in 0..<n {
+                                for channel in 0..<m {
+                                    let row = yp.baseAddress! + (batch * m + channel) * p
+                                    let value = bias[channel]
+                                    for i in 0..<p { row[i] += value }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return .float(outShape, output)
+    }
+}
+
+/// Unfolds one image's windows: `columns[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw]`,
+/// zero outside the image. x: `[channels, h, w]`, columns: `[channels*kh*kw, oh*ow]`.
+private func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh: Int, kw: Int, oh: Int, ow: Int,
+                    strideH: Int, strideW: Int, dilH: Int, dilW: Int, padH: Int, padW: Int,
+                    into columns: UnsafeMutablePointer<Float>) {
+    var row = columns
+    for channel in 0..<channels {
+        let plane = x + channel * h * w
+        for i in 0..<kh {
+            for j in 0..<kw {
+                for oy in 0..<oh {
+                    let iy = oy * strideH - padH + i * dilH
+                    let out = row + oy * ow
+                    if iy < 0 || iy >= h {
+                        out.update(repeating: 0, count: ow)
+                        continue
+                    }
+                    let line = plane + iy * w
+                    let x0 = j * dilW - padW
+                    if strideW == 1 {
+                        // Contiguous case: copy the in-range span, zero the rest.
+                        let first = Swift.max(0, -x0), last = Swift.min(ow, w - x0)
+                        if first >= last {
+                            out.update(repeating: 0, count: ow)
+                        } else {
+                            if first > 0 { out.update(repeating: 0, count: first) }
+                            (out + first).update(from: line + x0 + first, count: last - first)
+                            if last < ow { (out + last).update(repeating: 0, count: ow - last) }
+                        }
+                    } else {
+                        for ox in 0..<ow {
+                            let ix = ox * strideW + x0
+                            out[ox] = ix >= 0 && ix < w ? line[ix] : 0
+                        }
+                    }
+                }
+                row += oh * ow
+            }
+        }
+    }
+}
+
+/// ConvTranspose: X `[N, C, (H,) W]`, W `[C, M/group, (kH,) kW]`, optional B `[M]` → Y `[N, M, (oH,) oW]`.
+/// Each input pixel scatters a weighted kernel into the output: cols = W_gᵀ · X_g, then col2im.
+struct ConvTransposeKernel {
+    let geometry: SpatialGeometry
+    let group: Int
+    let outputPadding: [Int]?
+    let outputShape: [Int]?
+
+    init(_ context: NodeContext) throws {
+        let weightShape = context.constant(1)?.shape
+        geometry = try SpatialGeometry(context, kernel: weightShape.map { Array($0.dropFirst(2)) })
+        group = try context.int("group", default: 1)
+        outputPadding = try context.ints("output_padding")
+        outputShape = try context.ints("output_shape")
+        guard group >= 1 else { throw context.invalid("group", "must be at least 1, got \(group)") }
+        guard (1...2).contains(geometry.rank) else {
+            throw context.invalid("kernel_shape", "\(geometry.rank)-D ConvTranspose is not supported (1-D and 2-D are)")
+        }
+        if let outputPadding, outputPadding.count != geometry.rank || outputPadding.contains(where: { $0 < 0 }) {
+            throw context.invalid("output_padding", "must be \(geometry.rank) non-negative values")
+        }
+    }
+
+    func kernel() -> Kernel {
+        Kernel.single { inputs in
+            try run(x: try required(inputs, 0, "X"), w: try required(inputs, 1, "W"), b: inputs.count > 2 ? inputs[2] : nil)
+        }
+    }
+
+    /// Output sizes and begin pads, following the ONNX ConvTranspose definition.
+    func resolve(input: [Int]) throws -> (output: [Int], padBegin: [Int]) {
+        let rank = geometry.rank
+        var output = [Int](), begin = [Int]()
+        for axis in 0..<rank {
+            let extent = geometry.dilations[axis] * (geometry.kernel[axis] - 1) + 1
+            let extra = outputPadding?[axis] ?? 0
+            let full = geometry.strides[axis] * (input[axis] - 1) + extra + extent
+            var target: Int? = nil
+            if let outputShape {
+                let spatial = outputShape.count == rank ? outputShape : Array(outputShape.suffix(rank))
+                guard spatial.count == rank else { throw CBAMError(.invalidAttribute, "output_shape has \(outputShape.count) values", field: "attribute \"output_shape\"") }
+                target = spatial[axis]
+            } else if geometry.autoPad == .sameUpper || geometry.autoPad == .sameLower {
+                target = input[axis] * geometry.strides[axis]
+            }
+            if let target {
+                let total = full - target
+                guard total >= 0 else { throw CBAMError(.shapeMismatch, "output size \(target) is larger than ConvTranspose can produce (\(full))") }
+                // ONNX: SAME_UPPER puts the smaller half first; otherwise the larger half goes first.
+                begin.append(geometry.autoPad == .sameUpper ? total / 2 : total - total / 2)
+                output.append(target)
+            } else {
+                let (b, e) = geometry.autoPad == .valid ? (0, 0) : (geometry.pads[axis], geometry.pads[axis + rank])
+                let size = full - b - e
+                guard size > 0 else { throw CBAMError(.shapeMismatch, "pads leave no output on spatial axis \(axis)") }
+                begin.append(b)
+                output.append(size)
+            }
+        }
+        return (output, begin)
+    }
+
+    func run(x: Tensor, w: Tensor, b: Tensor?) throws -> Tensor {
+        let rank = geometry.rank
+        guard x.rank == rank + 2, w.rank == x.rank else {
+            throw CBAMError(.shapeMismatch, "X has rank \(x.rank) and W rank \(w.rank); a \(rank)-D ConvTranspose needs both of rank \(rank + 2)")
+        }
+        let (n, c) = (x.shape[0], x.shape[1])
+        guard w.shape[0] == c, c % group == 0 else {
+            throw CBAMError(.shapeMismatch, "W \(Shape.describe(w.shape)) does not fit X with \(c) channels and group \(group)", field: "W")
+        }
+        guard Array(w.shape.dropFirst(2)) == geometry.kernel else {
+            throw CBAMError(.shapeMismatch, "W's kernel \(Shape.describe(Array(w.shape.dropFirst(2)))) differs from kernel_shape \(geometry.kernel)", field: "W")
+        }
+        let mg = w.shape[1], m = mg * group, cg = c / group
+        let bias = try b.map { try $0.floats("B") }
+        if let bias, bias.count != m { throw CBAMError(.shapeMismatch, "B has \(bias.count) values but the op has \(m) output channels", field: "B") }
+        let inSpatial = Array(x.shape.dropFirst(2))
+        let (outSpatial, padBegin) = try resolve(input: inSpatial)
+        let (h, wIn) = as2D(inSpatial), (oh, ow) = as2D(outSpatial), (kh, kw) = as2D(geometry.kernel)
+        let stride = pad2D(geometry.strides, fill: 1), dil = pad2D(geometry.dilations, fill: 1), pad = pad2D(padBegin, fill: 0)
+        let kRows = mg * kh * kw, p = h * wIn
+        try BLAS.checkSize(kRows, p, cg)
+        let outShape = [n, m] + outSpatial
+        var output = [Float](repeating: 0, count: try Shape.elementCount(outShape))
+        var columns = [Float](repeating: 0, count: try Shape.elementCount([kRows, p]))
+        let xs = try x.floats("X"), ws = try w.floats("W")
+        xs.withUnsafeBufferPointer { xp in
+            ws.withUnsafeBufferPointer { wp in
+                output.withUnsafeMutableBufferPointer { yp in
+                    columns.withUnsafeMutableBufferPointer { colp in
+                        for batch in 0..<n {
+                            for g in 0..<group {
+                                // cols [kRows × p] = W_gᵀ (W_g is [cg × kRows]) · X_g [cg × p]
+                                BLAS.sgemm(transA: true, m: kRows, n: p, k: cg, a: wp.baseAddress! + g * cg * kRows, lda: kRows,
+                                           b: xp.baseAddress! + (batch * c + g * cg) * p, ldb: p, c: colp.baseAddress!, ldc: p)
+                                let target = yp.baseAddress! + (batch * m + g * mg) * oh * ow
+                                var row = colp.baseAddress!
+                                for channel in 0..<mg {
+                                    let plane = target + channel * oh * ow
+                                    for i in 0..<kh {
+                                        for j in 0..<kw {
+                                            for iy in 0..<h {
+                                                let oy = iy * stride[0] - pad[0] + i * dil[0]
+                                                if oy < 0 || oy >= oh { continue }
+                                                for ix in 0..<wIn {
+                                                    let ox = ix * stride[1] - pad[1] + j * dil[1]
+                                                    if ox >= 0 && ox < ow { plane[oy * ow + ox] += row[iy * wIn + ix] }
+                                                }
+                                            }
+                                            row += p
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        if let bias {
+                            for batch in 0..<n {
+                                for channel in 0..<m {
+                                    let plane = yp.baseAddress! + (batch * m + channel) * oh * ow
+                                    for i in 0..<(oh * ow) { plane[i] += bias[channel] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return .float(outShape, output)
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+
+// Pooling over the spatial axes of X `[N, C, d1, …, dk]` (any k ≥ 1), float32:
+// MaxPool, AveragePool, LpPool and their Global forms.
+
+extension OpRegistry {
+    mutating func registerPooling() {
+        register("GlobalAveragePool") { _ in globalPool { values in values.reduce(0, +) / Float(values.count) } }
+        register("GlobalMaxPool") { _ in globalPool { values in values.max() ?? -.infinity } }
+        register("GlobalLpPool") { context in
+            let p = Float(try context.int("p", default: 2))
+            return globalPool { values in Foundation.pow(values.reduce(0) { $0 + Foundation.pow(Swift.abs($1), p) }, 1 / p) }
+        }
+        register("MaxPool") { context in
+            let pool = try WindowPool(context, mode: .max)
+            guard try context.int("storage_order", default: 0) == 0 || context.node.outputs.count < 2 else {
+                throw context.invalid("storage_order", "column-major Indices are not supported")
+            }
+            return pool.kernel()
+        }
+        register("AveragePool") { context in
+            try WindowPool(context, mode: .average(countIncludePad: try context.int("count_include_pad", default: 0) != 0)).kernel()
+        }
+        register("LpPool") { context in
+            try WindowPool(context, mode: .lp(p: Float(try context.int("p", default: 2)))).kernel()
+        }
+    }
+}
+
+/// A global pool: `reduce` turns one `[d1·…·dk]` plane into a value → Y `[N, C, 1, …, 1]`.
+private func globalPool(_ reduce: @escaping (UnsafeBufferPointer<Float>) -> Float) -> Kernel {
+    Kernel.single { inputs in
+        let x = try required(inputs, 0, "X")
+        guard x.rank >= 3 else { throw CBAMError(.shapeMismatch, "X must be [N, C, spatial…], got \(Shape.describe(x.shape))", field: "X") }
+        let planes = x.shape[0] * x.shape[1]
+        let planeSize = x.count / Swift.max(planes, 1)
+        let values = try x.floats("X")
+        let result = values.withUnsafeBufferPointer { xp in
+            (0..<planes).map { reduce(UnsafeBufferPointer(rebasing: xp[($0 * planeSize)..<(($0 + 1) * planeSize)])) }
+        }
+        return .float(Array(x.shape.prefix(2)) + Array(repeating: 1, count: x.rank - 2), result)
+    }
+}
+
+/// MaxPool / AveragePool / LpPool over windows described by a ``SpatialGeometry``.
+struct WindowPool {
+    enum Mode { case max, average(countIncludePad: Bool), lp(p: Float) }
+    let geometry: SpatialGeometry
+    let mode: Mode
+
+    init(_ context: NodeContext, mode: Mode) throws {
+        geometry = try SpatialGeometry(context, kernel: nil)
+        self.mode = mode
+    }
+
+    func kernel() -> Kernel {
+        Kernel { inputs in try run(try required(inputs, 0, "X")) }
+    }
+
+    /// Returns Y, and for MaxPool also Indices (flat row-major offsets into X, as int64).
+    func run(_ x: Tensor) throws -> [Tensor] {
+        let rank = geometry.rank
+        guard x.rank == rank + 2 else {
+            throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D pool needs rank \(rank + 2)", field: "X")
+        }
+        let spatial = Array(x.shape.dropFirst(2))
+        let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: spatial)
+        let outShape = Array(x.shape.prefix(2)) + outSpatial
+        let outCount = try Shape.elementCount(outShape)
+        let planes = x.shape[0] * x.shape[1]
+        let inPlane = try Shape.elementCount(spatial), outPlane = try Shape.elementCount(outSpatial)
+        let inStrides = Shape.strides(spatial)
+        let windowCount = try Shape.elementCount(geometry.kernel)
+        let values = try x.floats("X")
+        var output = [Float](repeating: 0, count: outCount)
+        var indices = [Int64](repeating: 0, count: { if case .max = mode { return outCount } else { return 0 } }())
+
+        // Window offsets relative to the window origin, per axis.
+        var outIndex = [Int](repeating: 0, count: rank)
+        var kernelIndex = [Int](repeating: 0, count: rank)
+        values.withUnsafeBufferPointer { xp in
+            for position in 0..<outPlane {
+                // Decompose the output position.
+                var rest = position
+                for axis in stride(from: rank - 1, through: 0, by: -1) {
+                    outIndex[axis] = rest % outSpatial[axis]
+                    rest /= outSpatial[axis]
+                }
+                for plane in 0..<planes {
+                    let base = plane * inPlane
+                    var best = -Float.infinity, bestIndex = -1, sum: Float = 0, counted = 0, insidePadded = 0
+                    for k in 0..<windowCount {
+                        var rest = k
+                        for axis in stride(from: rank - 1, through: 0, by: -1) {
+                            kernelIndex[axis] = rest % geometry.kernel[axis]
+                            rest /= geometry.kernel[axis]
+                        }
+                        var offset = 0, inside = true, inPadded = true
+                        for axis in 0..<rank {
+                            let coordinate = outIndex[axis] * geometry.strides[axis] - padBegin[axis] + kernelIndex[axis] * geometry.dilations[axis]
+                            if coordinate < 0 || coordinate >= spatial[axis] { inside = false }
+                            if coordinate < -padBegin[axis] || coordinate >= spatial[axis] + padEnd[axis] { inPadded = false }
+                            offset += coordinate * inStrides[axis]
+                        }
+                        if inPadded { insidePadded += 1 }
+                        guard inside else { continue }
+                        let value = xp[base + offset]
+                        counted += 1
+                        switch mode {
+                        case .max:
+                            if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = base + offset }
+                        case .average: sum += value
+                        case .lp(let p): sum += Foundation.pow(Swift.abs(value), p)
+                        }
+                    }
+                    let target = plane * outPlane + position
+                    switch mode {
+                    case .max:
+                        output[target] = best
+                        indices[target] = Int64(Swift.max(bestIndex, 0))
+                    case .average(let includePad):
+                        // count_include_pad counts the padding but never the part a ceil_mode window hangs past it.
+                        let divisor = includePad ? insidePadded : counted
+                        output[target] = divisor > 0 ? sum / Float(divisor) : 0
+                    case .lp(let p):
+                        output[target] = Foundation.pow(sum, 1 / p)
+                    }
+                }
+            }
+        }
+        var results = [Tensor.float(outShape, output)]
+        if case .max = mode { results.append(.int64(outShape, indices)) }
+        return results
+    }
+}

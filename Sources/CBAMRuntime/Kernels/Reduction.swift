@@ -1,0 +1,188 @@
+import Foundation
+
+// Reductions over any set of axes (ReduceMean, ReduceMax, … and ArgMax/ArgMin).
+// Values are accumulated in Double and the result keeps the input's element type.
+
+extension OpRegistry {
+    mutating func registerReduction() {
+        // (name, start value, accumulate, finish(accumulated, count)). Axes moved from an
+        // attribute to an input in opset 13 for ReduceSum and in opset 18 for the others.
+        register("ReduceSum") { try ReduceKernel($0, axesInputSince: 13, start: 0, { $0 + $1 }, { s, _ in s }).kernel() }
+        register("ReduceMean") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + $1 }, { s, n in s / Double(n) }).kernel() }
+        register("ReduceMax") { try ReduceKernel($0, axesInputSince: 18, start: -.infinity, { $1.isNaN || $0.isNaN ? .nan : Swift.max($0, $1) }, { s, _ in s }).kernel() }
+        register("ReduceMin") { try ReduceKernel($0, axesInputSince: 18, start: .infinity, { $1.isNaN || $0.isNaN ? .nan : Swift.min($0, $1) }, { s, _ in s }).kernel() }
+        register("ReduceProd") { try ReduceKernel($0, axesInputSince: 18, start: 1, { $0 * $1 }, { s, _ in s }).kernel() }
+        register("ReduceL1") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + Swift.abs($1) }, { s, _ in s }).kernel() }
+        register("ReduceL2") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + $1 * $1 }, { s, _ in s.squareRoot() }).kernel() }
+        register("ReduceSumSquare") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + $1 * $1 }, { s, _ in s }).kernel() }
+        register("ReduceLogSum") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + $1 }, { s, _ in Foundation.log(s) }).kernel() }
+        // exp can overflow Float range but not Double's for float32 inputs below ~709.
+        register("ReduceLogSumExp") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + Foundation.exp($1) }, { s, _ in Foundation.log(s) }).kernel() }
+        register("ArgMax") { try ArgReduceKernel($0, greater: true).kernel() }
+        register("ArgMin") { try ArgReduceKernel($0, greater: false).kernel() }
+    }
+}
+
+/// Where each input element lands in the reduced output: the output shape, and a
+/// walk over the input in row-major order yielding output offsets.
+struct ReductionLayout {
+    let outputShape: [Int]      // with keepdims applied
+    let keptShape: [Int]        // reduced axes as 1 (keepdims form)
+    let outputCount: Int
+    let reducedCount: Int
+    /// Stride of each input axis in the output (0 on reduced axes).
+    let outputStrides: [Int]
+
+    init(inputShape: [Int], axes: [Int], keepDims: Bool) throws {
+        let reduced = Set(axes)
+        keptShape = inputShape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
+        outputShape = keepDims ? keptShape : inputShape.enumerated().filter { !reduced.contains($0.offset) }.map(\.element)
+        outputCount = try Shape.elementCount(keptShape)
+        reducedCount = axes.reduce(1) { $0 * inputShape[$1] }
+        let strides = Shape.strides(keptShape)
+        outputStrides = inputShape.indices.map { reduced.contains($0) ? 0 : strides[$0] }
+    }
+
+    /// Calls `body(inputOffset, outputOffset)` for every input element, in input order.
+    @inline(__always)
+    func forEach(inputShape: [Int], _ body: (Int, Int) -> Void) {
+        let total = inputShape.reduce(1, *)
+        guard total > 0 else { return }
+        let rank = inputShape.count
+        if rank == 0 { body(0, 0); return }
+        var index = [Int](repeating: 0, count: rank)
+        var outOffset = 0
+        let last = rank - 1, lastExtent = inputShape[last], lastStride = outputStrides[last]
+        var inOffset = 0
+        while inOffset < total {
+            for i in 0..<lastExtent { body(inOffset + i, outOffset + i * lastStride) }
+            inOffset += lastExtent
+            var axis = last - 1
+            while axis >= 0 {
+                index[axis] += 1
+                outOffset += outputStrides[axis]
+                if index[axis] < inputShape[axis] { break }
+                outOffset -= outputStrides[axis] * inputShape[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+}
+
+struct ReduceKernel {
+    let attributeAxes: [Int]?
+    let axesFromInput: Bool
+    let keepDims: Bool
+    let noopWithEmptyAxes: Bool
+    let start: Double
+    let accumulate: (Double, Double) -> Double
+    let finish: (Double, Int) -> Double
+
+    init(_ context: NodeContext, axesInputSince: Int, start: Double,
+         _ accumulate: @escaping (Double, Double) -> Double, _ finish: @escaping (Double, Int) -> Double) throws {
+        axesFromInput = context.opset >= axesInputSince
+        attributeAxes = axesFromInput ? nil : try context.ints("axes")
+        keepDims = try context.int("keepdims", default: 1) != 0
+        noopWithEmptyAxes = try context.int("noop_with_empty_axes", default: 0) != 0
+        self.start = start
+        self.accumulate = accumulate
+        self.finish = finish
+    }
+
+    func kernel() -> Kernel {
+        Kernel.single { inputs in
+            let x = try required(inputs, 0, "data")
+            var axes = attributeAxes ?? []
+            if axesFromInput, inputs.count > 1, let axesTensor = inputs[1] {
+                axes = try axesTensor.integers("axes")
+            }
+            if axes.isEmpty {
+                if noopWithEmptyAxes { return x }
+                axes = Array(0..<x.rank)
+            }
+            axes = try axes.map { try Shape.normalizeAxis($0, rank: x.rank, what: "axis") }
+            guard Set(axes).count == axes.count else { throw CBAMError(.invalidAttribute, "axes \(axes) repeat an axis", field: "axes") }
+            return try reduce(x, axes: axes)
+        }
+    }
+
+    func reduce(_ x: Tensor, axes: [Int]) throws -> Tensor {
+        let layout = try ReductionLayout(inputShape: x.shape, axes: axes, keepDims: keepDims)
+        var accumulators = [Double](repeating: start, count: layout.outputCount)
+        func walk<T>(_ values: [T], _ toDouble: (T) -> Double) {
+            values.withUnsafeBufferPointer { xp in
+                accumulators.withUnsafeMutableBufferPointer { acc in
+                    layout.forEach(inputShape: x.shape) { i, o in acc[o] = accumulate(acc[o], toDouble(xp[i])) }
+                }
+            }
+        }
+        switch x.storage {
+        case .float(let v): walk(v) { Double($0) }
+        case .double(let v): walk(v) { $0 }
+        case .int64(let v): walk(v) { Double($0) }
+        case .int32(let v): walk(v) { Double($0) }
+        case .int8(let v): walk(v) { Double($0) }
+        case .uint8(let v): walk(v) { Double($0) }
+        case .bool: throw CBAMError(.typeMismatch, "cannot reduce a bool tensor")
+        }
+        let results = accumulators.map { finish($0, layout.reducedCount) }
+        let storage: Tensor.Storage
+        switch x.storage {
+        case .float: storage = .float(results.map { Float($0) })
+        case .double: storage = .double(results)
+        case .int64: storage = .int64(try results.map { try exactInteger($0) })
+        case .int32: storage = .int32(try results.map { Int32(clamping: try exactInteger($0)) })
+        case .int8: storage = .int8(try results.map { Int8(clamping: try exactInteger($0)) })
+        case .uint8: storage = .uint8(try results.map { UInt8(clamping: try exactInteger($0)) })
+        case .bool: fatalError("unreachable: rejected above")
+        }
+        return Tensor(unchecked: layout.outputShape, storage)
+    }
+}
+
+/// Truncates toward zero; an infinite or NaN result (an empty integer ReduceMax) is an error, not a trap.
+private func exactInteger(_ value: Double) throws -> Int64 {
+    guard let result = Int64(exactly: value.rounded(.towardZero)) else {
+        throw CBAMError(.invalidShape, "integer reduction result \(value) is not representable")
+    }
+    return result
+}
+
+/// ArgMax / ArgMin along one axis → int64 indices.
+struct ArgReduceKernel {
+    let axis: Int
+    let keepDims: Bool
+    let selectLast: Bool
+    let greater: Bool
+
+    init(_ context: NodeContext, greater: Bool) throws {
+        axis = try context.int("axis", default: 0)
+        keepDims = try context.int("keepdims", default: 1) != 0
+        selectLast = try context.int("select_last_index", default: 0) != 0
+        self.greater = greater
+    }
+
+    func kernel() -> Kernel {
+        Kernel.single { inputs in
+            let x = try required(inputs, 0, "data")
+            let axis = try Shape.normalizeAxis(self.axis, rank: x.rank)
+            guard x.shape[axis] > 0 else { throw CBAMError(.shapeMismatch, "cannot take Arg\(greater ? "Max" : "Min") over an empty axis") }
+            let layout = try ReductionLayout(inputShape: x.shape, axes: [axis], keepDims: keepDims)
+            let values = x.doubles()
+            var best = [Double](repeating: .nan, count: layout.outputCount)
+            var index = [Int64](repeating: -1, count: layout.outputCount)
+            let axisStride = Shape.strides(x.shape)[axis], extent = x.shape[axis]
+            layout.forEach(inputShape: x.shape) { i, o in
+                let position = Int64((i / axisStride) % extent)
+                let value = values[i]
+                let better: Bool
+                if index[o] < 0 { better = true }
+                else if value == best[o] { better = selectLast }
+                else { better = greater ? value > best[o] : value < best[o] }
+                if better { best[o] = value; index[o] = position }
+            }
+            return .int64(layout.outputShape, index)
+        }
+    }
+}

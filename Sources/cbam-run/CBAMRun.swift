@@ -1,0 +1,45 @@
+import ArgumentParser
+import CBAMRuntime
+import Foundation
+
+@main
+struct CBAMRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cbam-run",
+        abstract: "Run ONNX attention CNNs (CBAM, SE, ECA, SK, ResNeSt) exported from PyTorch, on the CPU.",
+        discussion: """
+            Examples:
+              cbam-run Models/seed000_cbam_fc_k7/torchscript_op17.onnx Models/seed000_cbam_fc_k7/input.npy -o y.npy
+              cbam-run model.onnx --input x=image.npy --output-dir out/
+              cbam-run inspect model.onnx
+            """,
+        subcommands: [Run.self, Inspect.self],
+        defaultSubcommand: Run.self)
+}
+
+/// Flags shared by the subcommands that build a session.
+struct SessionFlags: ParsableArguments {
+    @Option(name: .long, help: "Threads for Conv, Gemm and MatMul (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 || threads > 256 {
+            throw ValidationError("--threads must be between 1 and 256")
+        }
+    }
+
+    var options: SessionOptions {
+        SessionOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+    }
+}
+
+/// Prints a cbam-run error as one line on standard error and exits non-zero.
+func fail(_ error: Error) -> ExitCode {
+    let text = (error as? CBAMError)?.description ?? "\(error)"
+    FileHandle.standardError.write(Data("cbam-run: error: \(text)\n".utf8))
+    return ExitCode(1)
+}
+
+func note(_ text: String) {
+    FileHandle.standardError.write(Data("\(text)\n".utf8))
+}
