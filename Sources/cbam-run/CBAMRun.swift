@@ -13,7 +13,7 @@ struct CBAMRun: ParsableCommand {
               cbam-run model.onnx --input x=image.npy --output-dir out/
               cbam-run inspect model.onnx
             """,
-        subcommands: [Run.self, Inspect.self],
+        subcommands: [Run.self, Inspect.self, Bench.self],
         defaultSubcommand: Run.self)
 }
 

@@ -8,23 +8,54 @@ extension OpRegistry {
     }
 }
 
+/// The window of a Conv or ConvTranspose. The kernel size comes from `kernel_shape`
+/// or, when that is absent, from the weight's shape: read once when the weight is an
+/// initializer, at each run when it is a runtime input.
+struct ConvWindow {
+    let context: NodeContext
+    let fixed: SpatialGeometry?
+
+    init(_ context: NodeContext) throws {
+        self.context = context
+        if context.has("kernel_shape") || context.constant(1) != nil {
+            let geometry = try SpatialGeometry(context, kernel: context.constant(1).map { Array($0.shape.dropFirst(2)) })
+            try Self.checkRank(geometry, context)
+            fixed = geometry
+        } else {
+            fixed = nil
+        }
+    }
+
+    func geometry(weight: Tensor) throws -> SpatialGeometry {
+        if let fixed { return fixed }
+        guard weight.rank >= 3 else {
+            throw CBAMError(.shapeMismatch, "W has rank \(weight.rank); a convolution weight has rank 3 or 4", field: "W")
+        }
+        let geometry = try SpatialGeometry(context, kernel: Array(weight.shape.dropFirst(2)))
+        try Self.checkRank(geometry, context)
+        return geometry
+    }
+
+    private static func checkRank(_ geometry: SpatialGeometry, _ context: NodeContext) throws {
+        guard (1...2).contains(geometry.rank) else {
+            throw context.invalid("kernel_shape", "\(geometry.rank)-D \(context.node.opType) is not supported (1-D and 2-D are)")
+        }
+    }
+}
+
 /// Views 1-D spatial sizes as 2-D (H = 1) so one code path serves both.
 private func as2D(_ spatial: [Int]) -> (h: Int, w: Int) { spatial.count == 1 ? (1, spatial[0]) : (spatial[0], spatial[1]) }
 private func pad2D(_ values: [Int], fill: Int) -> [Int] { values.count == 1 ? [fill, values[0]] : values }
 
 /// Conv: X `[N, C, (H,) W]`, W `[M, C/group, (kH,) kW]`, optional B `[M]` → Y `[N, M, (oH,) oW]`.
 struct ConvKernel {
-    let geometry: SpatialGeometry
+    let window: ConvWindow
     let group: Int
 
     init(_ context: NodeContext) throws {
-        let weightShape = context.constant(1)?.shape
-        geometry = try SpatialGeometry(context, kernel: weightShape.map { Array($0.dropFirst(2)) })
+        window = try ConvWindow(context)
         group = try context.int("group", default: 1)
         guard group >= 1 else { throw context.invalid("group", "must be at least 1, got \(group)") }
-        guard (1...2).contains(geometry.rank) else {
-            throw context.invalid("kernel_shape", "\(geometry.rank)-D convolution is not supported (1-D and 2-D are)")
-        }
     }
 
     func kernel() -> Kernel {
@@ -34,6 +65,7 @@ struct ConvKernel {
     }
 
     func run(x: Tensor, w: Tensor, b: Tensor?) throws -> Tensor {
+        let geometry = try window.geometry(weight: w)
         let rank = geometry.rank
         guard x.rank == rank + 2 else {
             throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D convolution needs rank \(rank + 2)", field: "X")
@@ -152,23 +184,19 @@ private func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh
 /// ConvTranspose: X `[N, C, (H,) W]`, W `[C, M/group, (kH,) kW]`, optional B `[M]` → Y `[N, M, (oH,) oW]`.
 /// Each input pixel scatters a weighted kernel into the output: cols = W_gᵀ · X_g, then col2im.
 struct ConvTransposeKernel {
-    let geometry: SpatialGeometry
+    let window: ConvWindow
     let group: Int
     let outputPadding: [Int]?
     let outputShape: [Int]?
 
     init(_ context: NodeContext) throws {
-        let weightShape = context.constant(1)?.shape
-        geometry = try SpatialGeometry(context, kernel: weightShape.map { Array($0.dropFirst(2)) })
+        window = try ConvWindow(context)
         group = try context.int("group", default: 1)
         outputPadding = try context.ints("output_padding")
         outputShape = try context.ints("output_shape")
         guard group >= 1 else { throw context.invalid("group", "must be at least 1, got \(group)") }
-        guard (1...2).contains(geometry.rank) else {
-            throw context.invalid("kernel_shape", "\(geometry.rank)-D ConvTranspose is not supported (1-D and 2-D are)")
-        }
-        if let outputPadding, outputPadding.count != geometry.rank || outputPadding.contains(where: { $0 < 0 }) {
-            throw context.invalid("output_padding", "must be \(geometry.rank) non-negative values")
+        if let outputPadding, outputPadding.contains(where: { $0 < 0 }) {
+            throw context.invalid("output_padding", "must be non-negative, got \(outputPadding)")
         }
     }
 
@@ -179,8 +207,11 @@ struct ConvTransposeKernel {
     }
 
     /// Output sizes and begin pads, following the ONNX ConvTranspose definition.
-    func resolve(input: [Int]) throws -> (output: [Int], padBegin: [Int]) {
+    func resolve(input: [Int], geometry: SpatialGeometry) throws -> (output: [Int], padBegin: [Int]) {
         let rank = geometry.rank
+        if let outputPadding, outputPadding.count != rank {
+            throw CBAMError(.invalidAttribute, "must have \(rank) values, got \(outputPadding.count)", field: "attribute \"output_padding\"")
+        }
         var output = [Int](), begin = [Int]()
         for axis in 0..<rank {
             let extent = geometry.dilations[axis] * (geometry.kernel[axis] - 1) + 1
@@ -195,10 +226,15 @@ struct ConvTransposeKernel {
                 target = input[axis] * geometry.strides[axis]
             }
             if let target {
+                // A negative total (output_shape past what the strides reach) extends the end, as
+                // output_padding would; halves are floor divisions, as in ONNX's reference.
                 let total = full - target
-                guard total >= 0 else { throw CBAMError(.shapeMismatch, "output size \(target) is larger than ConvTranspose can produce (\(full))") }
+                guard target > 0, target <= full + geometry.strides[axis] else {
+                    throw CBAMError(.shapeMismatch, "output size \(target) cannot be produced by ConvTranspose (at most \(full + geometry.strides[axis] - 1))")
+                }
+                let half = total >= 0 ? total / 2 : -((-total + 1) / 2)
                 // ONNX: SAME_UPPER puts the smaller half first; otherwise the larger half goes first.
-                begin.append(geometry.autoPad == .sameUpper ? total / 2 : total - total / 2)
+                begin.append(geometry.autoPad == .sameUpper ? half : total - half)
                 output.append(target)
             } else {
                 let (b, e) = geometry.autoPad == .valid ? (0, 0) : (geometry.pads[axis], geometry.pads[axis + rank])
@@ -212,6 +248,7 @@ struct ConvTransposeKernel {
     }
 
     func run(x: Tensor, w: Tensor, b: Tensor?) throws -> Tensor {
+        let geometry = try window.geometry(weight: w)
         let rank = geometry.rank
         guard x.rank == rank + 2, w.rank == x.rank else {
             throw CBAMError(.shapeMismatch, "X has rank \(x.rank) and W rank \(w.rank); a \(rank)-D ConvTranspose needs both of rank \(rank + 2)")
@@ -227,7 +264,7 @@ struct ConvTransposeKernel {
         let bias = try b.map { try $0.floats("B") }
         if let bias, bias.count != m { throw CBAMError(.shapeMismatch, "B has \(bias.count) values but the op has \(m) output channels", field: "B") }
         let inSpatial = Array(x.shape.dropFirst(2))
-        let (outSpatial, padBegin) = try resolve(input: inSpatial)
+        let (outSpatial, padBegin) = try resolve(input: inSpatial, geometry: geometry)
         let (h, wIn) = as2D(inSpatial), (oh, ow) = as2D(outSpatial), (kh, kw) = as2D(geometry.kernel)
         let stride = pad2D(geometry.strides, fill: 1), dil = pad2D(geometry.dilations, fill: 1), pad = pad2D(padBegin, fill: 0)
         let kRows = mg * kh * kw, p = h * wIn

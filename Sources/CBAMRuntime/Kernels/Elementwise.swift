@@ -73,6 +73,9 @@ extension OpRegistry {
             }
             return Kernel.single { inputs in try cast(try required(inputs, 0, "input"), to: target) }
         }
+        register("CastLike") { _ in
+            Kernel.single { inputs in try cast(try required(inputs, 0, "input"), to: try required(inputs, 1, "target_type").dataType) }
+        }
     }
 }
 
@@ -105,6 +108,11 @@ func arithmetic(_ a: Tensor, _ b: Tensor,
     case (.double(let x), .double(let y)): return try broadcastMap(x, a.shape, y, b.shape, double).tensor(Tensor.Storage.double)
     case (.int64(let x), .int64(let y)): return try broadcastMap(x, a.shape, y, b.shape, int64).tensor(Tensor.Storage.int64)
     case (.int32(let x), .int32(let y)): return try broadcastMap(x, a.shape, y, b.shape, int32).tensor(Tensor.Storage.int32)
+    // Narrow integers are computed in int32 and wrapped back, as C and numpy do.
+    case (.int8(let x), .int8(let y)):
+        return try broadcastMap(x, a.shape, y, b.shape) { Int8(truncatingIfNeeded: try int32(Int32($0), Int32($1))) }.tensor(Tensor.Storage.int8)
+    case (.uint8(let x), .uint8(let y)):
+        return try broadcastMap(x, a.shape, y, b.shape) { UInt8(truncatingIfNeeded: try int32(Int32($0), Int32($1))) }.tensor(Tensor.Storage.uint8)
     default:
         throw CBAMError(.typeMismatch, "inputs must have the same numeric type (float32, float64, int64 or int32), got \(a.dataType) and \(b.dataType)")
     }

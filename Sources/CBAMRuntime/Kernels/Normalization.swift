@@ -6,12 +6,28 @@ extension OpRegistry {
     mutating func registerNormalization() {
         register("BatchNormalization") { context in
             let epsilon = try context.float("epsilon", default: 1e-5)
-            if try context.int("training_mode", default: 0) != 0 {
-                throw context.invalid("training_mode", "training-mode BatchNormalization is not supported; export the model in eval mode")
-            }
-            return Kernel.single { inputs in
-                try batchNorm(x: try required(inputs, 0, "X"), scale: try required(inputs, 1, "scale"), bias: try required(inputs, 2, "B"),
-                              mean: try required(inputs, 3, "input_mean"), variance: try required(inputs, 4, "input_var"), epsilon: epsilon)
+            let momentum = try context.float("momentum", default: 0.9)
+            // training_mode (opset 14+) normalises with the batch's own statistics and
+            // also returns the updated running mean and variance.
+            let training = try context.int("training_mode", default: 0) != 0
+            return Kernel { inputs in
+                let x = try required(inputs, 0, "X"), scale = try required(inputs, 1, "scale"), bias = try required(inputs, 2, "B")
+                let mean = try required(inputs, 3, "input_mean"), variance = try required(inputs, 4, "input_var")
+                guard training else {
+                    return [try batchNorm(x: x, scale: scale, bias: bias, mean: mean, variance: variance, epsilon: epsilon)]
+                }
+                let axes = [0] + Array(2..<Swift.max(x.rank, 2))
+                let batchMean = try meanOver(x, axes: axes)
+                let centered = try arithmetic(x, try batchMean.reshaped([1, batchMean.count] + Array(repeating: 1, count: Swift.max(x.rank - 2, 0))),
+                                              float: -, double: -, int64: { $0 &- $1 }, int32: { $0 &- $1 })
+                let batchVariance = try meanOver(try arithmetic(centered, centered, float: *, double: *, int64: { $0 &* $1 }, int32: { $0 &* $1 }), axes: axes)
+                let y = try batchNorm(x: x, scale: scale, bias: bias, mean: batchMean, variance: batchVariance, epsilon: epsilon)
+                func blend(_ running: Tensor, _ current: Tensor) throws -> Tensor {
+                    let r = try running.floats("running statistic"), c = try current.floats()
+                    guard r.count == c.count else { throw CBAMError(.shapeMismatch, "running statistics must have one value per channel") }
+                    return .float(running.shape, zip(r, c).map { $0 * momentum + $1 * (1 - momentum) })
+                }
+                return [y, try blend(mean, batchMean), try blend(variance, batchVariance)]
             }
         }
         register("Softmax") { context in try softmaxKernel(context, log: false) }
@@ -40,6 +56,15 @@ func batchNorm(x: Tensor, scale: Tensor, bias: Tensor, mean: Tensor, variance: T
         }
     }
     return .float(x.shape, values)
+}
+
+/// The float32 mean of `x` over `axes`, flattened to one value per kept element.
+private func meanOver(_ x: Tensor, axes: [Int]) throws -> Tensor {
+    let layout = try ReductionLayout(inputShape: x.shape, axes: axes, keepDims: false)
+    var sums = [Double](repeating: 0, count: layout.outputCount)
+    let values = try x.floats("X")
+    layout.forEach(inputShape: x.shape) { i, o in sums[o] += Double(values[i]) }
+    return .float([sums.count], sums.map { Float($0 / Double(Swift.max(layout.reducedCount, 1))) })
 }
 
 /// Softmax over `axis`. Before opset 13 the input is flattened to 2-D at `axis`

@@ -57,6 +57,7 @@ public struct OpRegistry: Sendable {
         registry.registerLinear()
         registry.registerNormalization()
         registry.registerShapeOps()
+        registry.registerResize()
         return registry
     }()
 }

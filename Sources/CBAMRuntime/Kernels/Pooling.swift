@@ -11,13 +11,7 @@ extension OpRegistry {
             let p = Float(try context.int("p", default: 2))
             return globalPool { values in Foundation.pow(values.reduce(0) { $0 + Foundation.pow(Swift.abs($1), p) }, 1 / p) }
         }
-        register("MaxPool") { context in
-            let pool = try WindowPool(context, mode: .max)
-            guard try context.int("storage_order", default: 0) == 0 || context.node.outputs.count < 2 else {
-                throw context.invalid("storage_order", "column-major Indices are not supported")
-            }
-            return pool.kernel()
-        }
+        register("MaxPool") { context in try WindowPool(context, mode: .max).kernel() }
         register("AveragePool") { context in
             try WindowPool(context, mode: .average(countIncludePad: try context.int("count_include_pad", default: 0) != 0)).kernel()
         }
@@ -47,10 +41,13 @@ struct WindowPool {
     enum Mode { case max, average(countIncludePad: Bool), lp(p: Float) }
     let geometry: SpatialGeometry
     let mode: Mode
+    /// MaxPool's Indices count spatial axes in column-major order when storage_order is 1.
+    let columnMajorIndices: Bool
 
     init(_ context: NodeContext, mode: Mode) throws {
         geometry = try SpatialGeometry(context, kernel: nil)
         self.mode = mode
+        columnMajorIndices = try context.int("storage_order", default: 0) != 0
     }
 
     func kernel() -> Kernel {
@@ -70,6 +67,7 @@ struct WindowPool {
         let planes = x.shape[0] * x.shape[1]
         let inPlane = try Shape.elementCount(spatial), outPlane = try Shape.elementCount(outSpatial)
         let inStrides = Shape.strides(spatial)
+        let columnStrides = Array(Shape.strides(spatial.reversed()).reversed())
         let windowCount = try Shape.elementCount(geometry.kernel)
         let values = try x.floats("X")
         var output = [Float](repeating: 0, count: outCount)
@@ -95,12 +93,13 @@ struct WindowPool {
                             kernelIndex[axis] = rest % geometry.kernel[axis]
                             rest /= geometry.kernel[axis]
                         }
-                        var offset = 0, inside = true, inPadded = true
+                        var offset = 0, columnOffset = 0, inside = true, inPadded = true
                         for axis in 0..<rank {
                             let coordinate = outIndex[axis] * geometry.strides[axis] - padBegin[axis] + kernelIndex[axis] * geometry.dilations[axis]
                             if coordinate < 0 || coordinate >= spatial[axis] { inside = false }
                             if coordinate < -padBegin[axis] || coordinate >= spatial[axis] + padEnd[axis] { inPadded = false }
                             offset += coordinate * inStrides[axis]
+                            columnOffset += coordinate * columnStrides[axis]
                         }
                         if inPadded { insidePadded += 1 }
                         guard inside else { continue }
@@ -108,7 +107,10 @@ struct WindowPool {
                         counted += 1
                         switch mode {
                         case .max:
-                            if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = base + offset }
+                            if value > best || bestIndex < 0 || value.isNaN {
+                                best = value
+                                bestIndex = base + (columnMajorIndices ? columnOffset : offset)
+                            }
                         case .average: sum += value
                         case .lp(let p): sum += Foundation.pow(Swift.abs(value), p)
                         }

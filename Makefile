@@ -1,0 +1,33 @@
+# cbam-run: the two set-up commands of the README, and a few more.
+#   make demo    install what is missing, build, run a CBAM model shipped in Models/
+#   make test    install what is missing, check the generated protobuf code, run every test
+SWIFT ?= swift
+DEMO_MODEL ?= Models/seed000_cbam_fc_k7/torchscript_op17.onnx
+DEMO_INPUT ?= Models/seed000_cbam_fc_k7/input.npy
+
+.PHONY: deps demo test release bench tools-deps proto
+
+deps:
+	@tools/install-deps.sh
+
+demo: deps
+	$(SWIFT) build -c release --product cbam-run
+	.build/release/cbam-run $(DEMO_MODEL) $(DEMO_INPUT) -o /tmp/cbam-run-demo.npy
+	@echo "wrote /tmp/cbam-run-demo.npy"
+
+test: deps
+	tools/gen-proto.sh --check
+	$(SWIFT) test
+
+release: deps
+	$(SWIFT) build -c release --product cbam-run
+
+# Python tools (export, reference outputs, benchmark against onnxruntime).
+tools-deps: deps
+	@tools/install-deps.sh --python
+
+bench: release tools-deps
+	python3 tools/bench.py
+
+proto:
+	tools/gen-proto.sh

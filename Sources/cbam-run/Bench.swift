@@ -1,0 +1,51 @@
+import ArgumentParser
+import CBAMRuntime
+import Dispatch
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time repeated runs of a model (tools/bench.py compares the figures with onnxruntime).",
+        discussion: "Prints one line: median, mean and min milliseconds per run, or JSON with --json.")
+
+    @Argument(help: "The .onnx model file.")
+    var model: String
+
+    @Argument(help: "Input files (.npy or .pb), in the order of the model's inputs.")
+    var inputs: [String] = []
+
+    @Option(help: "Timed runs.") var runs = 20
+    @Option(help: "Untimed warm-up runs.") var warmup = 3
+    @Flag(help: "Print the result as JSON.") var json = false
+    @OptionGroup var session: SessionFlags
+
+    func validate() throws {
+        guard runs >= 1, warmup >= 0 else { throw ValidationError("--runs must be ≥ 1 and --warmup ≥ 0") }
+    }
+
+    func run() throws {
+        do {
+            let session = try Session(contentsOf: model, options: self.session.options)
+            var feeds: [String: Tensor] = [:]
+            for (info, path) in zip(session.requiredInputs, inputs) {
+                feeds[info.name] = try InputFiles.conform(try InputFiles.load(path), to: info, file: path).0
+            }
+            for _ in 0..<warmup { _ = try session.run(feeds) }
+            var times: [Double] = []
+            for _ in 0..<runs {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try session.run(feeds)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+            times.sort()
+            let median = times[times.count / 2], mean = times.reduce(0, +) / Double(times.count)
+            if json {
+                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0])}")
+            } else {
+                print(String(format: "%@  median %.3f ms  mean %.3f ms  min %.3f ms  (%d runs, %d threads)", model, median, mean, times[0], runs, session.options.threads))
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+@testable import CBAMRuntime
+
+/// Paths into the repository, found from this file's location so tests read
+/// Models/ and Fixtures/ in place.
+enum Repo {
+    static let root: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+}
+
+/// The result of comparing an output with its reference.
+struct Comparison: CustomStringConvertible {
+    var maxAbsoluteError: Double = 0
+    var maxRelativeError: Double = 0
+    /// Elements outside `atol + rtol·|expected|` (numpy.allclose's rule).
+    var mismatches = 0
+    var shapeProblem: String? = nil
+
+    var passed: Bool { shapeProblem == nil && mismatches == 0 }
+    var description: String {
+        shapeProblem ?? "max abs error \(maxAbsoluteError), max rel error \(maxRelativeError), \(mismatches) element(s) out of tolerance"
+    }
+
+    /// Compares element types, shapes and values. NaN matches NaN, infinities must be equal.
+    init(actual: Tensor, expected: Tensor, atol: Double, rtol: Double) {
+        guard actual.shape == expected.shape else {
+            shapeProblem = "shape \(Shape.describe(actual.shape)) but expected \(Shape.describe(expected.shape))"
+            return
+        }
+        guard actual.dataType == expected.dataType else {
+            shapeProblem = "element type \(actual.dataType) but expected \(expected.dataType)"
+            return
+        }
+        for (a, e) in zip(actual.doubles(), expected.doubles()) {
+            if a.isNaN || e.isNaN {
+                if !(a.isNaN && e.isNaN) { mismatches += 1 }
+                continue
+            }
+            if a.isInfinite || e.isInfinite {
+                if a != e { mismatches += 1 }
+                continue
+            }
+            let difference = abs(a - e)
+            maxAbsoluteError = max(maxAbsoluteError, difference)
+            if e != 0 { maxRelativeError = max(maxRelativeError, difference / abs(e)) }
+            if difference > atol + rtol * abs(e) { mismatches += 1 }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cbam-run builds against, when any is missing:
+#   libprotobuf-c-dev    protobuf-c runtime (the ONNX decoder)
+#   libopenblas-dev      sgemm for Conv, Gemm and MatMul
+#   protobuf-c-compiler  protoc-c, to check Sources/CONNXProto against Schemas/onnx.proto
+#   pkg-config           how SwiftPM finds the two libraries
+# With --python it also installs tools/requirements.txt (PyTorch, onnx, onnxruntime)
+# for exporting models and benchmarking; building and testing never need Python.
+set -euo pipefail
+packages=(libprotobuf-c-dev libopenblas-dev protobuf-c-compiler pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "${1:-}" = "--python" ]; then
+  python3 -m pip install -q -r "$(dirname "$0")/requirements.txt"
+fi
