@@ -29,8 +29,35 @@ struct Run: ParsableCommand {
 
     @OptionGroup var session: SessionFlags
 
+    @Option(name: .customLong("attention"), help: ArgumentHelp(
+        "Write every attention map (.npy, PNG), attention.json and index.html into DIR.", valueName: "DIR"))
+    var attentionDir: String?
+
+    @Option(name: .customLong("dump"), help: ArgumentHelp("Write this intermediate tensor (repeatable; * and ? wildcards).", valueName: "NAME"))
+    var dumpPatterns: [String] = []
+
+    @Flag(name: .customLong("dump-all"), help: "Write every intermediate tensor.")
+    var dumpAll = false
+
+    @Option(name: .customLong("dump-dir"), help: ArgumentHelp("Where --dump and --dump-all write (default: cbam-dump).", valueName: "DIR"))
+    var dumpDir = "cbam-dump"
+
+    @Option(name: .customLong("check-against"), help: ArgumentHelp(
+        "Compare every tensor with DIR/<name>.npy (tools/dump_reference.py makes them) and name the first node that diverges.", valueName: "DIR"))
+    var referenceDir: String?
+
+    @Option(name: .customLong("tolerance"), help: "Absolute and relative tolerance for --check-against.")
+    var tolerance = 1e-4
+
+    @Flag(help: "Print per-op-type and per-node times after the run.")
+    var profile = false
+
+    @Option(name: .customLong("profile-json"), help: ArgumentHelp("Write a Chrome trace (chrome://tracing, Perfetto) of the run.", valueName: "FILE"))
+    var profileJSON: String?
+
     func validate() throws {
         if output != nil && outputDir != nil { throw ValidationError("give either -o/--output or --output-dir, not both") }
+        if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         for item in namedInputs where !item.contains("=") {
             throw ValidationError("--input takes NAME=PATH, got '\(item)'")
         }
@@ -40,9 +67,46 @@ struct Run: ParsableCommand {
         do {
             let session = try Session(contentsOf: model, options: self.session.options)
             let feeds = try collectInputs(for: session)
-            let results = try session.run(feeds)
+
+            // Every extra (dump, check, profile, attention) is an observer of the one run.
+            var observers: [RunObserver] = []
+            let dump = dumpAll || !dumpPatterns.isEmpty ? try TensorDump(directory: dumpDir, patterns: dumpPatterns, everything: dumpAll) : nil
+            let check = try referenceDir.map { try ReferenceCheck(directory: $0, atol: tolerance, rtol: tolerance) }
+            let profiler = profile || profileJSON != nil ? Profiler() : nil
+            if let dump { observers.append(dump) }
+            if let check { observers.append(check) }
+            if let profiler { observers.append(profiler) }
+            let observer: RunObserver? = observers.isEmpty ? nil : observers.count == 1 ? observers[0] : ObserverGroup(observers)
+
+            let results: [String: Tensor]
+            if let attentionDir {
+                let (outputs, maps) = try session.runCapturingAttention(feeds, observer: observer)
+                results = outputs
+                let firstInput = session.requiredInputs.first.flatMap { feeds[$0.name] }
+                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir)
+                let blocks = Set(report.maps.map(\.block)).count
+                print("attention: \(report.maps.count) map(s) in \(blocks) block(s) → \(attentionDir)/index.html")
+                for map in report.maps {
+                    print("  block \(map.block)  \(map.kind.padding(toLength: 7, withPad: " ", startingAt: 0))  \(Shape.describe(map.shape))  \(map.tensor)  min \(Summary.format(map.min))  max \(Summary.format(map.max))  mean \(Summary.format(map.mean))")
+                }
+            } else {
+                results = try session.run(feeds, observer: observer)
+            }
             try writeOutputs(results, session: session)
             printSummary(results, session: session)
+            if let dump {
+                try dump.writeIndex()
+                print("dump: \(dump.entries.count) tensor(s) → \(dumpDir) (index.json maps files to tensor names)")
+            }
+            if let check { print(check.report()) }
+            if let profiler {
+                if profile { print(profiler.table()) }
+                if let profileJSON {
+                    try FileOutput.write(Array(try profiler.chromeTrace()), to: profileJSON)
+                    print("profile: Chrome trace → \(profileJSON)")
+                }
+            }
+            if let check, check.firstDivergence != nil { throw ExitCode(2) }
         } catch let exit as ExitCode {
             throw exit
         } catch {

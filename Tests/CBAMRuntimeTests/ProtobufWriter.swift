@@ -69,7 +69,7 @@ struct ProtobufWriter {
 /// Each returns the serialized message; nest them with `ProtobufWriter.bytes`.
 enum ONNXBytes {
     enum Dim { case value(Int64), param(String) }
-    enum AttributeValue { case float(Float), int(Int64), ints([Int64]) }
+    enum AttributeValue { case float(Float), int(Int64), string(String), ints([Int64]) }
 
     static func model(graph: [UInt8]?, opset: Int64 = 13, irVersion: Int64 = 8) -> [UInt8] {
         var w = ProtobufWriter()
@@ -107,6 +107,7 @@ enum ONNXBytes {
         switch value {
         case .float(let f): w.float(2, f); w.int(20, 1)
         case .int(let i): w.int(3, i); w.int(20, 2)
+        case .string(let text): w.string(4, text); w.int(20, 3)
         case .ints(let values): w.repeatedInt64(8, values); w.int(20, 7)
         }
         return w.bytes

@@ -49,3 +49,30 @@ struct ZooConformanceTests {
         }
     }
 }
+
+@Suite("Attention maps equal PyTorch's")
+struct AttentionConformanceTests {
+    static let entries = ZooEntry.all.filter { $0.attention != nil }
+
+    /// cbam-run must find exactly the gates the PyTorch model has (count, order, kind),
+    /// and each map must equal the one PyTorch's forward hooks captured.
+    @Test(arguments: entries)
+    func mapsMatchPyTorch(_ entry: ZooEntry) throws {
+        let session = try Session(contentsOf: Repo.path("Models/" + entry.file))
+        var feeds: [String: Tensor] = [:]
+        for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+        let (_, maps) = try session.runCapturingAttention(feeds)
+        let expected = entry.attention ?? []
+        #expect(maps.map(\.kind.rawValue) == expected.map(\.kind), "\(entry.name): kinds found \(maps.map(\.kind.rawValue)), PyTorch has \(expected.map(\.kind))")
+        for (map, reference) in zip(maps, expected) {
+            let stored = try NPY.read(contentsOf: Repo.path("Models/" + reference.file))
+            // 1e-5 absolute plus 1e-4 relative: deep networks (ResNet-50 + CBAM, 16 blocks) reach
+            // 1.3e-5 absolute in their last maps, float32 rounding on both sides.
+            // Exporters may squeeze or unsqueeze the gate (e.g. [N,C] vs [N,C,1,1]); the values must agree element for element.
+            #expect(map.tensor.count == stored.count, "\(entry.name) map \(map.index): \(Shape.describe(map.tensor.shape)) vs PyTorch \(Shape.describe(stored.shape))")
+            guard map.tensor.count == stored.count else { continue }
+            let comparison = Comparison(actual: try map.tensor.reshaped(stored.shape), expected: stored, atol: 1e-5, rtol: 1e-4)
+            #expect(comparison.passed, "\(entry.name) map \(map.index) (\(map.kind)): \(comparison)")
+        }
+    }
+}

@@ -134,10 +134,6 @@ public enum NPY {
 
     /// Writes a tensor atomically: a failed write leaves no partial file behind.
     public static func write(_ tensor: Tensor, to path: String) throws {
-        do {
-            try Data(encode(tensor)).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw CBAMError(.io, "cannot write: \(error.localizedDescription)", file: path)
-        }
+        try FileOutput.write(encode(tensor), to: path)
     }
 }

@@ -60,6 +60,7 @@ struct WindowPool {
         guard x.rank == rank + 2 else {
             throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D pool needs rank \(rank + 2)", field: "X")
         }
+        if rank == 2, case .max = mode, !columnMajorIndices { return try maxPool2D(x) }
         let spatial = Array(x.shape.dropFirst(2))
         let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: spatial)
         let outShape = Array(x.shape.prefix(2)) + outSpatial
@@ -133,5 +134,65 @@ struct WindowPool {
         var results = [Tensor.float(outShape, output)]
         if case .max = mode { results.append(.int64(outShape, indices)) }
         return results
+    }
+}
+
+extension WindowPool {
+    /// The common case, 2-D MaxPool, with the window clipped to the image once per
+    /// output row and column instead of testing every tap. X `[N, C, H, W]`.
+    func maxPool2D(_ x: Tensor) throws -> [Tensor] {
+        let (h, w) = (x.shape[2], x.shape[3])
+        let (outSpatial, padBegin, _) = try geometry.resolve(input: [h, w])
+        let (oh, ow) = (outSpatial[0], outSpatial[1])
+        let (kh, kw) = (geometry.kernel[0], geometry.kernel[1])
+        let (sh, sw) = (geometry.strides[0], geometry.strides[1])
+        let (dh, dw) = (geometry.dilations[0], geometry.dilations[1])
+        let planes = x.shape[0] * x.shape[1]
+        let outShape = [x.shape[0], x.shape[1], oh, ow]
+        let count = try Shape.elementCount(outShape)
+        var output = [Float](repeating: 0, count: count)
+        var indices = [Int64](repeating: 0, count: count)
+        let values = try x.floats("X")
+        // Taps of one axis that land inside the image: first index and count.
+        func taps(_ o: Int, stride: Int, pad: Int, dilation: Int, kernel: Int, size: Int) -> (first: Int, count: Int) {
+            let origin = o * stride - pad
+            var first = 0
+            while first < kernel && origin + first * dilation < 0 { first += 1 }
+            var last = kernel - 1
+            while last >= first && origin + last * dilation >= size { last -= 1 }
+            return (first, last - first + 1)
+        }
+        let rows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, size: h) }
+        let columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, size: w) }
+        values.withUnsafeBufferPointer { xp in
+            output.withUnsafeMutableBufferPointer { yp in
+                indices.withUnsafeMutableBufferPointer { ip in
+                    for plane in 0..<planes {
+                        let base = plane * h * w
+                        for oy in 0..<oh {
+                            let (fy, ny) = rows[oy]
+                            let y0 = oy * sh - padBegin[0]
+                            for ox in 0..<ow {
+                                let (fx, nx) = columns[ox]
+                                let x0 = ox * sw - padBegin[1]
+                                var best = -Float.infinity, bestIndex = -1
+                                for i in fy..<(fy + ny) {
+                                    let row = base + (y0 + i * dh) * w
+                                    for j in fx..<(fx + nx) {
+                                        let offset = row + x0 + j * dw
+                                        let value = xp[offset]
+                                        if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = offset }
+                                    }
+                                }
+                                let target = (plane * oh + oy) * ow + ox
+                                yp[target] = best
+                                ip[target] = Int64(max(bestIndex, 0))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return [.float(outShape, output), .int64(outShape, indices)]
     }
 }

@@ -12,6 +12,8 @@ public struct NodeEvent {
     public let outputs: [Tensor]
     /// Wall time of the kernel, measured only when the observer asks for it.
     public let seconds: Double?
+    /// When the kernel started (monotonic nanoseconds, `DispatchTime`), with ``seconds``.
+    public let startNanoseconds: UInt64?
 }
 
 /// Receives every executed node's outputs. A plain run has no observer and pays
@@ -243,7 +245,8 @@ public final class Session {
                 let seconds = timed ? Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 : nil
                 for (s, tensor) in zip(step.outputSlots, outputs) { table[s] = tensor }
                 if let observer {
-                    try observer.nodeDidRun(NodeEvent(index: index, node: step.node, inputs: inputs, outputs: outputs, seconds: seconds))
+                    try observer.nodeDidRun(NodeEvent(index: index, node: step.node, inputs: inputs, outputs: outputs,
+                                                      seconds: seconds, startNanoseconds: timed ? start : nil))
                 }
                 for s in step.releaseAfter { table[s] = nil }
             }

@@ -1,0 +1,129 @@
+/// One attention map captured during a run.
+public struct AttentionMap: Sendable {
+    public enum Kind: String, Sendable, Codable { case channel, spatial, other }
+
+    /// Position in execution order, from 0.
+    public let index: Int
+    /// Channel maps open a block; the spatial map that follows joins it.
+    public let block: Int
+    public let kind: Kind
+    public let gate: AttentionGate
+    /// The gate's output as computed (not resized): e.g. `[N,C]`, `[N,C,1,1]` or `[N,1,H,W]`.
+    public let tensor: Tensor
+    /// Shape of the feature map the gate multiplies (e.g. `[N,C,H,W]`).
+    public let featureShape: [Int]
+}
+
+/// A run observer that keeps the output of every attention gate and the shape of
+/// the feature map it multiplies, then classifies and groups them.
+public final class AttentionCapture: RunObserver {
+    private let gatesByNode: [String: AttentionGate]
+    private let gatesByMul: [String: AttentionGate]
+    private var order: [String] = []
+    private var tensors: [String: Tensor] = [:]
+    private var featureShapes: [String: [Int]] = [:]
+    /// Gates returned as model outputs whose input is not feature-like (rank < 3) are dropped.
+    private var notFeatureLike: Set<String> = []
+
+    public init(gates: [AttentionGate]) {
+        gatesByNode = Dictionary(gates.map { ($0.node.ref.name, $0) }, uniquingKeysWith: { first, _ in first })
+        gatesByMul = Dictionary(gates.compactMap { gate in gate.mul.map { ($0.ref.name, gate) } }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public func nodeDidRun(_ event: NodeEvent) throws {
+        let name = event.node.ref.name
+        if let gate = gatesByNode[name], let output = event.outputs.first {
+            order.append(name)
+            tensors[name] = output
+            if gate.mul == nil, (event.inputs.first??.rank ?? 0) < 3 { notFeatureLike.insert(name) }
+        }
+        if let gate = gatesByMul[name], let feature = event.inputs[gate.featureInputIndex] {
+            featureShapes[gate.node.ref.name] = feature.shape
+        }
+    }
+
+    /// The captured maps in execution order, classified and grouped into blocks.
+    public func maps() -> [AttentionMap] {
+        var result: [AttentionMap] = []
+        var block = -1
+        var blockHasSpatial = true
+        var blockHasChannel = false
+        for name in order where !notFeatureLike.contains(name) {
+            guard let gate = gatesByNode[name], let tensor = tensors[name] else { continue }
+            let index = result.count
+            let featureShape = featureShapes[name] ?? []
+            let kind = gate.mul == nil ? Self.classifyReturned(tensor.shape) : Self.classify(tensor.shape, feature: featureShape)
+            switch kind {
+            case .channel:
+                block += 1
+                blockHasChannel = true
+                blockHasSpatial = false
+            case .spatial:
+                // A spatial map right after a channel map completes that block; otherwise it stands alone.
+                if !(blockHasChannel && !blockHasSpatial) { block += 1; blockHasChannel = false }
+                blockHasSpatial = true
+            case .other:
+                block += 1
+                blockHasChannel = false
+                blockHasSpatial = true
+            }
+            result.append(AttentionMap(index: index, block: block, kind: kind, gate: gate, tensor: tensor, featureShape: featureShape))
+        }
+        return result
+    }
+
+    /// Channel: one value per (item, channel) of an `[N,C,H,W]` feature map with H·W > 1.
+    /// Spatial: one value per (item, pixel) with C > 1. Anything else (branch selection,
+    /// maps of other ranks) is "other".
+    static func classify(_ gate: [Int], feature: [Int]) -> AttentionMap.Kind {
+        guard feature.count == 4 else { return .other }
+        let (n, c, h, w) = (feature[0], feature[1], feature[2], feature[3])
+        let squeezed = gate.filter { $0 != 1 }
+        let count = gate.reduce(1, *)
+        if h * w > 1, c > 1, count == n * c, squeezed == [n, c].filter({ $0 != 1 }) {
+            return .channel
+        }
+        if c > 1, h * w > 1, count == n * h * w, squeezed == [n, h, w].filter({ $0 != 1 }) {
+            return .spatial
+        }
+        return .other
+    }
+}
+
+extension AttentionCapture {
+    /// A map the model returns has no feature map to compare with: `[N,C,1,1]` is a
+    /// channel map, `[N,1,H,W]` a spatial one, anything else "other".
+    static func classifyReturned(_ shape: [Int]) -> AttentionMap.Kind {
+        guard shape.count == 4 else { return .other }
+        if shape[1] > 1, shape[2] * shape[3] == 1 { return .channel }
+        if shape[1] == 1, shape[2] * shape[3] > 1 { return .spatial }
+        return .other
+    }
+}
+
+/// Forwards every event to several observers (e.g. attention capture and a dump).
+public final class ObserverGroup: RunObserver {
+    public let observers: [RunObserver]
+    public init(_ observers: [RunObserver]) { self.observers = observers }
+    public var wantsTiming: Bool { observers.contains { $0.wantsTiming } }
+    public func nodeDidRun(_ event: NodeEvent) throws {
+        for observer in observers { try observer.nodeDidRun(event) }
+    }
+}
+
+extension Session {
+    /// The attention gates of this model, in execution order.
+    public var attentionGates: [AttentionGate] {
+        let position = Dictionary(executionOrder.enumerated().map { ($0.element.ref.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        return AttentionDetector.gates(in: model.graph)
+            .filter { position[$0.node.ref.name] != nil }
+            .sorted { position[$0.node.ref.name]! < position[$1.node.ref.name]! }
+    }
+
+    /// Runs the model and returns its outputs with every attention map it computed.
+    public func runCapturingAttention(_ feeds: [String: Tensor], observer: RunObserver? = nil) throws -> (outputs: [String: Tensor], maps: [AttentionMap]) {
+        let capture = AttentionCapture(gates: attentionGates)
+        let outputs = try run(feeds, observer: observer.map { ObserverGroup([capture, $0]) } ?? capture)
+        return (outputs, capture.maps())
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// Writes captured attention maps to a folder: each map as `.npy` (as computed),
+/// pictures (a heat map per batch item for spatial maps, a bar chart per item for
+/// channel maps), `attention.json` (an ``AttentionReport``) and `index.html`, one
+/// self-contained page showing every block's maps side by side.
+public enum AttentionExport {
+    /// - Parameters:
+    ///   - input: the network input, used to upscale heat maps to its size and overlay
+    ///     them when it is an image (`[N, 1 or 3, H, W]`).
+    /// - Returns: the report that was written.
+    @discardableResult
+    public static func write(_ maps: [AttentionMap], input: Tensor?, modelName: String, inputName: String?,
+                             to directory: String) throws -> AttentionReport {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw CBAMError(.io, "cannot create the folder: \(error.localizedDescription)", file: directory)
+        }
+        let image = input.flatMap(imageLayout)
+        var records: [AttentionMapRecord] = []
+        var pictures: [String: [UInt8]] = [:]
+        for map in maps {
+            let stem = String(format: "%02d_%@", map.index, map.kind.rawValue)
+            var files = [stem + ".npy"]
+            try NPY.write(map.tensor, to: path(directory, stem + ".npy"))
+            let values = try map.tensor.floats("attention map")
+            let batch = max(map.tensor.shape.first ?? 1, 1)
+            let perItem = values.count / batch
+            for item in 0..<batch where perItem > 0 {
+                let slice = Array(values[(item * perItem)..<((item + 1) * perItem)])
+                let picture: RGBImage?
+                switch map.kind {
+                case .spatial:
+                    let (h, w) = (map.tensor.shape[map.tensor.rank - 2], map.tensor.shape[map.tensor.rank - 1])
+                    let overlay = image.flatMap { layout -> (channels: Int, height: Int, width: Int, values: [Float])? in
+                        guard item < layout.batch else { return nil }
+                        let size = layout.channels * layout.height * layout.width
+                        return (layout.channels, layout.height, layout.width, Array(layout.values[(item * size)..<((item + 1) * size)]))
+                    }
+                    picture = try AttentionRendering.heatmap(slice, height: h, width: w,
+                                                             size: image.map { ($0.height, $0.width) }, overlay: overlay)
+                case .channel, .other:
+                    picture = perItem <= 65536 ? try AttentionRendering.channelBars(slice) : nil
+                }
+                if let picture {
+                    let name = stem + (batch > 1 ? "_n\(item)" : "") + ".png"
+                    let bytes = PNG.encode(picture)
+                    try FileOutput.write(bytes, to: path(directory, name))
+                    pictures[name] = bytes
+                    files.append(name)
+                }
+            }
+            let summary = map.tensor.doubles()
+            records.append(AttentionMapRecord(
+                index: map.index, block: map.block, kind: map.kind.rawValue, tensor: map.gate.tensor,
+                node: map.gate.node.ref.name, opType: map.gate.node.opType, shape: map.tensor.shape,
+                min: summary.min() ?? 0, max: summary.max() ?? 0,
+                mean: summary.isEmpty ? 0 : summary.reduce(0, +) / Double(summary.count), files: files))
+        }
+        let report = AttentionReport(model: modelName, input: inputName, batch: input?.shape.first ?? 1, maps: records)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try FileOutput.write(Array(try encoder.encode(report)), to: path(directory, "attention.json"))
+        try FileOutput.write(Array(HTMLReport.render(report, images: pictures).utf8), to: path(directory, "index.html"))
+        return report
+    }
+
+    /// `[N, 1 or 3, H, W]` float inputs are images.
+    static func imageLayout(_ tensor: Tensor) -> (batch: Int, channels: Int, height: Int, width: Int, values: [Float])? {
+        guard tensor.rank == 4, tensor.shape[1] == 1 || tensor.shape[1] == 3, case .float(let values) = tensor.storage else { return nil }
+        return (tensor.shape[0], tensor.shape[1], tensor.shape[2], tensor.shape[3], values)
+    }
+
+    static func path(_ directory: String, _ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+}

@@ -1,0 +1,353 @@
+/// Pictures of attention maps: spatial maps as heat maps, channel maps as bar charts.
+///
+/// Attention gates end in a sigmoid, so every value is shown on the FIXED scale [0, 1]
+/// (never min-max stretched): the same color means the same weight in every block and
+/// every model, and a gate that is "all 0.5" looks flat instead of being stretched into noise.
+public enum AttentionRendering {
+    /// Largest picture side we agree to draw; larger requests are almost certainly a
+    /// mistake (a wrong axis taken as a size) and would need gigabytes of pixels.
+    static let maxSide = 4096
+
+    static let background: (UInt8, UInt8, UInt8) = (255, 255, 255)
+    static let ink: (UInt8, UInt8, UInt8) = (60, 60, 60)
+    static let gridColor: (UInt8, UInt8, UInt8) = (215, 215, 215)
+
+    // MARK: - Color map
+
+    /// Control points of the color map at t = 0, 1/8, …, 1.
+    ///
+    /// An approximation of matplotlib's viridis, read off its color bar by eye and rounded:
+    /// dark purple → blue → teal → green → yellow, with luminance rising monotonically so the
+    /// map stays readable in grayscale and for color-blind readers. Between points the
+    /// color is interpolated linearly in sRGB, which is close enough for display (it is
+    /// not viridis exactly, and not perceptually uniform to the last digit).
+    static let controlPoints: [(Float, Float, Float)] = [
+        (68, 1, 84),
+        (72, 36, 117),
+        (59, 82, 139),
+        (44, 114, 142),
+        (33, 145, 140),
+        (40, 174, 128),
+        (94, 201, 98),
+        (173, 220, 48),
+        (253, 231, 37),
+    ]
+
+    /// Maps t in [0, 1] (clamped; NaN → 0) to a perceptual color map (viridis-like,
+    /// interpolated between 9 control points chosen by eye — an approximation, see ``controlPoints``).
+    public static func color(_ t: Float) -> (UInt8, UInt8, UInt8) {
+        let x: Float = t.isNaN ? 0 : Swift.min(1, Swift.max(0, t))
+        let steps = Float(controlPoints.count - 1)
+        let position = x * steps
+        let i = Swift.min(controlPoints.count - 2, Int(position))  // x == 1 uses the last segment's end
+        let f = position - Float(i)
+        let a = controlPoints[i], b = controlPoints[i + 1]
+        return (byte(a.0 + (b.0 - a.0) * f), byte(a.1 + (b.1 - a.1) * f), byte(a.2 + (b.2 - a.2) * f))
+    }
+
+    /// A value in [0, 255] (clamped, rounded; NaN → 0) as a byte.
+    static func byte(_ v: Float) -> UInt8 {
+        guard !v.isNaN else { return 0 }
+        return UInt8(Swift.min(255, Swift.max(0, v.rounded())))
+    }
+
+    // MARK: - Heat map
+
+    /// Where each part of a ``heatmap(_:height:width:size:overlay:)`` picture sits.
+    ///
+    /// `[margin] panel 0 [gap] panel 1 [gap] panel 2 [barGap] scale bar [tick] [labels] [margin]`,
+    /// the panels (input, heat map, blend; or the heat map alone) `panelWidth × panelHeight`
+    /// with their top-left corners at (`panelX(i)`, `margin`). The scale bar is at least
+    /// ``minBarHeight`` tall so its three labels never overlap, even for a 7×7 map.
+    struct HeatmapLayout {
+        static let margin = 6
+        static let gap = 6
+        static let barGap = 12
+        static let barWidth = 14
+        static let tickLength = 4
+        static let minBarHeight = 48
+
+        let panelWidth: Int
+        let panelHeight: Int
+        let panelCount: Int
+        /// Index of the heat map panel (1 with an overlay: it sits between the input and the blend).
+        var heatPanel: Int { panelCount == 3 ? 1 : 0 }
+        var panelY: Int { Self.margin }
+        func panelX(_ i: Int) -> Int { Self.margin + i * (panelWidth + Self.gap) }
+        var barX: Int { panelX(panelCount) - Self.gap + Self.barGap }
+        var barY: Int { Self.margin }
+        var barHeight: Int { Swift.max(panelHeight, Self.minBarHeight) }
+        var labelX: Int { barX + Self.barWidth + Self.tickLength + 2 }
+        var width: Int { labelX + PixelFont.width("0.5", scale: 2) + Self.margin }
+        var height: Int { 2 * Self.margin + barHeight }
+        /// The bar row showing value `t` (1 at the top).
+        func barRow(_ t: Float) -> Int { barY + Int(((1 - t) * Float(barHeight - 1)).rounded()) }
+    }
+
+    /// A spatial attention map as a heat map. `map` is one item's [height, width] values (row-major).
+    ///
+    /// Values are shown on a FIXED scale [0, 1] (they are sigmoid outputs), not min-max stretched.
+    /// If `size` is given the map is resized to it with bilinear interpolation (align_corners = false,
+    /// like PyTorch's default; no antialiasing when shrinking). If `overlay` is given (the network
+    /// input for this batch item, [channels, height, width] floats, channels 1 or 3, min-max
+    /// normalised per image for display), the picture is side by side: the input image, the heat
+    /// map, and the blend (50% heat map over a grayscale version of the image); the panels take
+    /// `size`, or the overlay's own size when `size` is nil (a blend needs one size). A vertical
+    /// color scale bar with ticks and labels at 0, 0.5 and 1 is always appended on the right.
+    /// Layout: ``HeatmapLayout``. Throws on empty or mismatched shapes and on sides above 4096.
+    public static func heatmap(_ map: [Float], height: Int, width: Int, size: (height: Int, width: Int)?,
+                               overlay: (channels: Int, height: Int, width: Int, values: [Float])?) throws -> RGBImage {
+        try checkPlane(height: height, width: width, count: map.count, what: "attention map")
+        var panelHeight = height, panelWidth = width
+        if let overlay {
+            panelHeight = overlay.height
+            panelWidth = overlay.width
+        }
+        if let size {
+            panelHeight = size.height
+            panelWidth = size.width
+        }
+        guard panelHeight > 0, panelWidth > 0, panelHeight <= maxSide, panelWidth <= maxSide else {
+            throw CBAMError(.invalidShape, "heat map size \(panelHeight)×\(panelWidth) is out of range (1…\(maxSide) a side)")
+        }
+
+        // The overlay's RGB planes in [0, 1], resized to the panel size.
+        var overlayRGB: [[Float]]? = nil
+        if let overlay {
+            guard overlay.channels == 1 || overlay.channels == 3 else {
+                throw CBAMError(.shapeMismatch, "the overlay image must have 1 or 3 channels, not \(overlay.channels)")
+            }
+            guard overlay.height > 0, overlay.width > 0 else {
+                throw CBAMError(.invalidShape, "the overlay image has size \(overlay.height)×\(overlay.width); both sides must be at least 1")
+            }
+            let (plane, overflow1) = overlay.height.multipliedReportingOverflow(by: overlay.width)
+            let (needed, overflow2) = plane.multipliedReportingOverflow(by: overlay.channels)
+            guard !overflow1, !overflow2, overlay.values.count == needed else {
+                throw CBAMError(.shapeMismatch, "the overlay image holds \(overlay.values.count) values but shape [\(overlay.channels), \(overlay.height), \(overlay.width)] needs \(overflow1 || overflow2 ? "more" : String(needed))")
+            }
+            let normalized = normalizeForDisplay(overlay.values)
+            var planes: [[Float]] = []
+            for c in 0..<overlay.channels {
+                let channel = Array(normalized[(c * plane)..<((c + 1) * plane)])
+                planes.append(bilinear(channel, height: overlay.height, width: overlay.width,
+                                       toHeight: panelHeight, toWidth: panelWidth))
+            }
+            overlayRGB = planes.count == 1 ? [planes[0], planes[0], planes[0]] : planes
+        }
+
+        let values = bilinear(map, height: height, width: width, toHeight: panelHeight, toWidth: panelWidth)
+        let layout = HeatmapLayout(panelWidth: panelWidth, panelHeight: panelHeight, panelCount: overlayRGB == nil ? 1 : 3)
+        var image = RGBImage(width: layout.width, height: layout.height, fill: background)
+
+        for y in 0..<panelHeight {
+            for x in 0..<panelWidth {
+                let i = y * panelWidth + x
+                let heat = color(values[i])
+                image.set(x: layout.panelX(layout.heatPanel) + x, y: layout.panelY + y, heat)
+                guard let rgb = overlayRGB else { continue }
+                let r = rgb[0][i], g = rgb[1][i], b = rgb[2][i]
+                image.set(x: layout.panelX(0) + x, y: layout.panelY + y, (byte(r * 255), byte(g * 255), byte(b * 255)))
+                // Rec. 601 luma: the usual weights for a quick grayscale.
+                let gray = (0.299 * r + 0.587 * g + 0.114 * b) * 255
+                image.set(x: layout.panelX(2) + x, y: layout.panelY + y,
+                          (byte(0.5 * Float(heat.0) + 0.5 * gray), byte(0.5 * Float(heat.1) + 0.5 * gray),
+                           byte(0.5 * Float(heat.2) + 0.5 * gray)))
+            }
+        }
+        drawScaleBar(&image, layout)
+        return image
+    }
+
+    /// The vertical color scale: 1 at the top, 0 at the bottom, ticks and labels at 0, 0.5, 1.
+    static func drawScaleBar(_ image: inout RGBImage, _ layout: HeatmapLayout) {
+        let h = layout.barHeight
+        for row in 0..<h {
+            let t = h > 1 ? 1 - Float(row) / Float(h - 1) : 1
+            image.fill(x: layout.barX, y: layout.barY + row, width: HeatmapLayout.barWidth, height: 1, color(t))
+        }
+        for (t, label) in [(Float(1), "1"), (0.5, "0.5"), (0, "0")] {
+            let row = layout.barRow(t)
+            image.fill(x: layout.barX + HeatmapLayout.barWidth, y: row, width: HeatmapLayout.tickLength, height: 1, ink)
+            let top = Swift.min(image.height - PixelFont.height(scale: 2), Swift.max(0, row - PixelFont.height(scale: 2) / 2))
+            PixelFont.draw(label, into: &image, x: layout.labelX, y: top, scale: 2, color: ink)
+        }
+    }
+
+    /// Checks a [height, width] plane against its buffer size.
+    static func checkPlane(height: Int, width: Int, count: Int, what: String) throws {
+        guard height > 0, width > 0 else {
+            throw CBAMError(.invalidShape, "\(what) has size \(height)×\(width); both sides must be at least 1")
+        }
+        let (needed, overflow) = height.multipliedReportingOverflow(by: width)
+        guard !overflow, needed == count else {
+            throw CBAMError(.shapeMismatch, "\(what) holds \(count) values but \(height)×\(width) needs \(overflow ? "more" : String(needed))")
+        }
+    }
+
+    /// Min-max normalisation to [0, 1] over the finite values (non-finite → 0); a constant image becomes 0.5.
+    static func normalizeForDisplay(_ values: [Float]) -> [Float] {
+        var lo = Float.infinity, hi = -Float.infinity
+        for v in values where v.isFinite {
+            lo = Swift.min(lo, v)
+            hi = Swift.max(hi, v)
+        }
+        guard lo < hi else { return values.map { $0.isFinite ? 0.5 : 0 } }
+        let scale = 1 / (hi - lo)
+        return values.map { $0.isFinite ? ($0 - lo) * scale : 0 }
+    }
+
+    /// Bilinear resize of a row-major [height, width] plane, align_corners = false (half-pixel
+    /// centers, as PyTorch's `interpolate(mode="bilinear")` by default): output pixel `o` samples
+    /// input coordinate `(o + 0.5) * in/out - 0.5`, clamped below at 0, between the two nearest
+    /// input pixels (the upper one clamped to the last row/column). The caller has checked the sizes.
+    static func bilinear(_ values: [Float], height: Int, width: Int, toHeight: Int, toWidth: Int) -> [Float] {
+        if height == toHeight && width == toWidth { return values }
+        func taps(_ inSize: Int, _ outSize: Int) -> [(Int, Int, Float)] {
+            let scale = Float(inSize) / Float(outSize)
+            return (0..<outSize).map { o in
+                let source = Swift.max(0, (Float(o) + 0.5) * scale - 0.5)
+                let i0 = Swift.min(inSize - 1, Int(source))
+                let i1 = Swift.min(inSize - 1, i0 + 1)
+                return (i0, i1, source - Float(i0))
+            }
+        }
+        let rows = taps(height, toHeight), cols = taps(width, toWidth)
+        var out = [Float](repeating: 0, count: toHeight * toWidth)
+        for (y, (r0, r1, fy)) in rows.enumerated() {
+            for (x, (c0, c1, fx)) in cols.enumerated() {
+                let top = values[r0 * width + c0] * (1 - fx) + values[r0 * width + c1] * fx
+                let bottom = values[r1 * width + c0] * (1 - fx) + values[r1 * width + c1] * fx
+                out[y * toWidth + x] = top * (1 - fy) + bottom * fy
+            }
+        }
+        return out
+    }
+
+    // MARK: - Channel bars
+
+    /// Where each part of a ``channelBars(_:)`` picture sits.
+    ///
+    /// Left to right: labels (0, 0.5, 1, right-aligned), ticks, the axis line, then the plot:
+    /// `bars` bars of `barWidth` px (the last column of each left blank when bars are ≥ 4 px,
+    /// so neighbours stay apart). Bar `i` covers columns `plotX + i*barWidth …` and rows
+    /// `[baselineY - h, baselineY)` with `h = round(value * plotHeight)`; the baseline is row `baselineY`.
+    struct ChannelBarsLayout {
+        static let margin = 6
+        static let topMargin = 10
+        static let plotHeight = 160
+        static let rightMargin = 8
+        static let minWidth = 256
+        static let maxWidth = 1024
+        static let maxBarWidth = 32
+        static var labelWidth: Int { PixelFont.width("0.5", scale: 2) }
+        static var axisX: Int { margin + labelWidth + 2 + 4 }
+        static var plotX: Int { axisX + 1 }
+        /// How many bars fit in a `maxWidth` image at 1 px each.
+        static var capacity: Int { maxWidth - plotX - rightMargin }
+
+        /// Channels averaged into one bar (1 unless there are more channels than ``capacity``).
+        let group: Int
+        let bars: Int
+        let barWidth: Int
+        init(channels: Int) {
+            group = (channels + Self.capacity - 1) / Self.capacity
+            bars = (channels + group - 1) / group
+            barWidth = Swift.min(Self.maxBarWidth, Swift.max(1, Self.capacity / bars))
+        }
+        var drawnBarWidth: Int { barWidth >= 4 ? barWidth - 1 : barWidth }
+        var plotWidth: Int { bars * barWidth }
+        var baselineY: Int { Self.topMargin + Self.plotHeight }
+        var width: Int { Swift.max(Self.minWidth, Self.plotX + plotWidth + Self.rightMargin) }
+        var height: Int { baselineY + 1 + Self.topMargin }
+        func barX(_ i: Int) -> Int { Self.plotX + i * barWidth }
+        /// Pixel height of a bar for `value` (clamped to [0, 1]; NaN → 0).
+        static func barHeight(_ value: Float) -> Int { Int((clamp(value) * Float(plotHeight)).rounded()) }
+    }
+
+    /// A value clamped to [0, 1], NaN → 0.
+    static func clamp(_ v: Float) -> Float { v.isNaN ? 0 : Swift.min(1, Swift.max(0, v)) }
+
+    /// A channel attention map (C values in [0,1], one batch item) as a bar chart: one bar per
+    /// channel, bar height ∝ value on a fixed [0,1] axis, bar color from `color(value)`, a baseline
+    /// and a light grid line at 0.5; the image is 256 to 1024 px wide with bars at least 1 px.
+    ///
+    /// When C exceeds the bars that fit at 1 px (``ChannelBarsLayout/capacity``, 985: the axis
+    /// labels take the rest of the 1024 px), adjacent channels are averaged into one bar, each
+    /// value first clamped to [0, 1] (NaN → 0). Layout: ``ChannelBarsLayout``.
+    public static func channelBars(_ values: [Float]) throws -> RGBImage {
+        guard !values.isEmpty else { throw CBAMError(.invalidShape, "a channel attention map needs at least one value") }
+        let layout = ChannelBarsLayout(channels: values.count)
+        var bars: [Float] = []
+        bars.reserveCapacity(layout.bars)
+        for start in stride(from: 0, to: values.count, by: layout.group) {
+            let end = Swift.min(values.count, start + layout.group)
+            var sum: Float = 0
+            for v in values[start..<end] { sum += clamp(v) }
+            bars.append(sum / Float(end - start))
+        }
+
+        var image = RGBImage(width: layout.width, height: layout.height, fill: background)
+        let plotTop = ChannelBarsLayout.topMargin
+        // Grid at 0.5 first, so bars that reach above it cover it.
+        let gridY = layout.baselineY - ChannelBarsLayout.barHeight(0.5)
+        image.fill(x: ChannelBarsLayout.plotX, y: gridY, width: layout.plotWidth, height: 1, gridColor)
+        for (i, value) in bars.enumerated() {
+            let h = ChannelBarsLayout.barHeight(value)
+            image.fill(x: layout.barX(i), y: layout.baselineY - h, width: layout.drawnBarWidth, height: h, color(value))
+        }
+        // Axis, baseline, ticks and labels.
+        image.fill(x: ChannelBarsLayout.axisX, y: plotTop, width: 1, height: layout.baselineY - plotTop + 1, ink)
+        image.fill(x: ChannelBarsLayout.axisX, y: layout.baselineY, width: layout.plotWidth + 1, height: 1, ink)
+        for (t, label) in [(Float(1), "1"), (0.5, "0.5"), (0, "0")] {
+            let row = layout.baselineY - ChannelBarsLayout.barHeight(t)
+            image.fill(x: ChannelBarsLayout.axisX - 4, y: row, width: 4, height: 1, ink)
+            let textWidth = PixelFont.width(label, scale: 2)
+            let x = ChannelBarsLayout.margin + ChannelBarsLayout.labelWidth - textWidth
+            PixelFont.draw(label, into: &image, x: x, y: row - PixelFont.height(scale: 2) / 2, scale: 2, color: ink)
+        }
+        return image
+    }
+}
+
+/// A tiny bitmap font for axis labels: the digits 0-9 and '.', 3×5 pixels
+/// ('.' is 1 column wide so "0.5" stays compact), drawn at an integer scale with
+/// one (scaled) column between glyphs. Other characters are skipped.
+enum PixelFont {
+    /// Rows top to bottom; '1' is a lit pixel.
+    static let glyphs: [Character: [String]] = [
+        "0": ["111", "101", "101", "101", "111"],
+        "1": ["010", "110", "010", "010", "111"],
+        "2": ["111", "001", "111", "100", "111"],
+        "3": ["111", "001", "111", "001", "111"],
+        "4": ["101", "101", "111", "001", "001"],
+        "5": ["111", "100", "111", "001", "111"],
+        "6": ["111", "100", "111", "101", "111"],
+        "7": ["111", "001", "001", "001", "001"],
+        "8": ["111", "101", "111", "101", "111"],
+        "9": ["111", "101", "111", "001", "111"],
+        ".": ["0", "0", "0", "0", "1"],
+    ]
+
+    static func height(scale: Int) -> Int { 5 * scale }
+
+    /// Width in pixels of `text` drawn at `scale`.
+    static func width(_ text: String, scale: Int) -> Int {
+        let columns = text.compactMap { glyphs[$0]?.first?.count }
+        guard !columns.isEmpty else { return 0 }
+        return (columns.reduce(0, +) + columns.count - 1) * scale
+    }
+
+    /// Draws `text` with its top-left corner at (x, y), clipped to the image.
+    static func draw(_ text: String, into image: inout RGBImage, x: Int, y: Int, scale: Int, color: (UInt8, UInt8, UInt8)) {
+        var cursor = x
+        for character in text {
+            guard let rows = glyphs[character] else { continue }
+            for (r, row) in rows.enumerated() {
+                for (c, bit) in row.enumerated() where bit == "1" {
+                    image.fill(x: cursor + c * scale, y: y + r * scale, width: scale, height: scale, color)
+                }
+            }
+            cursor += ((rows.first?.count ?? 0) + 1) * scale
+        }
+    }
+}
