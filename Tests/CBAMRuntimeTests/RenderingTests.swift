@@ -273,7 +273,7 @@ extension RenderingTests {
                                                size: (height: 60, width: 50), overlay: overlay)
         let lb = Layout(panelWidth: 50, panelHeight: 60, panelCount: 3)
         #expect(b.width == lb.width && b.height == lb.height)
-        #expect(lb.width == Layout.margin + 3 * 50 + 2 * Layout.gap + Layout.barGap + Layout.barWidth + Layout.tickLength + 2
+        #expect(lb.width == Layout.margin + 3 * 50 + 2 * Layout.gap + Layout.barGap + Layout.barWidth + Layout.tickLength + 4
             + PixelFont.width("0.5", scale: 2) + Layout.margin)
     }
 

@@ -77,7 +77,8 @@ public enum AttentionRendering {
         var barX: Int { panelX(panelCount) - Self.gap + Self.barGap }
         var barY: Int { Self.margin }
         var barHeight: Int { Swift.max(panelHeight, Self.minBarHeight) }
-        var labelX: Int { barX + Self.barWidth + Self.tickLength + 2 }
+        /// Labels keep a 4 px gap from the ticks; closer, "-0.5" reads as a negative number.
+        var labelX: Int { barX + Self.barWidth + Self.tickLength + 4 }
         var width: Int { labelX + PixelFont.width("0.5", scale: 2) + Self.margin }
         var height: Int { 2 * Self.margin + barHeight }
         /// The bar row showing value `t` (1 at the top).
@@ -232,7 +233,7 @@ public enum AttentionRendering {
     /// so neighbours stay apart). Bar `i` covers columns `plotX + i*barWidth …` and rows
     /// `[baselineY - h, baselineY)` with `h = round(value * plotHeight)`; the baseline is row `baselineY`.
     struct ChannelBarsLayout {
-        static let margin = 6
+        static let margin = 4
         static let topMargin = 10
         static let plotHeight = 160
         static let rightMargin = 8
@@ -240,7 +241,8 @@ public enum AttentionRendering {
         static let maxWidth = 1024
         static let maxBarWidth = 32
         static var labelWidth: Int { PixelFont.width("0.5", scale: 2) }
-        static var axisX: Int { margin + labelWidth + 2 + 4 }
+        /// Labels, a 4 px gap (so "-0.5" cannot read as negative), 4 px ticks, then the axis.
+        static var axisX: Int { margin + labelWidth + 4 + 4 }
         static var plotX: Int { axisX + 1 }
         /// How many bars fit in a `maxWidth` image at 1 px each.
         static var capacity: Int { maxWidth - plotX - rightMargin }

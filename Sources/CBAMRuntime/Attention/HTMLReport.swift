@@ -145,7 +145,7 @@ public enum HTMLReport {
     .scale .bar { display: inline-block; width: 180px; height: 14px; border: 1px solid #999; }
     section { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 12px 14px; margin-bottom: 18px; }
     .maps { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-    figure.map { margin: 0; padding: 8px; border: 1px solid #e4e4e4; border-radius: 4px; max-width: 100%; }
+    figure.map { margin: 0; padding: 8px; border: 1px solid #e4e4e4; border-radius: 4px; flex: 1 1 380px; min-width: 0; max-width: max-content; }
     figcaption { font-weight: 600; margin-bottom: 4px; }
     figcaption .index { color: #888; font-weight: normal; }
     .channel .kind { color: #2a6f97; }

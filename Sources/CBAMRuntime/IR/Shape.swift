@@ -7,19 +7,47 @@ public enum Shape {
 
     /// The number of elements of `shape` (1 for a scalar); throws on a negative
     /// dimension or a product past ``maxElementCount``.
+    ///
+    /// Zero-sized dimensions count as 1 in the bound, so `[0, 2^62, 2^62]` is refused
+    /// too: any product of a checked shape's dimensions, or of a sub-range of them, then
+    /// fits in `Int`, and kernels may multiply dimensions freely.
     public static func elementCount(_ shape: [Int]) throws -> Int {
-        var product = 1
+        var bound = 1
+        var hasZero = false
         for dim in shape {
             guard dim >= 0 else {
                 throw CBAMError(.invalidShape, "shape \(describe(shape)) has a negative dimension")
             }
-            let (next, overflow) = product.multipliedReportingOverflow(by: dim)
+            if dim == 0 { hasZero = true; continue }
+            let (next, overflow) = bound.multipliedReportingOverflow(by: dim)
             guard !overflow, next <= maxElementCount else {
                 throw CBAMError(.invalidShape, "shape \(describe(shape)) has more than 2^40 elements")
             }
-            product = next
+            bound = next
+        }
+        return hasZero ? 0 : bound
+    }
+
+    /// `a * b` for sizes, or an error instead of an overflow trap.
+    public static func multiply(_ a: Int, _ b: Int) throws -> Int {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        guard !overflow, product <= maxElementCount, product >= -maxElementCount else {
+            throw CBAMError(.invalidShape, "size \(a) × \(b) is past 2^40")
         }
         return product
+    }
+
+    /// The sum of sizes (split sizes, padded extents), or an error instead of an overflow trap.
+    public static func sum(_ values: [Int]) throws -> Int {
+        var total = 0
+        for value in values {
+            let (next, overflow) = total.addingReportingOverflow(value)
+            guard !overflow, next <= maxElementCount, next >= -maxElementCount else {
+                throw CBAMError(.invalidShape, "sizes \(values) add up past 2^40")
+            }
+            total = next
+        }
+        return total
     }
 
     /// Row-major strides of `shape` (in elements). Assumes a shape already checked by ``elementCount(_:)``.

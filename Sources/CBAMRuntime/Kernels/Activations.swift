@@ -55,16 +55,25 @@ extension OpRegistry {
                     return .float(x.shape, v.map { Swift.min(Swift.max($0, lo), hi) })
                 case .double(let v): return Tensor(unchecked: x.shape, .double(v.map { Swift.min(Swift.max($0, low), high) }))
                 case .int64(let v):
-                    let lo = low.isFinite ? Int64(low) : .min, hi = high.isFinite ? Int64(high) : .max
+                    let lo = clampedInt64(low), hi = clampedInt64(high)
                     return .int64(x.shape, v.map { Swift.min(Swift.max($0, lo), hi) })
                 case .int32(let v):
-                    let lo = low.isFinite ? Int32(clamping: Int64(low)) : .min, hi = high.isFinite ? Int32(clamping: Int64(high)) : .max
+                    let lo = Int32(clamping: clampedInt64(low)), hi = Int32(clamping: clampedInt64(high))
                     return Tensor(unchecked: x.shape, .int32(v.map { Swift.min(Swift.max($0, lo), hi) }))
                 default: throw CBAMError(.typeMismatch, "Clip does not take \(x.dataType)")
                 }
             }
         }
     }
+}
+
+/// A bound read as Double, as an Int64: past-the-end values (and ±infinity) clamp to
+/// the Int64 range; `Double(Int64.max)` rounds up to 2^63, which `Int64(_:)` would trap on.
+private func clampedInt64(_ value: Double) -> Int64 {
+    if value.isNaN { return 0 }
+    if value >= 9.223372036854775e18 { return .max }
+    if value <= -9.223372036854775e18 { return .min }
+    return Int64(value)
 }
 
 /// A one-input elementwise kernel: `float` for float32, `double` for float64 and,

@@ -1,5 +1,6 @@
-// Conv and ConvTranspose, 1-D and 2-D, NCHW, float32: im2col / col2im around one
-// OpenBLAS sgemm per (batch item, group). A 1-D convolution is run as 2-D with H = 1.
+// Conv (1-D and 2-D) and ConvTranspose (any number of spatial axes), NC…, float32:
+// im2col / col2im around one OpenBLAS sgemm per (batch item, group). A 1-D
+// convolution is run as 2-D with H = 1.
 
 extension OpRegistry {
     mutating func registerConvolution() {
@@ -37,7 +38,7 @@ struct ConvWindow {
     }
 
     private static func checkRank(_ geometry: SpatialGeometry, _ context: NodeContext) throws {
-        guard (1...2).contains(geometry.rank) else {
+        guard (1...2).contains(geometry.rank) || (context.node.opType == "ConvTranspose" && geometry.rank >= 1) else {
             throw context.invalid("kernel_shape", "\(geometry.rank)-D \(context.node.opType) is not supported (1-D and 2-D are)")
         }
     }
@@ -195,8 +196,12 @@ struct ConvTransposeKernel {
         outputPadding = try context.ints("output_padding")
         outputShape = try context.ints("output_shape")
         guard group >= 1 else { throw context.invalid("group", "must be at least 1, got \(group)") }
-        if let outputPadding, outputPadding.contains(where: { $0 < 0 }) {
-            throw context.invalid("output_padding", "must be non-negative, got \(outputPadding)")
+        // The same 2^24 bound SpatialGeometry puts on the other window attributes.
+        if let outputPadding, outputPadding.contains(where: { $0 < 0 || $0 >= 1 << 24 }) {
+            throw context.invalid("output_padding", "must be non-negative and below 2^24, got \(outputPadding)")
+        }
+        if let outputShape, outputShape.contains(where: { $0 < 0 || $0 >= 1 << 24 }) {
+            throw context.invalid("output_shape", "must be non-negative and below 2^24, got \(outputShape)")
         }
     }
 
@@ -216,7 +221,7 @@ struct ConvTransposeKernel {
         for axis in 0..<rank {
             let extent = geometry.dilations[axis] * (geometry.kernel[axis] - 1) + 1
             let extra = outputPadding?[axis] ?? 0
-            let full = geometry.strides[axis] * (input[axis] - 1) + extra + extent
+            let full = try Shape.sum([try Shape.multiply(geometry.strides[axis], input[axis] - 1), extra, extent])
             var target: Int? = nil
             if let outputShape {
                 let spatial = outputShape.count == rank ? outputShape : Array(outputShape.suffix(rank))
@@ -265,13 +270,17 @@ struct ConvTransposeKernel {
         if let bias, bias.count != m { throw CBAMError(.shapeMismatch, "B has \(bias.count) values but the op has \(m) output channels", field: "B") }
         let inSpatial = Array(x.shape.dropFirst(2))
         let (outSpatial, padBegin) = try resolve(input: inSpatial, geometry: geometry)
-        let (h, wIn) = as2D(inSpatial), (oh, ow) = as2D(outSpatial), (kh, kw) = as2D(geometry.kernel)
-        let stride = pad2D(geometry.strides, fill: 1), dil = pad2D(geometry.dilations, fill: 1), pad = pad2D(padBegin, fill: 0)
-        let kRows = mg * kh * kw, p = h * wIn
+        let taps = try Shape.elementCount(geometry.kernel)
+        let p = try Shape.elementCount(inSpatial), q = try Shape.elementCount(outSpatial)
+        let kRows = mg * taps
         try BLAS.checkSize(kRows, p, cg)
         let outShape = [n, m] + outSpatial
         var output = [Float](repeating: 0, count: try Shape.elementCount(outShape))
         var columns = [Float](repeating: 0, count: try Shape.elementCount([kRows, p]))
+        // scatter[t][j]: where tap t of input position j lands in the output plane, or -1
+        // when it falls in the cropped padding. Shared by every channel, batch item and group.
+        let scatter = Self.scatterTable(input: inSpatial, output: outSpatial, kernel: geometry.kernel,
+                                        strides: geometry.strides, dilations: geometry.dilations, padBegin: padBegin)
         let xs = try x.floats("X"), ws = try w.floats("W")
         xs.withUnsafeBufferPointer { xp in
             ws.withUnsafeBufferPointer { wp in
@@ -282,21 +291,12 @@ struct ConvTransposeKernel {
                                 // cols [kRows × p] = W_gᵀ (W_g is [cg × kRows]) · X_g [cg × p]
                                 BLAS.sgemm(transA: true, m: kRows, n: p, k: cg, a: wp.baseAddress! + g * cg * kRows, lda: kRows,
                                            b: xp.baseAddress! + (batch * c + g * cg) * p, ldb: p, c: colp.baseAddress!, ldc: p)
-                                let target = yp.baseAddress! + (batch * m + g * mg) * oh * ow
-                                var row = colp.baseAddress!
                                 for channel in 0..<mg {
-                                    let plane = target + channel * oh * ow
-                                    for i in 0..<kh {
-                                        for j in 0..<kw {
-                                            for iy in 0..<h {
-                                                let oy = iy * stride[0] - pad[0] + i * dil[0]
-                                                if oy < 0 || oy >= oh { continue }
-                                                for ix in 0..<wIn {
-                                                    let ox = ix * stride[1] - pad[1] + j * dil[1]
-                                                    if ox >= 0 && ox < ow { plane[oy * ow + ox] += row[iy * wIn + ix] }
-                                                }
-                                            }
-                                            row += p
+                                    let plane = yp.baseAddress! + (batch * m + g * mg + channel) * q
+                                    for t in 0..<taps {
+                                        let row = colp.baseAddress! + (channel * taps + t) * p
+                                        scatter[t].withUnsafeBufferPointer { targets in
+                                            for j in 0..<p where targets[j] >= 0 { plane[targets[j]] += row[j] }
                                         }
                                     }
                                 }
@@ -305,8 +305,8 @@ struct ConvTransposeKernel {
                         if let bias {
                             for batch in 0..<n {
                                 for channel in 0..<m {
-                                    let plane = yp.baseAddress! + (batch * m + channel) * oh * ow
-                                    for i in 0..<(oh * ow) { plane[i] += bias[channel] }
+                                    let plane = yp.baseAddress! + (batch * m + channel) * q
+                                    for i in 0..<q { plane[i] += bias[channel] }
                                 }
                             }
                         }
@@ -315,5 +315,26 @@ struct ConvTransposeKernel {
             }
         }
         return .float(outShape, output)
+    }
+
+    /// For each kernel tap and input position (both row-major over the spatial axes), the
+    /// output offset `Σ (in·stride − pad + tap·dilation) · outStride`, or -1 if outside.
+    static func scatterTable(input: [Int], output: [Int], kernel: [Int], strides: [Int], dilations: [Int], padBegin: [Int]) -> [[Int]] {
+        let rank = input.count
+        let inStrides = Shape.strides(input), outStrides = Shape.strides(output), kernelStrides = Shape.strides(kernel)
+        let taps = kernel.reduce(1, *), positions = input.reduce(1, *)
+        return (0..<taps).map { t in
+            (0..<positions).map { j in
+                var offset = 0
+                for axis in 0..<rank {
+                    let tap = (t / kernelStrides[axis]) % kernel[axis]
+                    let position = (j / inStrides[axis]) % input[axis]
+                    let o = position * strides[axis] - padBegin[axis] + tap * dilations[axis]
+                    if o < 0 || o >= output[axis] { return -1 }
+                    offset += o * outStrides[axis]
+                }
+                return offset
+            }
+        }
     }
 }

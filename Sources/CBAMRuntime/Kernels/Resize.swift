@@ -295,6 +295,8 @@ struct ResizeKernel {
             let x = outputWidth == 1 ? (end - start) * (inputWidth - 1) / 2 : y * (end - start) * (inputWidth - 1) / (outputWidth - 1)
             return x + start * (inputWidth - 1)
         case .pytorchHalfPixel:
+            // The spec text says 0 for a single output; the reference (which the
+            // conformance data comes from) uses -0.5. They differ only for cubic.
             return outputWidth == 1 ? -0.5 : (y + 0.5) / scale - 0.5
         case .halfPixel:
             return (y + 0.5) / scale - 0.5

@@ -128,7 +128,7 @@ extension OpRegistry {
                 guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
                     throw CBAMError(.shapeMismatch, "repeats \(repeats) must have \(x.rank) non-negative values")
                 }
-                let outShape = zip(x.shape, repeats).map { $0 * $1 }
+                let outShape = try zip(x.shape, repeats).map { try Shape.multiply($0, $1) }
                 let strides = Shape.strides(x.shape)
                 let outStrides = Shape.strides(outShape)
                 let indices = try (0..<Shape.elementCount(outShape)).map { flat -> Int in
@@ -220,7 +220,7 @@ func split(_ x: Tensor, axis axisAttribute: Int, sizes: [Int]?, parts: Int) thro
     let extent = x.shape[axis]
     let lengths: [Int]
     if let sizes, !sizes.isEmpty {
-        guard sizes.reduce(0, +) == extent, sizes.allSatisfy({ $0 >= 0 }) else {
+        guard sizes.allSatisfy({ $0 >= 0 }), try Shape.sum(sizes) == extent else {
             throw CBAMError(.shapeMismatch, "split sizes \(sizes) do not add up to axis \(axis)'s size \(extent)")
         }
         lengths = sizes
@@ -251,8 +251,11 @@ func slice(_ x: Tensor, starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?)
     }
     var begin = [Int](repeating: 0, count: x.rank), size = x.shape, step = [Int](repeating: 1, count: x.rank)
     for (i, axis) in axes.enumerated() {
-        let extent = x.shape[axis], s = steps[i]
-        guard s != 0 else { throw CBAMError(.invalidAttribute, "slice step cannot be 0") }
+        let extent = x.shape[axis]
+        guard steps[i] != 0 else { throw CBAMError(.invalidAttribute, "slice step cannot be 0") }
+        // A step longer than the axis takes at most one element; clamping it keeps the
+        // arithmetic below (and the strides built from it) far from overflow.
+        let s = steps[i] > 0 ? Swift.min(steps[i], extent + 1) : Swift.max(steps[i], -(extent + 1))
         // Clamp in wide arithmetic: exporters write INT64_MAX / INT64_MIN for "to the end".
         func resolve(_ value: Int, low: Int, high: Int) -> Int {
             let v = value < 0 ? (value < -extent ? -extent : value) + extent : value
@@ -266,7 +269,7 @@ func slice(_ x: Tensor, starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?)
             first = resolve(starts[i], low: -1, high: extent - 1)
             last = ends[i] < -extent ? -1 : resolve(ends[i], low: -1, high: extent - 1)
         }
-        let count = s > 0 ? Swift.max(0, (last - first + s - 1) / s) : Swift.max(0, (first - last + (-s) - 1) / (-s))
+        let count = s > 0 ? (last > first ? (last - first - 1) / s + 1 : 0) : (first > last ? (first - last - 1) / (-s) + 1 : 0)
         begin[axis] = first
         size[axis] = count
         step[axis] = s
@@ -319,8 +322,11 @@ private func padKernel(_ context: NodeContext) throws -> Kernel {
         }
         guard pads.count == 2 * x.rank else { throw CBAMError(.shapeMismatch, "pads must have \(2 * x.rank) values, got \(pads.count)") }
         let outShape = try x.shape.indices.map { axis -> Int in
-            let size = x.shape[axis] + pads[axis] + pads[axis + x.rank]
+            let size = try Shape.sum([x.shape[axis], pads[axis], pads[axis + x.rank]])
             guard size >= 0 else { throw CBAMError(.shapeMismatch, "pads remove more than axis \(axis) holds") }
+            if mode != "constant", x.shape[axis] == 0, size > 0 {
+                throw CBAMError(.shapeMismatch, "\(mode) padding needs a non-empty axis \(axis) to copy from")
+            }
             return size
         }
         let strides = Shape.strides(x.shape), outStrides = Shape.strides(outShape)
