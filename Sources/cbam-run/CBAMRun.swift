@@ -4,6 +4,17 @@ import Foundation
 
 @main
 struct CBAMRun: ParsableCommand {
+    static func main() {
+        tuneAllocator()
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "cbam-run",
         abstract: "Run ONNX attention CNNs (CBAM, SE, ECA, SK, ResNeSt) exported from PyTorch, on the CPU.",
@@ -43,3 +54,19 @@ func fail(_ error: Error) -> ExitCode {
 func note(_ text: String) {
     FileHandle.standardError.write(Data("\(text)\n".utf8))
 }
+
+/// Keeps large tensor buffers on the heap between runs. glibc's defaults hand buffers
+/// over 128 KiB back to the kernel when freed, so every run page-faults its
+/// intermediates in again; with these limits a repeated run reuses the same memory.
+func tuneAllocator() {
+    #if os(Linux)
+    let mmapThreshold: Int32 = -3, trimThreshold: Int32 = -1  // M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (malloc.h)
+    _ = glibcMallopt(mmapThreshold, 256 << 20)
+    _ = glibcMallopt(trimThreshold, 512 << 20)
+    #endif
+}
+
+#if os(Linux)
+/// glibc's mallopt; the Glibc module does not export malloc.h.
+@_silgen_name("mallopt") func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif

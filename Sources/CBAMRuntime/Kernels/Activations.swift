@@ -78,12 +78,20 @@ private func clampedInt64(_ value: Double) -> Int64 {
 
 /// A one-input elementwise kernel: `float` for float32, `double` for float64 and,
 /// when given, `integer` for int64/int32/int8 (computed in Int64, narrowed back).
+/// Inlined into each registration so `float` is a known closure and the loop specialises.
+@inline(__always)
 func unary(_ float: @escaping (Float) -> Float, _ double: @escaping (Double) -> Double,
            integer: ((Int64) -> Int64)? = nil) -> Kernel {
     Kernel.single { inputs in
         let x = try required(inputs, 0, "X")
         switch x.storage {
-        case .float(let v): return .float(x.shape, v.map(float))
+        case .float(let v):
+            return .float(x.shape, [Float](unsafeUninitializedCapacity: v.count) { out, initialized in
+                v.withUnsafeBufferPointer { source in
+                    for i in 0..<source.count { out[i] = float(source[i]) }
+                }
+                initialized = v.count
+            })
         case .double(let v): return Tensor(unchecked: x.shape, .double(v.map(double)))
         case .int64(let v) where integer != nil: return .int64(x.shape, v.map(integer!))
         case .int32(let v) where integer != nil:

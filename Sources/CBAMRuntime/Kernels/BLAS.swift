@@ -12,7 +12,8 @@ enum BLAS {
         guard m > 0, n > 0 else { return }
         guard k > 0 else {
             // BLAS leaves C untouched when k = 0 only if beta = 1; do the scaling ourselves.
-            for row in 0..<m { for col in 0..<n { c[row * ldc + col] *= beta } }
+            // beta 0 means C is not read (it may be uninitialised): assign, don't scale.
+            for row in 0..<m { for col in 0..<n { c[row * ldc + col] = beta == 0 ? 0 : c[row * ldc + col] * beta } }
             return
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -100,8 +100,10 @@ struct ConvKernel {
 
         let xs = try x.floats("X"), ws = try w.floats("W")
         let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pad.allSatisfy { $0 == 0 }
-        var output = [Float](repeating: 0, count: outCount)
-        var columns = pointwise ? [] : [Float](repeating: 0, count: k * p)
+        // Neither buffer needs zeroing: im2col writes every column entry and sgemm (beta 0)
+        // every output entry, so both start uninitialised.
+        var output = [Float](unsafeUninitializedCapacity: outCount) { _, initialized in initialized = outCount }
+        var columns = pointwise ? [] : [Float](unsafeUninitializedCapacity: k * p) { _, initialized in initialized = k * p }
         xs.withUnsafeBufferPointer { xp in
             ws.withUnsafeBufferPointer { wp in
                 output.withUnsafeMutableBufferPointer { yp in

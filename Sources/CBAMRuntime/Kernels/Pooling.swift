@@ -5,8 +5,8 @@ import Foundation
 
 extension OpRegistry {
     mutating func registerPooling() {
-        register("GlobalAveragePool") { _ in globalPool { values in values.reduce(0, +) / Float(values.count) } }
-        register("GlobalMaxPool") { _ in globalPool { values in values.max() ?? -.infinity } }
+        register("GlobalAveragePool") { _ in globalPool { values in VectorMath.sum(values.baseAddress!, values.count) / Float(values.count) } }
+        register("GlobalMaxPool") { _ in globalPool { values in VectorMath.max(values.baseAddress!, values.count) } }
         register("GlobalLpPool") { context in
             let p = Float(try context.int("p", default: 2))
             return globalPool { values in Foundation.pow(values.reduce(0) { $0 + Foundation.pow(Swift.abs($1), p) }, 1 / p) }
@@ -29,6 +29,9 @@ private func globalPool(_ reduce: @escaping (UnsafeBufferPointer<Float>) -> Floa
         let planes = x.shape[0] * x.shape[1]
         let planeSize = x.count / Swift.max(planes, 1)
         let values = try x.floats("X")
+        guard planeSize > 0 else {
+            throw CBAMError(.shapeMismatch, "X has an empty spatial extent \(Shape.describe(x.shape))", field: "X")
+        }
         let result = values.withUnsafeBufferPointer { xp in
             (0..<planes).map { reduce(UnsafeBufferPointer(rebasing: xp[($0 * planeSize)..<(($0 + 1) * planeSize)])) }
         }
@@ -43,8 +46,12 @@ struct WindowPool {
     let mode: Mode
     /// MaxPool's Indices count spatial axes in column-major order when storage_order is 1.
     let columnMajorIndices: Bool
+    /// Whether MaxPool's optional Indices output is used; without it the 2-D path
+    /// takes row maxima with SIMD instead of tracking positions.
+    let wantsIndices: Bool
 
     init(_ context: NodeContext, mode: Mode) throws {
+        wantsIndices = context.node.outputs.count > 1 && !context.node.outputs[1].isEmpty
         geometry = try SpatialGeometry(context, kernel: nil)
         self.mode = mode
         columnMajorIndices = try context.int("storage_order", default: 0) != 0
@@ -60,7 +67,7 @@ struct WindowPool {
         guard x.rank == rank + 2 else {
             throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D pool needs rank \(rank + 2)", field: "X")
         }
-        if rank == 2, case .max = mode, !columnMajorIndices { return try maxPool2D(x) }
+        if rank == 2, !columnMajorIndices { return try pool2D(x) }
         let spatial = Array(x.shape.dropFirst(2))
         let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: spatial)
         let outShape = Array(x.shape.prefix(2)) + outSpatial
@@ -138,11 +145,11 @@ struct WindowPool {
 }
 
 extension WindowPool {
-    /// The common case, 2-D MaxPool, with the window clipped to the image once per
+    /// The common case, 2-D pooling, with the window clipped to the image once per
     /// output row and column instead of testing every tap. X `[N, C, H, W]`.
-    func maxPool2D(_ x: Tensor) throws -> [Tensor] {
+    func pool2D(_ x: Tensor) throws -> [Tensor] {
         let (h, w) = (x.shape[2], x.shape[3])
-        let (outSpatial, padBegin, _) = try geometry.resolve(input: [h, w])
+        let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: [h, w])
         let (oh, ow) = (outSpatial[0], outSpatial[1])
         let (kh, kw) = (geometry.kernel[0], geometry.kernel[1])
         let (sh, sw) = (geometry.strides[0], geometry.strides[1])
@@ -151,19 +158,24 @@ extension WindowPool {
         let outShape = [x.shape[0], x.shape[1], oh, ow]
         let count = try Shape.elementCount(outShape)
         var output = [Float](repeating: 0, count: count)
-        var indices = [Int64](repeating: 0, count: count)
+        var isMax = false
+        if case .max = mode { isMax = true }
+        var indices = [Int64](repeating: 0, count: isMax && wantsIndices ? count : 0)
         let values = try x.floats("X")
-        // Taps of one axis that land inside the image: first index and count.
-        func taps(_ o: Int, stride: Int, pad: Int, dilation: Int, kernel: Int, size: Int) -> (first: Int, count: Int) {
+        // Taps of one axis whose position lies in [low, high): first tap and how many.
+        func taps(_ o: Int, stride: Int, pad: Int, dilation: Int, kernel: Int, low: Int, high: Int) -> (first: Int, count: Int) {
             let origin = o * stride - pad
             var first = 0
-            while first < kernel && origin + first * dilation < 0 { first += 1 }
+            while first < kernel && origin + first * dilation < low { first += 1 }
             var last = kernel - 1
-            while last >= first && origin + last * dilation >= size { last -= 1 }
+            while last >= first && origin + last * dilation >= high { last -= 1 }
             return (first, last - first + 1)
         }
-        let rows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, size: h) }
-        let columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, size: w) }
+        let rows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: 0, high: h) }
+        let columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: 0, high: w) }
+        // count_include_pad counts taps in the padding but not past it (a ceil_mode overhang).
+        let paddedRows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: -padBegin[0], high: h + padEnd[0]).count }
+        let paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: -padBegin[1], high: w + padEnd[1]).count }
         values.withUnsafeBufferPointer { xp in
             output.withUnsafeMutableBufferPointer { yp in
                 indices.withUnsafeMutableBufferPointer { ip in
@@ -175,24 +187,61 @@ extension WindowPool {
                             for ox in 0..<ow {
                                 let (fx, nx) = columns[ox]
                                 let x0 = ox * sw - padBegin[1]
-                                var best = -Float.infinity, bestIndex = -1
-                                for i in fy..<(fy + ny) {
-                                    let row = base + (y0 + i * dh) * w
-                                    for j in fx..<(fx + nx) {
-                                        let offset = row + x0 + j * dw
-                                        let value = xp[offset]
-                                        if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = offset }
-                                    }
-                                }
                                 let target = (plane * oh + oy) * ow + ox
-                                yp[target] = best
-                                ip[target] = Int64(max(bestIndex, 0))
+                                switch mode {
+                                case .max where !wantsIndices && dw == 1:
+                                    var best = -Float.infinity
+                                    for i in fy..<(fy + ny) {
+                                        let row = xp.baseAddress! + base + (y0 + i * dh) * w + x0 + fx
+                                        // Small windows (3×3 stems) are cheaper as a plain loop.
+                                        let rowMax = nx >= 16 ? VectorMath.max(row, nx) : (0..<nx).reduce(-Float.infinity) { m, j in
+                                            m.isNaN || row[j].isNaN ? .nan : Swift.max(m, row[j])
+                                        }
+                                        best = rowMax.isNaN || best.isNaN ? .nan : Swift.max(best, rowMax)
+                                    }
+                                    yp[target] = best
+                                case .max:
+                                    var best = -Float.infinity, bestIndex = -1
+                                    for i in fy..<(fy + ny) {
+                                        let row = base + (y0 + i * dh) * w + x0
+                                        for j in fx..<(fx + nx) {
+                                            let value = xp[row + j * dw]
+                                            if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = row + j * dw }
+                                        }
+                                    }
+                                    yp[target] = best
+                                    ip[target] = Int64(max(bestIndex, 0))
+                                case .average(let includePad):
+                                    var sum: Float = 0
+                                    for i in fy..<(fy + ny) {
+                                        let row = base + (y0 + i * dh) * w + x0
+                                        if dw == 1 {
+                                            sum += VectorMath.sum(xp.baseAddress! + row + fx, nx)
+                                        } else {
+                                            for j in fx..<(fx + nx) { sum += xp[row + j * dw] }
+                                        }
+                                    }
+                                    let divisor = includePad ? paddedRows[oy] * paddedColumns[ox] : ny * nx
+                                    yp[target] = divisor > 0 ? sum / Float(divisor) : 0
+                                case .lp(let p):
+                                    var sum: Float = 0
+                                    for i in fy..<(fy + ny) {
+                                        let row = base + (y0 + i * dh) * w + x0
+                                        for j in fx..<(fx + nx) {
+                                            let value = Swift.abs(xp[row + j * dw])
+                                            sum += p == 2 ? value * value : Foundation.pow(value, p)
+                                        }
+                                    }
+                                    yp[target] = p == 2 ? sum.squareRoot() : Foundation.pow(sum, 1 / p)
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        return [.float(outShape, output), .int64(outShape, indices)]
+        var results = [Tensor.float(outShape, output)]
+        if isMax && wantsIndices { results.append(.int64(outShape, indices)) }
+        return results
     }
 }

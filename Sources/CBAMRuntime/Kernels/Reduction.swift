@@ -7,9 +7,9 @@ extension OpRegistry {
     mutating func registerReduction() {
         // (name, start value, accumulate, finish(accumulated, count)). Axes moved from an
         // attribute to an input in opset 13 for ReduceSum and in opset 18 for the others.
-        register("ReduceSum") { try ReduceKernel($0, axesInputSince: 13, start: 0, { $0 + $1 }, { s, _ in s }).kernel() }
-        register("ReduceMean") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + $1 }, { s, n in s / Double(n) }).kernel() }
-        register("ReduceMax") { try ReduceKernel($0, axesInputSince: 18, start: -.infinity, { $1.isNaN || $0.isNaN ? .nan : Swift.max($0, $1) }, { s, _ in s }).kernel() }
+        register("ReduceSum") { try ReduceKernel($0, axesInputSince: 13, start: 0, { $0 + $1 }, { s, _ in s }, fast: .sum).kernel() }
+        register("ReduceMean") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + $1 }, { s, n in s / Double(n) }, fast: .mean).kernel() }
+        register("ReduceMax") { try ReduceKernel($0, axesInputSince: 18, start: -.infinity, { $1.isNaN || $0.isNaN ? .nan : Swift.max($0, $1) }, { s, _ in s }, fast: .max).kernel() }
         register("ReduceMin") { try ReduceKernel($0, axesInputSince: 18, start: .infinity, { $1.isNaN || $0.isNaN ? .nan : Swift.min($0, $1) }, { s, _ in s }).kernel() }
         register("ReduceProd") { try ReduceKernel($0, axesInputSince: 18, start: 1, { $0 * $1 }, { s, _ in s }).kernel() }
         register("ReduceL1") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + Swift.abs($1) }, { s, _ in s }).kernel() }
@@ -78,9 +78,13 @@ struct ReduceKernel {
     let start: Double
     let accumulate: (Double, Double) -> Double
     let finish: (Double, Int) -> Double
+    /// The reductions CBAM's pools use get a float32 loop over contiguous axes.
+    enum Fast { case sum, mean, max }
+    let fast: Fast?
 
     init(_ context: NodeContext, axesInputSince: Int, start: Double,
-         _ accumulate: @escaping (Double, Double) -> Double, _ finish: @escaping (Double, Int) -> Double) throws {
+         _ accumulate: @escaping (Double, Double) -> Double, _ finish: @escaping (Double, Int) -> Double, fast: Fast? = nil) throws {
+        self.fast = fast
         axesFromInput = context.opset >= axesInputSince
         attributeAxes = axesFromInput ? nil : try context.ints("axes")
         keepDims = try context.int("keepdims", default: 1) != 0
@@ -109,6 +113,10 @@ struct ReduceKernel {
 
     func reduce(_ x: Tensor, axes: [Int]) throws -> Tensor {
         let layout = try ReductionLayout(inputShape: x.shape, axes: axes, keepDims: keepDims)
+        let sorted = axes.sorted()
+        if let fast, case .float(let values) = x.storage, let first = sorted.first, sorted.last! - first + 1 == sorted.count {
+            return .float(layout.outputShape, reduceContiguous(values, shape: x.shape, from: first, to: sorted.last!, fast))
+        }
         var accumulators = [Double](repeating: start, count: layout.outputCount)
         func walk<T>(_ values: [T], _ toDouble: (T) -> Double) {
             values.withUnsafeBufferPointer { xp in
@@ -139,6 +147,35 @@ struct ReduceKernel {
         }
         return Tensor(unchecked: layout.outputShape, storage)
     }
+}
+
+/// float32 reduction of axes `from...to` of `shape`, viewed as `[outer, reduced, inner]`:
+/// the inner loop runs over contiguous memory, so it vectorises.
+private func reduceContiguous(_ values: [Float], shape: [Int], from: Int, to: Int, _ op: ReduceKernel.Fast) -> [Float] {
+    let outer = shape[..<from].reduce(1, *), reduced = shape[from...to].reduce(1, *), inner = shape[(to + 1)...].reduce(1, *)
+    var result = [Float](repeating: op == .max ? -.infinity : 0, count: outer * inner)
+    values.withUnsafeBufferPointer { xp in
+        result.withUnsafeMutableBufferPointer { rp in
+            for o in 0..<outer {
+                let target = rp.baseAddress! + o * inner
+                for k in 0..<reduced {
+                    let source = xp.baseAddress! + (o * reduced + k) * inner
+                    switch op {
+                    case .sum, .mean: for i in 0..<inner { target[i] += source[i] }
+                    // NaN wins, as in the general path.
+                    case .max: for i in 0..<inner { target[i] = source[i] > target[i] || source[i].isNaN ? source[i] : target[i] }
+                    }
+                }
+            }
+        }
+    }
+    if op == .mean, reduced > 0 {
+        let scale = 1 / Float(reduced)
+        for i in result.indices { result[i] *= scale }
+    } else if op == .mean {
+        for i in result.indices { result[i] = .nan }
+    }
+    return result
 }
 
 /// Truncates toward zero; an infinite or NaN result (an empty integer ReduceMax) is an error, not a trap.

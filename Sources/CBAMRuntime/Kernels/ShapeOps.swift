@@ -128,15 +128,20 @@ extension OpRegistry {
                 guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else {
                     throw CBAMError(.shapeMismatch, "repeats \(repeats) must have \(x.rank) non-negative values")
                 }
-                let outShape = try zip(x.shape, repeats).map { try Shape.multiply($0, $1) }
-                let strides = Shape.strides(x.shape)
-                let outStrides = Shape.strides(outShape)
-                let indices = try (0..<Shape.elementCount(outShape)).map { flat -> Int in
-                    var source = 0
-                    for axis in 0..<x.rank { source += ((flat / outStrides[axis]) % outShape[axis]) % x.shape[axis] * strides[axis] }
-                    return source
+                _ = try Shape.elementCount(try zip(x.shape, repeats).map { try Shape.multiply($0, $1) })
+                // Tile one axis at a time, innermost first: each pass repeats contiguous blocks.
+                var result = x
+                for axis in stride(from: x.rank - 1, through: 0, by: -1) where repeats[axis] != 1 {
+                    var shape = result.shape
+                    let block = shape[axis...].reduce(1, *), outer = shape[..<axis].reduce(1, *)
+                    shape[axis] *= repeats[axis]
+                    var runs: [(array: Int, start: Int, length: Int)] = []
+                    runs.reserveCapacity(outer * repeats[axis])
+                    for o in 0..<outer { for _ in 0..<repeats[axis] { runs.append((0, o * block, block)) } }
+                    let total = try Shape.elementCount(shape)
+                    result = Tensor(unchecked: shape, try Tensor.Storage.transform([result.storage], CopyRuns(runs: runs, total: total)))
                 }
-                return try Tensor(shape: outShape, storage: x.storage.picking(indices))
+                return result
             }
         }
         register("Pad") { context in try padKernel(context) }

@@ -56,6 +56,10 @@ public final class Session {
     }
 
     private(set) var steps: [Step] = []
+    /// The plan a run without an observer uses: ``steps`` with a Relu folded into the
+    /// node before it where nothing else reads that node's output (see Fusion.swift).
+    /// An observer sees every node, so observed runs use ``steps``.
+    private(set) var fusedSteps: [Step] = []
     private var slotOfName: [String: Int] = [:]
     private var constantSlots: [(slot: Int, tensor: Tensor)] = []
     private var inputSlots: [(info: ValueInfo, slot: Int, defaultValue: Tensor?)] = []
@@ -72,6 +76,7 @@ public final class Session {
         self.model = model
         self.fileName = fileName
         self.options = options
+        BLAS.setThreads(options.threads)
         try withErrorContext(file: fileName) { try build(registry: registry) }
     }
 
@@ -143,15 +148,23 @@ public final class Session {
             if let s = slotOfName[name], needed.contains(s) { constantSlots.append((s, tensor)) }
         }
 
-        // Free each intermediate after its last reader; graph outputs are kept.
+        let keep = Set(outputSlots.map(\.slot))
+        fusedSteps = Self.assignReleases(Self.fuseActivations(steps, keep: keep), keep: keep)
+        steps = Self.assignReleases(steps, keep: keep)
+    }
+
+    /// Frees each intermediate after its last reader; graph outputs (`keep`) stay.
+    static func assignReleases(_ plan: [Step], keep: Set<Int>) -> [Step] {
+        var plan = plan
         var lastReader: [Int: Int] = [:]
-        for (stepIndex, step) in steps.enumerated() {
+        for (stepIndex, step) in plan.enumerated() {
+            plan[stepIndex].releaseAfter = []
             for s in step.inputSlots.compactMap({ $0 }) { lastReader[s] = stepIndex }
         }
-        let keep = Set(outputSlots.map(\.slot))
         for (s, stepIndex) in lastReader where !keep.contains(s) {
-            steps[stepIndex].releaseAfter.append(s)
+            plan[stepIndex].releaseAfter.append(s)
         }
+        return plan
     }
 
     /// Kahn's algorithm over the file's nodes, ties broken by file order. Checks that
@@ -235,7 +248,7 @@ public final class Session {
                 }
             }
 
-            for (index, step) in steps.enumerated() {
+            for (index, step) in (observer == nil ? fusedSteps : steps).enumerated() {
                 var inputs = [Tensor?]()
                 inputs.reserveCapacity(step.inputSlots.count)
                 for s in step.inputSlots { inputs.append(s.map { table[$0] } ?? nil) }
