@@ -210,7 +210,7 @@ extension WindowPool {
                                         }
                                     }
                                     yp[target] = best
-                                    ip[target] = Int64(max(bestIndex, 0))
+                                    if wantsIndices { ip[target] = Int64(max(bestIndex, 0)) }
                                 case .average(let includePad):
                                     var sum: Float = 0
                                     for i in fy..<(fy + ny) {
