@@ -43,16 +43,20 @@ from typing import Any
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO_ROOT, "Tests", "CBAMRuntimeTests", "Fixtures", "node")
 
-DEFAULT_OPS = (
-    "Abs,Add,ArgMax,ArgMin,AveragePool,BatchNormalization,Cast,Ceil,Clip,Concat,"
-    "Constant,ConstantOfShape,Conv,ConvTranspose,Div,Equal,Erf,Exp,Expand,Flatten,"
-    "Floor,Gather,Gemm,GlobalAveragePool,GlobalLpPool,GlobalMaxPool,Greater,"
-    "HardSigmoid,HardSwish,Identity,LeakyRelu,Less,Log,LogSoftmax,LpPool,MatMul,Max,"
-    "MaxPool,Mean,Min,Mul,Neg,Not,Pad,Pow,Reciprocal,ReduceL1,ReduceL2,ReduceLogSum,"
-    "ReduceLogSumExp,ReduceMax,ReduceMean,ReduceMin,ReduceProd,ReduceSum,"
-    "ReduceSumSquare,Relu,Reshape,Resize,Shape,Sigmoid,Sign,Size,Slice,Softmax,"
-    "Softplus,Split,Sqrt,Squeeze,Sub,Sum,Tanh,Tile,Transpose,Unsqueeze,Where"
-)
+def registered_ops() -> str:
+    """The op types cbam-run registers, read from its kernel sources
+    (`register("OpType")` lines in Sources/CBAMRuntime/Kernels/), so the cases
+    follow the registry without a second list to keep in sync."""
+    kernels = os.path.join(REPO_ROOT, "Sources", "CBAMRuntime", "Kernels")
+    ops = set()
+    for name in sorted(os.listdir(kernels)):
+        if name.endswith(".swift"):
+            with open(os.path.join(kernels, name), encoding="utf-8") as f:
+                ops.update(re.findall(r'register\("([A-Za-z0-9]+)"', f.read()))
+    return ",".join(sorted(ops))
+
+
+DEFAULT_OPS = registered_ops()
 
 MAX_CASE_BYTES = 2 * 1024 * 1024
 DEFAULT_RTOL = 1e-3
@@ -368,7 +372,7 @@ def run_ort_checks(out: str, jobs: list[dict[str, Any]]) -> dict[str, tuple[str,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ops", default=DEFAULT_OPS, help="comma-separated ONNX op types (default: the CBAM op list)")
+    ap.add_argument("--ops", default=DEFAULT_OPS, help="comma-separated ONNX op types (default: every op cbam-run registers)")
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: %(default)s)")
     ap.add_argument("--max-case-bytes", type=int, default=MAX_CASE_BYTES, help="skip cases larger than this (default 2 MiB)")
     ap.add_argument("--no-onnxruntime", action="store_true", help="do not run the onnxruntime sanity check")

@@ -60,6 +60,12 @@ extension OpRegistry {
                 case .int32(let v):
                     let lo = Int32(clamping: clampedInt64(low)), hi = Int32(clamping: clampedInt64(high))
                     return Tensor(unchecked: x.shape, .int32(v.map { Swift.min(Swift.max($0, lo), hi) }))
+                case .int8(let v):
+                    let lo = Int8(clamping: clampedInt64(low)), hi = Int8(clamping: clampedInt64(high))
+                    return Tensor(unchecked: x.shape, .int8(v.map { Swift.min(Swift.max($0, lo), hi) }))
+                case .uint8(let v):
+                    let lo = UInt8(clamping: clampedInt64(low)), hi = UInt8(clamping: clampedInt64(high))
+                    return Tensor(unchecked: x.shape, .uint8(v.map { Swift.min(Swift.max($0, lo), hi) }))
                 default: throw CBAMError(.typeMismatch, "Clip does not take \(x.dataType)")
                 }
             }

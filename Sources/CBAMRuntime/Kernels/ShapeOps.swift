@@ -5,7 +5,20 @@
 extension OpRegistry {
     mutating func registerShapeOps() {
         register("Identity") { _ in Kernel.single { try required($0, 0, "input") } }
-        register("Dropout") { _ in Kernel { [try required($0, 0, "data")] } }  // inference: a no-op
+        register("Dropout") { _ in
+            // Inference: the identity, with an all-true mask. Training mode (an input since
+            // opset 12) drops at random, which no stored reference can check, so it is refused
+            // unless the ratio is 0. Old files' is_test attribute is ignored, as inference runtimes do.
+            Kernel { inputs in
+                let data = try required(inputs, 0, "data")
+                let training = inputs.count > 2 ? try inputs[2].map { try $0.integers("training_mode").first ?? 0 } ?? 0 : 0
+                let ratio = inputs.count > 1 ? inputs[1]?.doubles().first ?? 0.5 : 0.5
+                if training != 0 && ratio != 0 {
+                    throw CBAMError(.invalidAttribute, "training-mode Dropout (random) is not supported; export the model in eval mode", field: "training_mode")
+                }
+                return [data, Tensor(unchecked: data.shape, .bool([Bool](repeating: true, count: data.count)))]
+            }
+        }
         register("Shape") { context in
             let start = try context.int("start", default: 0)
             let end = try context.intIfPresent("end")
