@@ -44,7 +44,8 @@ let package = Package(
         ),
         .testTarget(
             name: "CBAMRuntimeTests",
-            dependencies: ["CBAMRuntime"],
+            // cbam-run is listed so the binary is built for the end-to-end CLI tests.
+            dependencies: ["CBAMRuntime", "cbam-run"],
             // Fixtures/ and ../Models are read in place through #filePath, not copied as resources.
             exclude: ["Fixtures"]
         ),

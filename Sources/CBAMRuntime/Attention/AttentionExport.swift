@@ -60,7 +60,7 @@ public enum AttentionExport {
         }
         let report = AttentionReport(model: modelName, input: inputName, batch: input?.shape.first ?? 1, maps: records)
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try FileOutput.write(Array(try encoder.encode(report)), to: path(directory, "attention.json"))
         try FileOutput.write(Array(HTMLReport.render(report, images: pictures).utf8), to: path(directory, "index.html"))
         return report

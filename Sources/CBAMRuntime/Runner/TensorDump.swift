@@ -47,7 +47,7 @@ public final class TensorDump: RunObserver {
     /// Writes `index.json`; call after the run.
     public func writeIndex() throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let path = (directory as NSString).appendingPathComponent("index.json")
         do {
             try encoder.encode(entries).write(to: URL(fileURLWithPath: path), options: .atomic)
