@@ -112,7 +112,7 @@ extension DeflateTests {
     }
 
     @Test func everyLengthAndFarDistances() throws {
-        // A noise prefix, then copies of every length 3…258 from distances up to 32767 back:
+        // A noise prefix, then copies of every length 3…258 from distances up to 32000 back:
         // exercises every length symbol and extra-bit count and most distance codes.
         var data = deflateTestNoise(count: 33_000, seed: 5)
         for length in 3...258 {

@@ -30,7 +30,7 @@ fileprivate func referenceAdler32(_ bytes: [UInt8]) -> UInt32 {
     return b << 16 | a
 }
 
-struct DecodeFailure: Error, CustomStringConvertible {
+fileprivate struct DecodeFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
 }

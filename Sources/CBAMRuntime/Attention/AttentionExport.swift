@@ -38,8 +38,12 @@ public enum AttentionExport {
                         let size = layout.channels * layout.height * layout.width
                         return (layout.channels, layout.height, layout.width, Array(layout.values[(item * size)..<((item + 1) * size)]))
                     }
+                    // Shown at the input's size, enlarged by a whole factor to at least 192 px so a
+                    // 32×32 CIFAR input or a 7×7 map is still readable.
+                    let base = image.map { ($0.height, $0.width) } ?? (h, w)
+                    let factor = max(1, (192 + max(base.0, base.1) - 1) / max(base.0, base.1, 1))
                     picture = try AttentionRendering.heatmap(slice, height: h, width: w,
-                                                             size: image.map { ($0.height, $0.width) }, overlay: overlay)
+                                                             size: (base.0 * factor, base.1 * factor), overlay: overlay)
                 case .channel, .other:
                     picture = perItem <= 65536 ? try AttentionRendering.channelBars(slice) : nil
                 }
