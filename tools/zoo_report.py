@@ -8,7 +8,9 @@ entry's atol/rtol) and its attention maps with PyTorch's (count and kinds), and
 writes `<status> <max abs err> (maps found/expected)` into the table's last column.
 
   swift build -c release --product cbam-run && python3 tools/zoo_report.py
+  python3 tools/zoo_report.py --models /tmp/fresh   # a zoo exported elsewhere by tools/export_models.py --out
 """
+import argparse
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, ".build", "release", "cbam-run")
-MODELS = os.path.join(ROOT, "Models")
+MODELS = os.path.join(ROOT, "Models")  # replaced by --models
 
 
 def measure(entry, scratch):
@@ -42,6 +44,10 @@ def measure(entry, scratch):
 
 
 def main():
+    global MODELS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=MODELS, help="zoo folder with manifest.json (default: Models/)")
+    MODELS = os.path.abspath(parser.parse_args().models)
     if not os.path.exists(BINARY):
         sys.exit("build first: swift build -c release --product cbam-run")
     with open(os.path.join(MODELS, "manifest.json")) as f:

@@ -136,6 +136,18 @@ enum ONNXBytes {
         return w.bytes
     }
 
+    /// A float TensorProto whose data lives in an external file (data_location EXTERNAL,
+    /// external_data key/value entries as the dynamo exporter writes them).
+    static func externalTensor(_ name: String, dims: [Int64], entries: [(String, String)]) -> [UInt8] {
+        var w = ProtobufWriter()
+        w.repeatedInt64(1, dims)
+        w.int(2, 1)
+        w.string(8, name)
+        for (key, value) in entries { w.message(13) { $0.string(1, key); $0.string(2, value) } }
+        w.int(14, 1)
+        return w.bytes
+    }
+
     /// A TensorProto; give at most one of `floats`, `int64s`, `raw`.
     static func tensor(_ name: String, dims: [Int64], dataType: Int64 = 1, floats: [Float]? = nil,
                        int64s: [Int64]? = nil, raw: [UInt8]? = nil) -> [UInt8] {

@@ -11,13 +11,16 @@ import Foundation
 /// checked, and every failure is a ``CBAMError`` naming the file and field.
 public enum ModelLoader {
     /// Loads an `.onnx` model file.
+    /// Tensors stored as external data (the dynamo exporter's default `model.onnx.data`)
+    /// are read from files beside it.
     public static func load(contentsOf path: String) throws -> Model {
         let bytes = try readFile(path)
-        return try load(bytes: bytes, fileName: path)
+        return try load(bytes: bytes, fileName: path, externalDataDirectory: (path as NSString).deletingLastPathComponent)
     }
 
     /// Decodes a model from bytes already in memory; `fileName` is used in messages.
-    public static func load(bytes: [UInt8], fileName: String = "<memory>") throws -> Model {
+    /// External-data tensors are read from `externalDataDirectory` (refused when it is nil).
+    public static func load(bytes: [UInt8], fileName: String = "<memory>", externalDataDirectory: String? = nil) throws -> Model {
         guard !bytes.isEmpty else {
             throw CBAMError(.notONNX, "the file is empty, not an ONNX model", file: fileName)
         }
@@ -28,7 +31,8 @@ public enum ModelLoader {
             throw CBAMError(.notONNX, "not an ONNX model: protobuf decoding failed (the file is truncated, corrupt or of another format)", file: fileName)
         }
         defer { onnx__model_proto__free_unpacked(message, nil) }
-        return try withErrorContext(file: fileName) { try convertModel(message.pointee) }
+        let converter = ProtoConverter(external: externalDataDirectory.map { ExternalDataFiles(directory: $0) })
+        return try withErrorContext(file: fileName) { try converter.convertModel(message.pointee) }
     }
 
     /// Loads a serialized ONNX `TensorProto` (the `.pb` files of ONNX test data).
@@ -43,7 +47,7 @@ public enum ModelLoader {
         }
         defer { onnx__tensor_proto__free_unpacked(message, nil) }
         return try withErrorContext(file: path) {
-            (string(message.pointee.name), try convertTensor(message.pointee, field: "tensor"))
+            (string(message.pointee.name), try ProtoConverter(external: nil).convertTensor(message.pointee, field: "tensor"))
         }
     }
 
@@ -56,193 +60,6 @@ public enum ModelLoader {
             throw CBAMError(.io, "cannot read the file", file: path)
         }
         return [UInt8](data)
-    }
-
-    // MARK: - Messages
-
-    /// Graphs nest through attributes (If/Loop bodies); a hostile file could nest them
-    /// deeply enough to exhaust the stack, so conversion stops at this depth.
-    static let maxGraphDepth = 32
-
-    static func convertModel(_ proto: Onnx__ModelProto) throws -> Model {
-        guard let graph = proto.graph else {
-            throw CBAMError(.malformedModel, "the model has no graph", field: "graph")
-        }
-        var opsets: [String: Int] = [:]
-        for entry in buffer(proto.opset_import, proto.n_opset_import) {
-            guard let entry else { continue }
-            var domain = string(entry.pointee.domain)
-            if domain == "ai.onnx" { domain = "" }
-            opsets[domain] = Int(entry.pointee.version)
-        }
-        if opsets[""] == nil, opsets.isEmpty {
-            // IR version 1/2 files had no opset_import; ONNX says to assume opset 1.
-            opsets[""] = 1
-        }
-        var metadata: [String: String] = [:]
-        for entry in buffer(proto.metadata_props, proto.n_metadata_props) {
-            guard let entry else { continue }
-            metadata[string(entry.pointee.key)] = string(entry.pointee.value)
-        }
-        return Model(
-            irVersion: Int(proto.ir_version),
-            producerName: string(proto.producer_name),
-            producerVersion: string(proto.producer_version),
-            opsetImports: opsets,
-            metadata: metadata,
-            graph: try convertGraph(graph.pointee, depth: 0))
-    }
-
-    static func convertGraph(_ proto: Onnx__GraphProto, depth: Int) throws -> Graph {
-        guard depth < maxGraphDepth else {
-            throw CBAMError(.malformedModel, "subgraphs nest deeper than \(maxGraphDepth) levels", field: "graph")
-        }
-        var initializers: [String: Tensor] = [:]
-        for (index, pointer) in buffer(proto.initializer, proto.n_initializer).enumerated() {
-            guard let pointer else { continue }
-            let name = string(pointer.pointee.name)
-            let field = "initializer \"\(name)\""
-            guard !name.isEmpty else {
-                throw CBAMError(.malformedModel, "initializer #\(index) has no name", field: "initializer")
-            }
-            guard initializers[name] == nil else {
-                throw CBAMError(.malformedModel, "two initializers have this name", field: field)
-            }
-            initializers[name] = try convertTensor(pointer.pointee, field: field)
-        }
-        var nodes: [Node] = []
-        nodes.reserveCapacity(proto.n_node)
-        for pointer in buffer(proto.node, proto.n_node) {
-            guard let pointer else { continue }
-            nodes.append(try convertNode(pointer.pointee, depth: depth))
-        }
-        return Graph(
-            name: string(proto.name),
-            nodes: nodes,
-            initializers: initializers,
-            inputs: try buffer(proto.input, proto.n_input).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
-            outputs: try buffer(proto.output, proto.n_output).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
-            valueInfo: try buffer(proto.value_info, proto.n_value_info).compactMap { try $0.map { try convertValueInfo($0.pointee) } })
-    }
-
-    static func convertNode(_ proto: Onnx__NodeProto, depth: Int) throws -> Node {
-        var node = Node(
-            name: string(proto.name),
-            opType: string(proto.op_type),
-            domain: string(proto.domain) == "ai.onnx" ? "" : string(proto.domain),
-            inputs: buffer(proto.input, proto.n_input).map { string($0) },
-            outputs: buffer(proto.output, proto.n_output).map { string($0) })
-        guard !node.opType.isEmpty else {
-            throw CBAMError(.malformedModel, "a node has no op_type", node: node.ref, field: "op_type")
-        }
-        for pointer in buffer(proto.attribute, proto.n_attribute) {
-            guard let pointer else { continue }
-            let name = string(pointer.pointee.name)
-            let value = try withErrorContext(node: node.ref, field: "attribute \"\(name)\"") {
-                try convertAttribute(pointer.pointee, depth: depth)
-            }
-            if let value { node.attributes[name] = value }
-        }
-        return node
-    }
-
-    /// Converts an attribute; nil for kinds no kernel reads (sparse tensors, type protos),
-    /// which a kernel that needs them then reports as missing.
-    static func convertAttribute(_ proto: Onnx__AttributeProto, depth: Int) throws -> Attribute? {
-        var type = proto.has_type != 0 ? Int(proto.type.rawValue) : 0
-        if type == 0 {
-            // Files from before IR version 2 leave `type` unset; infer it from the field present.
-            if proto.has_f != 0 { type = 1 } else if proto.has_i != 0 { type = 2 } else if proto.has_s != 0 { type = 3 }
-            else if proto.t != nil { type = 4 } else if proto.g != nil { type = 5 } else if proto.n_floats > 0 { type = 6 }
-            else if proto.n_ints > 0 { type = 7 } else if proto.n_strings > 0 { type = 8 } else if proto.n_tensors > 0 { type = 9 }
-        }
-        switch type {
-        case 1: return .float(proto.f)
-        case 2: return .int(Int(proto.i))
-        case 3: return .string(bytesToString(proto.s))
-        case 4:
-            guard let t = proto.t else { throw CBAMError(.malformedModel, "TENSOR attribute has no tensor") }
-            return .tensor(try convertTensor(t.pointee, field: "t"))
-        case 5:
-            guard let g = proto.g else { throw CBAMError(.malformedModel, "GRAPH attribute has no graph") }
-            return .graph(try convertGraph(g.pointee, depth: depth + 1))
-        case 6: return .floats(Array(UnsafeBufferPointer(start: proto.floats, count: proto.n_floats)))
-        case 7: return .ints(UnsafeBufferPointer(start: proto.ints, count: proto.n_ints).map { Int($0) })
-        case 8: return .strings(UnsafeBufferPointer(start: proto.strings, count: proto.n_strings).map(bytesToString))
-        case 9:
-            return .tensors(try buffer(proto.tensors, proto.n_tensors).compactMap { try $0.map { try convertTensor($0.pointee, field: "tensors") } })
-        case 10:
-            return .graphs(try buffer(proto.graphs, proto.n_graphs).compactMap { try $0.map { try convertGraph($0.pointee, depth: depth + 1) } })
-        default:
-            return nil
-        }
-    }
-
-    static func convertValueInfo(_ proto: Onnx__ValueInfoProto) throws -> ValueInfo {
-        let name = string(proto.name)
-        guard let tensorType = proto.type?.pointee.tensor_type?.pointee else {
-            return ValueInfo(name: name, elementType: nil, elementTypeCode: 0, shape: nil)
-        }
-        let code = tensorType.has_elem_type != 0 ? tensorType.elem_type : 0
-        var shape: [Dimension]? = nil
-        if let shapeProto = tensorType.shape?.pointee {
-            shape = buffer(shapeProto.dim, shapeProto.n_dim).map { pointer -> Dimension in
-                guard let dim = pointer?.pointee else { return .unknown }
-                switch dim.value_case {
-                case ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE:
-                    return dim.dim_value >= 0 ? .fixed(Int(dim.dim_value)) : .unknown
-                case ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM:
-                    let symbol = string(dim.dim_param)
-                    return symbol.isEmpty ? .unknown : .symbolic(symbol)
-                default:
-                    return .unknown
-                }
-            }
-        }
-        return ValueInfo(name: name, elementType: DataType(rawValue: code), elementTypeCode: code, shape: shape)
-    }
-
-    /// Copies a TensorProto's data out of `raw_data` or the typed field that matches its type.
-    /// `field` names the tensor in errors (e.g. `initializer "conv.weight"`).
-    static func convertTensor(_ proto: Onnx__TensorProto, field: String) throws -> Tensor {
-        let dims = UnsafeBufferPointer(start: proto.dims, count: proto.n_dims).map { Int($0) }
-        let count: Int
-        do { count = try Shape.elementCount(dims) } catch let error as CBAMError {
-            throw error.withContext(field: "\(field) dims")
-        }
-        if proto.has_data_location != 0, proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
-            throw CBAMError(.malformedModel, "stores its data in an external file, which cbam-run does not read (save the model with all tensors inside the .onnx file)", field: field)
-        }
-        let code = proto.has_data_type != 0 ? proto.data_type : 0
-        guard let type = DataType(rawValue: code) else {
-            throw CBAMError(.unsupportedType, "element type \(DataType.onnxName(of: code)) is not supported", field: "\(field) data_type")
-        }
-        if proto.has_raw_data != 0 {
-            let expected = count * type.byteSize
-            guard proto.raw_data.len == expected else {
-                throw CBAMError(.malformedModel, "raw_data holds \(proto.raw_data.len) bytes but dims \(Shape.describe(dims)) of \(type) need \(expected)", field: "\(field) raw_data")
-            }
-            let raw = UnsafeRawBufferPointer(start: proto.raw_data.data, count: proto.raw_data.len)
-            return try Tensor(shape: dims, storage: fromRawBytes(raw, type: type, count: count))
-        }
-        func typed<C, E>(_ pointer: UnsafeMutablePointer<C>?, _ n: Int, _ name: String, _ convert: (C) -> E) throws -> [E] {
-            guard n == count else {
-                throw CBAMError(.malformedModel, "\(name) holds \(n) values but dims \(Shape.describe(dims)) need \(count)", field: "\(field) \(name)")
-            }
-            return UnsafeBufferPointer(start: pointer, count: n).map(convert)
-        }
-        let storage: Tensor.Storage
-        switch type {
-        case .float: storage = .float(try typed(proto.float_data, proto.n_float_data, "float_data") { $0 })
-        case .double: storage = .double(try typed(proto.double_data, proto.n_double_data, "double_data") { $0 })
-        case .int64: storage = .int64(try typed(proto.int64_data, proto.n_int64_data, "int64_data") { $0 })
-        case .int32: storage = .int32(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { $0 })
-        // Narrow types travel widened to int32 in int32_data; truncatingIfNeeded keeps their bit pattern.
-        case .int8: storage = .int8(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { Int8(truncatingIfNeeded: $0) })
-        case .uint8: storage = .uint8(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { UInt8(truncatingIfNeeded: $0) })
-        case .bool: storage = .bool(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { $0 != 0 })
-        }
-        return try Tensor(shape: dims, storage: storage)
     }
 
     /// Little-endian element bytes (ONNX raw_data, .npy payloads) to a typed buffer.
@@ -282,5 +99,207 @@ public enum ModelLoader {
 
     static func buffer<T>(_ pointer: UnsafeMutablePointer<T>?, _ count: Int) -> UnsafeBufferPointer<T> {
         UnsafeBufferPointer(start: count > 0 ? pointer : nil, count: count > 0 && pointer != nil ? count : 0)
+    }
+}
+
+/// Copies protobuf-c messages into the IR. Every field is checked as it is copied.
+struct ProtoConverter {
+    /// Where external-data tensors are read from; nil refuses them.
+    let external: ExternalDataFiles?
+
+    /// Graphs nest through attributes (If/Loop bodies); a hostile file could nest them
+    /// deeply enough to exhaust the stack, so conversion stops at this depth.
+    static let maxGraphDepth = 32
+
+    func convertModel(_ proto: Onnx__ModelProto) throws -> Model {
+        guard let graph = proto.graph else {
+            throw CBAMError(.malformedModel, "the model has no graph", field: "graph")
+        }
+        var opsets: [String: Int] = [:]
+        for entry in ModelLoader.buffer(proto.opset_import, proto.n_opset_import) {
+            guard let entry else { continue }
+            var domain = ModelLoader.string(entry.pointee.domain)
+            if domain == "ai.onnx" { domain = "" }
+            opsets[domain] = Int(entry.pointee.version)
+        }
+        if opsets[""] == nil, opsets.isEmpty {
+            // IR version 1/2 files had no opset_import; ONNX says to assume opset 1.
+            opsets[""] = 1
+        }
+        var metadata: [String: String] = [:]
+        for entry in ModelLoader.buffer(proto.metadata_props, proto.n_metadata_props) {
+            guard let entry else { continue }
+            metadata[ModelLoader.string(entry.pointee.key)] = ModelLoader.string(entry.pointee.value)
+        }
+        return Model(
+            irVersion: Int(proto.ir_version),
+            producerName: ModelLoader.string(proto.producer_name),
+            producerVersion: ModelLoader.string(proto.producer_version),
+            opsetImports: opsets,
+            metadata: metadata,
+            graph: try convertGraph(graph.pointee, depth: 0))
+    }
+
+    func convertGraph(_ proto: Onnx__GraphProto, depth: Int) throws -> Graph {
+        guard depth < Self.maxGraphDepth else {
+            throw CBAMError(.malformedModel, "subgraphs nest deeper than \(Self.maxGraphDepth) levels", field: "graph")
+        }
+        var initializers: [String: Tensor] = [:]
+        for (index, pointer) in ModelLoader.buffer(proto.initializer, proto.n_initializer).enumerated() {
+            guard let pointer else { continue }
+            let name = ModelLoader.string(pointer.pointee.name)
+            let field = "initializer \"\(name)\""
+            guard !name.isEmpty else {
+                throw CBAMError(.malformedModel, "initializer #\(index) has no name", field: "initializer")
+            }
+            guard initializers[name] == nil else {
+                throw CBAMError(.malformedModel, "two initializers have this name", field: field)
+            }
+            initializers[name] = try convertTensor(pointer.pointee, field: field)
+        }
+        var nodes: [Node] = []
+        nodes.reserveCapacity(proto.n_node)
+        for pointer in ModelLoader.buffer(proto.node, proto.n_node) {
+            guard let pointer else { continue }
+            nodes.append(try convertNode(pointer.pointee, depth: depth))
+        }
+        return Graph(
+            name: ModelLoader.string(proto.name),
+            nodes: nodes,
+            initializers: initializers,
+            inputs: try ModelLoader.buffer(proto.input, proto.n_input).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
+            outputs: try ModelLoader.buffer(proto.output, proto.n_output).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
+            valueInfo: try ModelLoader.buffer(proto.value_info, proto.n_value_info).compactMap { try $0.map { try convertValueInfo($0.pointee) } })
+    }
+
+    func convertNode(_ proto: Onnx__NodeProto, depth: Int) throws -> Node {
+        var node = Node(
+            name: ModelLoader.string(proto.name),
+            opType: ModelLoader.string(proto.op_type),
+            domain: ModelLoader.string(proto.domain) == "ai.onnx" ? "" : ModelLoader.string(proto.domain),
+            inputs: ModelLoader.buffer(proto.input, proto.n_input).map { ModelLoader.string($0) },
+            outputs: ModelLoader.buffer(proto.output, proto.n_output).map { ModelLoader.string($0) })
+        guard !node.opType.isEmpty else {
+            throw CBAMError(.malformedModel, "a node has no op_type", node: node.ref, field: "op_type")
+        }
+        for pointer in ModelLoader.buffer(proto.attribute, proto.n_attribute) {
+            guard let pointer else { continue }
+            let name = ModelLoader.string(pointer.pointee.name)
+            let value = try withErrorContext(node: node.ref, field: "attribute \"\(name)\"") {
+                try convertAttribute(pointer.pointee, depth: depth)
+            }
+            if let value { node.attributes[name] = value }
+        }
+        return node
+    }
+
+    /// Converts an attribute; nil for kinds no kernel reads (sparse tensors, type protos),
+    /// which a kernel that needs them then reports as missing.
+    func convertAttribute(_ proto: Onnx__AttributeProto, depth: Int) throws -> Attribute? {
+        var type = proto.has_type != 0 ? Int(proto.type.rawValue) : 0
+        if type == 0 {
+            // Files from before IR version 2 leave `type` unset; infer it from the field present.
+            if proto.has_f != 0 { type = 1 } else if proto.has_i != 0 { type = 2 } else if proto.has_s != 0 { type = 3 }
+            else if proto.t != nil { type = 4 } else if proto.g != nil { type = 5 } else if proto.n_floats > 0 { type = 6 }
+            else if proto.n_ints > 0 { type = 7 } else if proto.n_strings > 0 { type = 8 } else if proto.n_tensors > 0 { type = 9 }
+        }
+        switch type {
+        case 1: return .float(proto.f)
+        case 2: return .int(Int(proto.i))
+        case 3: return .string(ModelLoader.bytesToString(proto.s))
+        case 4:
+            guard let t = proto.t else { throw CBAMError(.malformedModel, "TENSOR attribute has no tensor") }
+            return .tensor(try convertTensor(t.pointee, field: "t"))
+        case 5:
+            guard let g = proto.g else { throw CBAMError(.malformedModel, "GRAPH attribute has no graph") }
+            return .graph(try convertGraph(g.pointee, depth: depth + 1))
+        case 6: return .floats(Array(UnsafeBufferPointer(start: proto.floats, count: proto.n_floats)))
+        case 7: return .ints(UnsafeBufferPointer(start: proto.ints, count: proto.n_ints).map { Int($0) })
+        case 8: return .strings(UnsafeBufferPointer(start: proto.strings, count: proto.n_strings).map(ModelLoader.bytesToString))
+        case 9:
+            return .tensors(try ModelLoader.buffer(proto.tensors, proto.n_tensors).compactMap { try $0.map { try convertTensor($0.pointee, field: "tensors") } })
+        case 10:
+            return .graphs(try ModelLoader.buffer(proto.graphs, proto.n_graphs).compactMap { try $0.map { try convertGraph($0.pointee, depth: depth + 1) } })
+        default:
+            return nil
+        }
+    }
+
+    func convertValueInfo(_ proto: Onnx__ValueInfoProto) throws -> ValueInfo {
+        let name = ModelLoader.string(proto.name)
+        guard let tensorType = proto.type?.pointee.tensor_type?.pointee else {
+            return ValueInfo(name: name, elementType: nil, elementTypeCode: 0, shape: nil)
+        }
+        let code = tensorType.has_elem_type != 0 ? tensorType.elem_type : 0
+        var shape: [Dimension]? = nil
+        if let shapeProto = tensorType.shape?.pointee {
+            shape = ModelLoader.buffer(shapeProto.dim, shapeProto.n_dim).map { pointer -> Dimension in
+                guard let dim = pointer?.pointee else { return .unknown }
+                switch dim.value_case {
+                case ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE:
+                    return dim.dim_value >= 0 ? .fixed(Int(dim.dim_value)) : .unknown
+                case ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM:
+                    let symbol = ModelLoader.string(dim.dim_param)
+                    return symbol.isEmpty ? .unknown : .symbolic(symbol)
+                default:
+                    return .unknown
+                }
+            }
+        }
+        return ValueInfo(name: name, elementType: DataType(rawValue: code), elementTypeCode: code, shape: shape)
+    }
+
+    /// Copies a TensorProto's data out of `raw_data` or the typed field that matches its type.
+    /// `field` names the tensor in errors (e.g. `initializer "conv.weight"`).
+    func convertTensor(_ proto: Onnx__TensorProto, field: String) throws -> Tensor {
+        let dims = UnsafeBufferPointer(start: proto.dims, count: proto.n_dims).map { Int($0) }
+        let count: Int
+        do { count = try Shape.elementCount(dims) } catch let error as CBAMError {
+            throw error.withContext(field: "\(field) dims")
+        }
+        let code = proto.has_data_type != 0 ? proto.data_type : 0
+        guard let type = DataType(rawValue: code) else {
+            throw CBAMError(.unsupportedType, "element type \(DataType.onnxName(of: code)) is not supported", field: "\(field) data_type")
+        }
+        if proto.has_data_location != 0, proto.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL {
+            var entries: [String: String] = [:]
+            for entry in ModelLoader.buffer(proto.external_data, proto.n_external_data) {
+                guard let entry else { continue }
+                entries[ModelLoader.string(entry.pointee.key)] = ModelLoader.string(entry.pointee.value)
+            }
+            guard let external else {
+                throw CBAMError(.malformedModel, "stores its data in an external file, and no folder was given to read it from", field: field)
+            }
+            let storage = try external.read(entries, byteCount: count * type.byteSize, field: field) { raw in
+                ModelLoader.fromRawBytes(raw, type: type, count: count)
+            }
+            return try Tensor(shape: dims, storage: storage)
+        }
+        if proto.has_raw_data != 0 {
+            let expected = count * type.byteSize
+            guard proto.raw_data.len == expected else {
+                throw CBAMError(.malformedModel, "raw_data holds \(proto.raw_data.len) bytes but dims \(Shape.describe(dims)) of \(type) need \(expected)", field: "\(field) raw_data")
+            }
+            let raw = UnsafeRawBufferPointer(start: proto.raw_data.data, count: proto.raw_data.len)
+            return try Tensor(shape: dims, storage: ModelLoader.fromRawBytes(raw, type: type, count: count))
+        }
+        func typed<C, E>(_ pointer: UnsafeMutablePointer<C>?, _ n: Int, _ name: String, _ convert: (C) -> E) throws -> [E] {
+            guard n == count else {
+                throw CBAMError(.malformedModel, "\(name) holds \(n) values but dims \(Shape.describe(dims)) need \(count)", field: "\(field) \(name)")
+            }
+            return UnsafeBufferPointer(start: pointer, count: n).map(convert)
+        }
+        let storage: Tensor.Storage
+        switch type {
+        case .float: storage = .float(try typed(proto.float_data, proto.n_float_data, "float_data") { $0 })
+        case .double: storage = .double(try typed(proto.double_data, proto.n_double_data, "double_data") { $0 })
+        case .int64: storage = .int64(try typed(proto.int64_data, proto.n_int64_data, "int64_data") { $0 })
+        case .int32: storage = .int32(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { $0 })
+        // Narrow types travel widened to int32 in int32_data; truncatingIfNeeded keeps their bit pattern.
+        case .int8: storage = .int8(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { Int8(truncatingIfNeeded: $0) })
+        case .uint8: storage = .uint8(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { UInt8(truncatingIfNeeded: $0) })
+        case .bool: storage = .bool(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { $0 != 0 })
+        }
+        return try Tensor(shape: dims, storage: storage)
     }
 }

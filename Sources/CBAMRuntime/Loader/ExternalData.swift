@@ -1,0 +1,56 @@
+import Foundation
+
+/// Reads tensors that a model stores outside its `.onnx` file (ONNX "external data",
+/// which the dynamo exporter writes by default as `model.onnx.data`).
+///
+/// A tensor names its file (`location`, relative to the model's folder), and
+/// optionally an `offset` and `length` in bytes. The location must stay inside the
+/// model's folder (no absolute paths, no `..`), and the byte range inside the file;
+/// a hostile model cannot make cbam-run read anything else. Each file is mapped once.
+final class ExternalDataFiles {
+    let directory: String
+    private var files: [String: Data] = [:]
+
+    init(directory: String) {
+        self.directory = directory.isEmpty ? "." : directory
+    }
+
+    /// Calls `body` with exactly `byteCount` bytes of the tensor described by `entries`.
+    func read<T>(_ entries: [String: String], byteCount: Int, field: String,
+                 _ body: (UnsafeRawBufferPointer) -> T) throws -> T {
+        guard let location = entries["location"], !location.isEmpty else {
+            throw CBAMError(.malformedModel, "external data has no location", field: "\(field) external_data")
+        }
+        let components = location.split(separator: "/", omittingEmptySubsequences: false)
+        guard !location.hasPrefix("/"), !location.contains("\\"), !components.contains(".."), !location.contains("\0") else {
+            throw CBAMError(.malformedModel, "external data location \"\(location)\" leaves the model's folder", field: "\(field) external_data")
+        }
+        func number(_ key: String) throws -> Int? {
+            guard let text = entries[key] else { return nil }
+            guard let value = Int(text), value >= 0 else {
+                throw CBAMError(.malformedModel, "external data \(key) \"\(text)\" is not a byte count", field: "\(field) external_data")
+            }
+            return value
+        }
+        let offset = try number("offset") ?? 0
+        let length = try number("length") ?? byteCount
+        guard length == byteCount else {
+            throw CBAMError(.malformedModel, "external data length \(length) but the tensor needs \(byteCount) bytes", field: "\(field) external_data")
+        }
+        let data = try file(location, field: field)
+        guard offset <= data.count, byteCount <= data.count - offset else {
+            throw CBAMError(.malformedModel, "external data range \(offset)..<\(offset + byteCount) is past the end of \"\(location)\" (\(data.count) bytes)", field: "\(field) external_data")
+        }
+        return data.withUnsafeBytes { all in body(UnsafeRawBufferPointer(rebasing: all[offset..<(offset + byteCount)])) }
+    }
+
+    private func file(_ location: String, field: String) throws -> Data {
+        if let cached = files[location] { return cached }
+        let path = (directory as NSString).appendingPathComponent(location)
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+            throw CBAMError(.io, "cannot read the external data file \"\(location)\" beside the model", file: path, field: "\(field) external_data")
+        }
+        files[location] = data
+        return data
+    }
+}
