@@ -184,12 +184,12 @@ import Testing
     }
 
     @Test func dimsProductOverflow() throws {
-        // 2^40 · 2^40 = 2^80 overflows Int; 2^40 · 2 is past the 2^40-element limit.
+        // 2^40 · 2^40 = 2^80 overflows Int; 2^40 · 2 is past the 2^30-element limit.
         for dims: [Int64] in [[1 << 40, 1 << 40], [1 << 40, 2]] {
             let error = try sessionError("huge.onnx", Self.modelWithInitializer(ONNXBytes.tensor("w", dims: dims, floats: [])))
             #expect(error.kind == .invalidShape)
             #expect(error.field == "initializer \"w\" dims")
-            #expect(error.description.contains("2^40"))
+            #expect(error.description.contains("2^30"))
         }
     }
 
@@ -463,7 +463,7 @@ import Testing
     @Test func npyHugeShapeIsRefusedNotAllocated() throws {
         let error = try npyError("huge.npy", Self.npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }", data: Self.fourFloats),
                                  kind: .invalidShape)
-        #expect(error.description.contains("2^40"))
+        #expect(error.description.contains("2^30"))
     }
 
     @Test func inputFilesConformRefusesLossyConversion() throws {
@@ -528,6 +528,19 @@ extension BadInputTests {
                 BadInputTests.HostileValues.prepare(BadInputTests.HostileValues.constantModel("Tile", [ONNXBytes.tensor("c0", dims: [4], floats: [1, 2, 3, 4]),
                                                ONNXBytes.tensor("c1", dims: [1], dataType: 7, int64s: [1 << 62])],
                                       names: ["c0", "c1"]))
+            }
+        }
+
+        @Test func constantOfShapeTooLargeToAllocateIsRefused() throws {
+            // 2^31 float zeros would be 8 GiB: refused by the per-tensor limit before any allocation.
+            let bytes = BadInputTests.HostileValues.constantModel("ConstantOfShape",
+                [ONNXBytes.tensor("c0", dims: [1], dataType: 7, int64s: [1 << 31])], names: ["c0"])
+            do {
+                _ = try Session(model: ModelLoader.load(bytes: bytes, fileName: "hostile.onnx"), fileName: "hostile.onnx")
+                Issue.record("a 2^31-element ConstantOfShape was accepted")
+            } catch let error as CBAMError {
+                #expect(error.kind == .invalidShape)
+                #expect(error.description.contains("node \"hostile\" (ConstantOfShape)"), "\(error)")
             }
         }
 

@@ -1,9 +1,11 @@
 /// Shape arithmetic that never traps: products and indices are checked, and a
 /// shape that would overflow `Int` or has a negative dimension is an error.
 public enum Shape {
-    /// The largest element count cbam-run accepts for one tensor (2^40): well past any
-    /// real model, low enough that byte sizes of every element type fit in `Int`.
-    public static let maxElementCount = 1 << 40
+    /// The largest element count cbam-run accepts for one tensor: 2^30 (4 GiB of float32).
+    /// A full-size ResNet-50 at batch 256 peaks near 2^28; the bound keeps a hostile
+    /// shape (a ConstantOfShape of 2^39, a Tile of huge repeats) from allocating the
+    /// machine away, and keeps every size product far from `Int` overflow.
+    public static let maxElementCount = 1 << 30
 
     /// The number of elements of `shape` (1 for a scalar); throws on a negative
     /// dimension or a product past ``maxElementCount``.
@@ -21,7 +23,7 @@ public enum Shape {
             if dim == 0 { hasZero = true; continue }
             let (next, overflow) = bound.multipliedReportingOverflow(by: dim)
             guard !overflow, next <= maxElementCount else {
-                throw CBAMError(.invalidShape, "shape \(describe(shape)) has more than 2^40 elements")
+                throw CBAMError(.invalidShape, "shape \(describe(shape)) has more than 2^30 elements (cbam-run's limit for one tensor)")
             }
             bound = next
         }
@@ -32,7 +34,7 @@ public enum Shape {
     public static func multiply(_ a: Int, _ b: Int) throws -> Int {
         let (product, overflow) = a.multipliedReportingOverflow(by: b)
         guard !overflow, product <= maxElementCount, product >= -maxElementCount else {
-            throw CBAMError(.invalidShape, "size \(a) × \(b) is past 2^40")
+            throw CBAMError(.invalidShape, "size \(a) × \(b) is past 2^30")
         }
         return product
     }
@@ -43,7 +45,7 @@ public enum Shape {
         for value in values {
             let (next, overflow) = total.addingReportingOverflow(value)
             guard !overflow, next <= maxElementCount, next >= -maxElementCount else {
-                throw CBAMError(.invalidShape, "sizes \(values) add up past 2^40")
+                throw CBAMError(.invalidShape, "sizes \(values) add up past 2^30")
             }
             total = next
         }

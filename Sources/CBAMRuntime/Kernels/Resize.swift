@@ -194,7 +194,7 @@ struct ResizeKernel {
                 }
                 let size = (scale * Double(shape[axis])).rounded(.down)
                 guard size < Double(Shape.maxElementCount) else {
-                    throw CBAMError(.invalidShape, "scale \(scale) makes axis \(axis) longer than 2^40", field: "scales")
+                    throw CBAMError(.invalidShape, "scale \(scale) makes axis \(axis) longer than 2^30", field: "scales")
                 }
                 scales[axis] = scale
                 outputShape[axis] = Int(size)
@@ -220,7 +220,7 @@ struct ResizeKernel {
                         // round_int: halfway cases up.
                         let size = (scale * Double(shape[axis]) + 0.5).rounded(.down)
                         guard size < Double(Shape.maxElementCount) else {
-                            throw CBAMError(.invalidShape, "sizes make axis \(axis) longer than 2^40", field: "sizes")
+                            throw CBAMError(.invalidShape, "sizes make axis \(axis) longer than 2^30", field: "sizes")
                         }
                         scales[axis] = scale
                         outputShape[axis] = Int(size)
