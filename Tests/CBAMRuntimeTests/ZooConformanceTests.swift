@@ -34,9 +34,11 @@ struct ZooConformanceTests {
         #expect(ZooEntry.all.count > 0, "Models/manifest.json lists no runnable export")
     }
 
+    /// Two threads, so the parallel paths (Conv split by batch item, elementwise and pooling
+    /// split by rows) are checked against PyTorch too; the node cases run single-threaded.
     @Test(arguments: ZooEntry.all)
     func matchesPyTorch(_ entry: ZooEntry) throws {
-        let session = try Session(contentsOf: Repo.path("Models/" + entry.file))
+        let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2))
         var feeds: [String: Tensor] = [:]
         for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
         let results = try session.run(feeds)

@@ -25,6 +25,15 @@ enum BLAS {
         openblas_set_num_threads(Int32(max(1, count)))
     }
 
+    /// Runs `body` with OpenBLAS limited to `count` threads, for callers that split the
+    /// work across threads themselves, then restores the previous count.
+    static func withThreads<T>(_ count: Int, _ body: () throws -> T) rethrows -> T {
+        let previous = openblas_get_num_threads()
+        openblas_set_num_threads(Int32(max(1, count)))
+        defer { openblas_set_num_threads(previous) }
+        return try body()
+    }
+
     /// BLAS takes 32-bit sizes; larger matrices are refused rather than truncated.
     static func checkSize(_ values: Int...) throws {
         guard values.allSatisfy({ $0 < Int(Int32.max) }) else {

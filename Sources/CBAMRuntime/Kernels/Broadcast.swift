@@ -39,16 +39,27 @@ struct BroadcastPlan {
         self.bStrides = bStrides
     }
 
-    /// Calls `inner(outOffset, aOffset, bOffset, length, aStep, bStep)` once per run of the innermost axis.
+    /// Number of innermost-axis runs (the unit of work).
+    var runCount: Int { count == 0 ? 0 : count / extents[extents.count - 1] }
+
+    /// Calls `inner(outOffset, aOffset, bOffset, length, aStep, bStep)` once per run of the
+    /// innermost axis, for the runs in `runs` (all by default).
     @inline(__always)
-    func forEachRun(_ inner: (Int, Int, Int, Int, Int, Int) throws -> Void) rethrows {
+    func forEachRun(in runs: Range<Int>? = nil, _ inner: (Int, Int, Int, Int, Int, Int) throws -> Void) rethrows {
         let last = extents.count - 1
         let length = extents[last], aStep = aStrides[last], bStep = bStrides[last]
-        if count == 0 { return }
-        let runs = count / length
+        let runs = runs ?? 0..<runCount
+        if runs.isEmpty { return }
+        // Position the outer odometer at the first run.
         var index = [Int](repeating: 0, count: last)
-        var aOffset = 0, bOffset = 0
-        for run in 0..<runs {
+        var aOffset = 0, bOffset = 0, rest = runs.lowerBound
+        for axis in stride(from: last - 1, through: 0, by: -1) {
+            index[axis] = rest % extents[axis]
+            rest /= extents[axis]
+            aOffset += index[axis] * aStrides[axis]
+            bOffset += index[axis] * bStrides[axis]
+        }
+        for run in runs {
             try inner(run * length, aOffset, bOffset, length, aStep, bStep)
             // Advance the outer odometer.
             var axis = last - 1
@@ -68,39 +79,50 @@ struct BroadcastPlan {
 
 /// `op` applied over the broadcast of `a` and `b`. Inlined into each caller so
 /// the closure is specialised and the inner loop vectorises.
+/// With `threads` > 1 and a large output, the runs are split across threads.
 @inline(__always)
-func broadcastMap<A, B, R>(_ a: [A], _ aShape: [Int], _ b: [B], _ bShape: [Int],
+func broadcastMap<A, B, R>(_ a: [A], _ aShape: [Int], _ b: [B], _ bShape: [Int], threads: Int = 1,
                            _ op: (A, B) throws -> R) throws -> Tensor.Storage.Buffer<R> {
     let plan = try BroadcastPlan(aShape, bShape)
-    var firstError: Error?
+    let workers = plan.count >= Parallel.minimumElements ? Swift.min(threads, plan.runCount) : 1
+    var errors = [Error?](repeating: nil, count: Swift.max(workers, 1))
     let values = a.withUnsafeBufferPointer { pa in
         b.withUnsafeBufferPointer { pb in
             [R](unsafeUninitializedCapacity: plan.count) { out, initialized in
-                do {
-                    try plan.forEachRun { o, ai, bi, length, aStep, bStep in
+                let target = out.baseAddress
+                /// Fills the runs in `share`; inlined so `op` is specialised into the loops.
+                @inline(__always) func fill(_ share: Range<Int>) throws {
+                    try plan.forEachRun(in: share) { o, ai, bi, length, aStep, bStep in
+                        let y = target! + o
                         if aStep == 1 && bStep == 1 {
-                            for k in 0..<length { (out.baseAddress! + o + k).initialize(to: try op(pa[ai + k], pb[bi + k])) }
+                            for k in 0..<length { (y + k).initialize(to: try op(pa[ai + k], pb[bi + k])) }
                         } else if aStep == 1 {
-                            let y = pb[bi]
-                            for k in 0..<length { (out.baseAddress! + o + k).initialize(to: try op(pa[ai + k], y)) }
+                            let right = pb[bi]
+                            for k in 0..<length { (y + k).initialize(to: try op(pa[ai + k], right)) }
                         } else if bStep == 1 {
-                            let x = pa[ai]
-                            for k in 0..<length { (out.baseAddress! + o + k).initialize(to: try op(x, pb[bi + k])) }
+                            let left = pa[ai]
+                            for k in 0..<length { (y + k).initialize(to: try op(left, pb[bi + k])) }
                         } else {
                             let value = try op(pa[ai], pb[bi])
-                            for k in 0..<length { (out.baseAddress! + o + k).initialize(to: value) }
+                            for k in 0..<length { (y + k).initialize(to: value) }
                         }
                     }
-                    initialized = plan.count
-                } catch {
-                    // Trivial element types only: leaving them uninitialized is safe.
-                    firstError = error
-                    initialized = 0
                 }
+                if workers <= 1 {
+                    do { try fill(0..<plan.runCount) } catch { errors[0] = error }
+                } else {
+                    errors.withUnsafeMutableBufferPointer { slots in
+                        Parallel.forEach(workers) { worker in
+                            do { try fill(Parallel.share(worker, of: workers, count: plan.runCount)) } catch { slots[worker] = error }
+                        }
+                    }
+                }
+                // Trivial element types only: on an error the buffer is dropped uninitialised, which is safe.
+                initialized = errors.contains { $0 != nil } ? 0 : plan.count
             }
         }
     }
-    if let firstError { throw firstError }
+    if let error = errors.compactMap({ $0 }).first { throw error }
     return Tensor.Storage.Buffer(shape: plan.outputShape, values: values)
 }
 

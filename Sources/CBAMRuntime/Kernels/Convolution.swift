@@ -103,36 +103,51 @@ struct ConvKernel {
         // Neither buffer needs zeroing: im2col writes every column entry and sgemm (beta 0)
         // every output entry, so both start uninitialised.
         var output = [Float](unsafeUninitializedCapacity: outCount) { _, initialized in initialized = outCount }
-        var columns = pointwise ? [] : [Float](unsafeUninitializedCapacity: k * p) { _, initialized in initialized = k * p }
+        // One work item per (batch item, group). With several threads and several items, each
+        // thread takes whole items (its own im2col buffer, single-threaded sgemm); otherwise the
+        // items run in turn and OpenBLAS splits each sgemm across the threads.
+        let items = n * group
+        let workers = Swift.min(window.context.threads, items)
+        let columnsPerWorker = pointwise ? 0 : k * p
+        var columns = [Float](unsafeUninitializedCapacity: columnsPerWorker * Swift.max(workers, 1)) { _, initialized in
+            initialized = columnsPerWorker * Swift.max(workers, 1)
+        }
         xs.withUnsafeBufferPointer { xp in
             ws.withUnsafeBufferPointer { wp in
                 output.withUnsafeMutableBufferPointer { yp in
                     columns.withUnsafeMutableBufferPointer { colp in
-                        for batch in 0..<n {
-                            for g in 0..<group {
-                                let image = xp.baseAddress! + (batch * c + g * cg) * h * wIn
-                                let source: UnsafePointer<Float>
-                                if pointwise {
-                                    source = image
-                                } else {
-                                    im2col(image, channels: cg, h: h, w: wIn, kh: kh, kw: kw, oh: oh, ow: ow,
-                                           strideH: sh, strideW: sw, dilH: dil[0], dilW: dil[1], padH: pad[0], padW: pad[1],
-                                           into: colp.baseAddress!)
-                                    source = UnsafePointer(colp.baseAddress!)
-                                }
-                                // Y_g [mg × p] = W_g [mg × k] · cols [k × p]
-                                BLAS.sgemm(m: mg, n: p, k: k, a: wp.baseAddress! + g * mg * k, lda: k,
-                                           b: source, ldb: p, c: yp.baseAddress! + (batch * m + g * mg) * p, ldc: p)
+                        let (x0, w0, y0, c0) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!, colp.baseAddress)
+                        func runItem(_ item: Int, scratch: UnsafeMutablePointer<Float>?) {
+                            let (batch, g) = (item / group, item % group)
+                            let image = x0 + (batch * c + g * cg) * h * wIn
+                            let source: UnsafePointer<Float>
+                            if pointwise {
+                                source = image
+                            } else {
+                                im2col(image, channels: cg, h: h, w: wIn, kh: kh, kw: kw, oh: oh, ow: ow,
+                                       strideH: sh, strideW: sw, dilH: dil[0], dilW: dil[1], padH: pad[0], padW: pad[1],
+                                       into: scratch!)
+                                source = UnsafePointer(scratch!)
                             }
-                        }
-                        if let bias {
-                            for batch in 0..<n {
-                                for channel in 0..<m {
-                                    let row = yp.baseAddress! + (batch * m + channel) * p
-                                    let value = bias[channel]
+                            // Y_g [mg × p] = W_g [mg × k] · cols [k × p], then the bias per output row.
+                            let target = y0 + (batch * m + g * mg) * p
+                            BLAS.sgemm(m: mg, n: p, k: k, a: w0 + g * mg * k, lda: k, b: source, ldb: p, c: target, ldc: p)
+                            if let bias {
+                                for channel in 0..<mg {
+                                    let row = target + channel * p, value = bias[g * mg + channel]
                                     for i in 0..<p { row[i] += value }
                                 }
                             }
+                        }
+                        if workers > 1 {
+                            BLAS.withThreads(1) {
+                                Parallel.forEach(workers) { worker in
+                                    let scratch = c0.map { $0 + worker * columnsPerWorker }
+                                    for item in stride(from: worker, to: items, by: workers) { runItem(item, scratch: scratch) }
+                                }
+                            }
+                        } else {
+                            for item in 0..<items { runItem(item, scratch: c0) }
                         }
                     }
                 }

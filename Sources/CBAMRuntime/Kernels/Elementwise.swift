@@ -5,10 +5,10 @@ import Foundation
 
 extension OpRegistry {
     mutating func registerElementwise() {
-        register("Add") { _ in binary { a, b in try arithmetic(a, b, float: +, double: +, int64: { $0 &+ $1 }, int32: { $0 &+ $1 }) } }
-        register("Sub") { _ in binary { a, b in try arithmetic(a, b, float: -, double: -, int64: { $0 &- $1 }, int32: { $0 &- $1 }) } }
-        register("Mul") { _ in binary { a, b in try arithmetic(a, b, float: *, double: *, int64: { $0 &* $1 }, int32: { $0 &* $1 }) } }
-        register("Div") { _ in binary { a, b in try arithmetic(a, b, float: /, double: /, int64: integerDivide, int32: integerDivide) } }
+        register("Add") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: +, double: +, int64: { $0 &+ $1 }, int32: { $0 &+ $1 }) } }
+        register("Sub") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: -, double: -, int64: { $0 &- $1 }, int32: { $0 &- $1 }) } }
+        register("Mul") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: *, double: *, int64: { $0 &* $1 }, int32: { $0 &* $1 }) } }
+        register("Div") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: /, double: /, int64: integerDivide, int32: integerDivide) } }
         register("Pow") { _ in binary(power) }
         register("Max") { _ in variadic { a, b in try arithmetic(a, b, float: { Swift.max($0, $1) }, double: { Swift.max($0, $1) }, int64: { Swift.max($0, $1) }, int32: { Swift.max($0, $1) }) } }
         register("Min") { _ in variadic { a, b in try arithmetic(a, b, float: { Swift.min($0, $1) }, double: { Swift.min($0, $1) }, int64: { Swift.min($0, $1) }, int32: { Swift.min($0, $1) }) } }
@@ -100,11 +100,11 @@ func variadicFold(_ inputs: [Tensor?], _ op: (Tensor, Tensor) throws -> Tensor) 
 
 /// A broadcasting arithmetic op on two tensors of the same element type.
 @inline(__always)
-func arithmetic(_ a: Tensor, _ b: Tensor,
+func arithmetic(_ a: Tensor, _ b: Tensor, threads: Int = 1,
                 float: (Float, Float) -> Float, double: (Double, Double) -> Double,
                 int64: (Int64, Int64) throws -> Int64, int32: (Int32, Int32) throws -> Int32) throws -> Tensor {
     switch (a.storage, b.storage) {
-    case (.float(let x), .float(let y)): return try broadcastMap(x, a.shape, y, b.shape, float).tensor(Tensor.Storage.float)
+    case (.float(let x), .float(let y)): return try broadcastMap(x, a.shape, y, b.shape, threads: threads, float).tensor(Tensor.Storage.float)
     case (.double(let x), .double(let y)): return try broadcastMap(x, a.shape, y, b.shape, double).tensor(Tensor.Storage.double)
     case (.int64(let x), .int64(let y)): return try broadcastMap(x, a.shape, y, b.shape, int64).tensor(Tensor.Storage.int64)
     case (.int32(let x), .int32(let y)): return try broadcastMap(x, a.shape, y, b.shape, int32).tensor(Tensor.Storage.int32)

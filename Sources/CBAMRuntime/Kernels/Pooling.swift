@@ -50,7 +50,11 @@ struct WindowPool {
     /// takes row maxima with SIMD instead of tracking positions.
     let wantsIndices: Bool
 
+    /// Threads for the 2-D path, which splits the (item, channel) planes.
+    let threads: Int
+
     init(_ context: NodeContext, mode: Mode) throws {
+        threads = context.threads
         wantsIndices = context.node.outputs.count > 1 && !context.node.outputs[1].isEmpty
         geometry = try SpatialGeometry(context, kernel: nil)
         self.mode = mode
@@ -176,10 +180,12 @@ extension WindowPool {
         // count_include_pad counts taps in the padding but not past it (a ceil_mode overhang).
         let paddedRows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: -padBegin[0], high: h + padEnd[0]).count }
         let paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: -padBegin[1], high: w + padEnd[1]).count }
+        let workers = x.count >= Parallel.minimumElements ? Swift.min(threads, planes) : 1
         values.withUnsafeBufferPointer { xp in
             output.withUnsafeMutableBufferPointer { yp in
                 indices.withUnsafeMutableBufferPointer { ip in
-                    for plane in 0..<planes {
+                    Parallel.forEach(workers) { worker in
+                    for plane in Parallel.share(worker, of: workers, count: planes) {
                         let base = plane * h * w
                         for oy in 0..<oh {
                             let (fy, ny) = rows[oy]
@@ -236,6 +242,7 @@ extension WindowPool {
                                 }
                             }
                         }
+                    }
                     }
                 }
             }

@@ -6,7 +6,7 @@
 /// Only unobserved runs use the fused plan, so `--dump`, attention capture and the
 /// profiler still see every node's own output.
 extension Session {
-    static func fuseActivations(_ steps: [Step], keep: Set<Int>) -> [Step] {
+    static func fuseActivations(_ steps: [Step], keep: Set<Int>, threads: Int) -> [Step] {
         var readers: [Int: Int] = [:]
         for step in steps {
             for s in step.inputSlots.compactMap({ $0 }) { readers[s, default: 0] += 1 }
@@ -26,7 +26,7 @@ extension Session {
                 node: plan[producer].node,
                 kernel: Kernel { inputs in
                     var outputs = try inner.run(inputs)
-                    outputs[0] = reluInPlace(outputs[0])
+                    outputs[0] = reluInPlace(outputs[0], threads: threads)
                     return outputs
                 },
                 inputSlots: plan[producer].inputSlots,
@@ -40,13 +40,17 @@ extension Session {
 
 /// max(x, 0) on a float32 tensor, reusing its buffer when nothing else holds it
 /// (the producer's fresh output): consuming the tensor leaves the array the only owner.
-func reluInPlace(_ tensor: consuming Tensor) -> Tensor {
+func reluInPlace(_ tensor: consuming Tensor, threads: Int = 1) -> Tensor {
     let shape = tensor.shape
     let storage = (consume tensor).storage
     switch consume storage {
     case .float(var values):
         values.withUnsafeMutableBufferPointer { p in
-            for i in 0..<p.count { p[i] = Swift.max(p[i], 0) }
+            let base = p.baseAddress!, count = p.count
+            let workers = count >= Parallel.minimumElements ? threads : 1
+            Parallel.forEach(workers) { worker in
+                for i in Parallel.share(worker, of: workers, count: count) { base[i] = Swift.max(base[i], 0) }
+            }
         }
         return Tensor(unchecked: shape, .float(values))
     case let other:

@@ -149,7 +149,7 @@ public final class Session {
         }
 
         let keep = Set(outputSlots.map(\.slot))
-        fusedSteps = Self.assignReleases(Self.fuseActivations(steps, keep: keep), keep: keep)
+        fusedSteps = Self.assignReleases(Self.fuseActivations(steps, keep: keep, threads: options.threads), keep: keep)
         steps = Self.assignReleases(steps, keep: keep)
     }
 
