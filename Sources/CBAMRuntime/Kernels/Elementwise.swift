@@ -5,10 +5,10 @@ import Foundation
 
 extension OpRegistry {
     mutating func registerElementwise() {
-        register("Add") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: +, double: +, int64: { $0 &+ $1 }, int32: { $0 &+ $1 }) } }
-        register("Sub") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: -, double: -, int64: { $0 &- $1 }, int32: { $0 &- $1 }) } }
-        register("Mul") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: *, double: *, int64: { $0 &* $1 }, int32: { $0 &* $1 }) } }
-        register("Div") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, float: /, double: /, int64: integerDivide, int32: integerDivide) } }
+        register("Add") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, floatOperator: .add, float: +, double: +, int64: { $0 &+ $1 }, int32: { $0 &+ $1 }) } }
+        register("Sub") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, floatOperator: .subtract, float: -, double: -, int64: { $0 &- $1 }, int32: { $0 &- $1 }) } }
+        register("Mul") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, floatOperator: .multiply, float: *, double: *, int64: { $0 &* $1 }, int32: { $0 &* $1 }) } }
+        register("Div") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, floatOperator: .divide, float: /, double: /, int64: integerDivide, int32: integerDivide) } }
         register("Pow") { _ in binary(power) }
         register("Max") { _ in variadic { a, b in try arithmetic(a, b, float: { Swift.max($0, $1) }, double: { Swift.max($0, $1) }, int64: { Swift.max($0, $1) }, int32: { Swift.max($0, $1) }) } }
         register("Min") { _ in variadic { a, b in try arithmetic(a, b, float: { Swift.min($0, $1) }, double: { Swift.min($0, $1) }, int64: { Swift.min($0, $1) }, int32: { Swift.min($0, $1) }) } }
@@ -100,11 +100,13 @@ func variadicFold(_ inputs: [Tensor?], _ op: (Tensor, Tensor) throws -> Tensor) 
 
 /// A broadcasting arithmetic op on two tensors of the same element type.
 @inline(__always)
-func arithmetic(_ a: Tensor, _ b: Tensor, threads: Int = 1,
+func arithmetic(_ a: Tensor, _ b: Tensor, threads: Int = 1, floatOperator: FloatOperator? = nil,
                 float: (Float, Float) -> Float, double: (Double, Double) -> Double,
                 int64: (Int64, Int64) throws -> Int64, int32: (Int32, Int32) throws -> Int32) throws -> Tensor {
     switch (a.storage, b.storage) {
-    case (.float(let x), .float(let y)): return try broadcastMap(x, a.shape, y, b.shape, threads: threads, float).tensor(Tensor.Storage.float)
+    case (.float(let x), .float(let y)):
+        if let floatOperator { return try floatOperator.apply(x, a.shape, y, b.shape, threads: threads) }
+        return try broadcastMap(x, a.shape, y, b.shape, threads: threads, float).tensor(Tensor.Storage.float)
     case (.double(let x), .double(let y)): return try broadcastMap(x, a.shape, y, b.shape, double).tensor(Tensor.Storage.double)
     case (.int64(let x), .int64(let y)): return try broadcastMap(x, a.shape, y, b.shape, int64).tensor(Tensor.Storage.int64)
     case (.int32(let x), .int32(let y)): return try broadcastMap(x, a.shape, y, b.shape, int32).tensor(Tensor.Storage.int32)
@@ -117,6 +119,32 @@ func arithmetic(_ a: Tensor, _ b: Tensor, threads: Int = 1,
         throw CBAMError(.typeMismatch, "inputs must have the same numeric type (float32, float64, int64 or int32), got \(a.dataType) and \(b.dataType)")
     }
 }
+
+/// The float32 arithmetic that attention gates and residual connections spend their time
+/// in. Each case runs a loop specialised for its operator (a closure passed down would be
+/// an indirect call per element, which does not vectorise).
+enum FloatOperator {
+    case add, subtract, multiply, divide
+
+    func apply(_ x: [Float], _ xShape: [Int], _ y: [Float], _ yShape: [Int], threads: Int) throws -> Tensor {
+        switch self {
+        case .add: return try run(Add.self)
+        case .subtract: return try run(Subtract.self)
+        case .multiply: return try run(Multiply.self)
+        case .divide: return try run(Divide.self)
+        }
+        func run<O: FloatBinaryOperator>(_: O.Type) throws -> Tensor {
+            try broadcastMap(x, xShape, y, yShape, threads: threads) { O.apply($0, $1) }.tensor(Tensor.Storage.float)
+        }
+    }
+
+    private enum Add: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+    private enum Subtract: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
+    private enum Multiply: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
+    private enum Divide: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b } }
+}
+
+protocol FloatBinaryOperator { static func apply(_ a: Float, _ b: Float) -> Float }
 
 /// Integer division truncating toward zero, as ONNX (and C) define it; errors instead of trapping.
 func integerDivide<T: FixedWidthInteger>(_ a: T, _ b: T) throws -> T {
