@@ -16,7 +16,8 @@ public enum InputFiles {
         switch (tensor.dataType, target) {
         case (.double, .float), (.int64, .float), (.int32, .float), (.uint8, .float), (.int8, .float), (.bool, .float),
              (.float, .double), (.int64, .double), (.int32, .double),
-             (.int32, .int64), (.uint8, .int64), (.int8, .int64):
+             (.int32, .int64), (.uint8, .int64), (.int8, .int64),
+             (.float, .float16), (.double, .float16):
             convertible = true
         default:
             convertible = false

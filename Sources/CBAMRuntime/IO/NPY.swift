@@ -56,7 +56,7 @@ public enum NPY {
 
     /// Maps a numpy `descr` to a ``DataType``; refuses big-endian, object and structured types.
     static func dataType(_ descr: String) throws -> DataType {
-        let known: [String: DataType] = ["<f4": .float, "<f8": .double, "<i8": .int64, "<i4": .int32,
+        let known: [String: DataType] = ["<f4": .float, "<f8": .double, "<f2": .float16, "<i8": .int64, "<i4": .int32,
                                          "|i1": .int8, "|u1": .uint8, "|b1": .bool, "<i1": .int8, "<u1": .uint8]
         if let type = known[descr] { return type }
         if descr.hasPrefix(">") { throw CBAMError(.badNPY, "big-endian dtype '\(descr)' is not supported") }
@@ -106,6 +106,7 @@ public enum NPY {
         case .int8: descr = "|i1"
         case .uint8: descr = "|u1"
         case .bool: descr = "|b1"
+        case .float16: descr = "<f2"
         }
         let shapeText = tensor.shape.isEmpty ? "()" : tensor.shape.count == 1 ? "(\(tensor.shape[0]),)"
             : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
@@ -128,6 +129,7 @@ public enum NPY {
         case .int8(let v): append(v)
         case .uint8(let v): append(v)
         case .bool(let v): bytes += v.map { $0 ? 1 : 0 }
+        case .float16(let v): append(v)
         }
         return bytes
     }

@@ -10,12 +10,14 @@ public enum DataType: Int32, Sendable, CaseIterable, CustomStringConvertible {
     case int32 = 6
     case int64 = 7
     case bool = 9
+    case float16 = 10
     case double = 11
 
     /// Bytes per element in ONNX `raw_data` and in `.npy` files.
     public var byteSize: Int {
         switch self {
         case .uint8, .int8, .bool: return 1
+        case .float16: return 2
         case .float, .int32: return 4
         case .int64, .double: return 8
         }
@@ -30,6 +32,7 @@ public enum DataType: Int32, Sendable, CaseIterable, CustomStringConvertible {
         case .int64: return "int64"
         case .bool: return "bool"
         case .double: return "float64"
+        case .float16: return "float16"
         }
     }
 

@@ -25,6 +25,7 @@ extension Tensor.Storage {
         case .int8: return .int8(try transform.apply(try all { if case .int8(let v) = $0 { v } else { nil } }))
         case .uint8: return .uint8(try transform.apply(try all { if case .uint8(let v) = $0 { v } else { nil } }))
         case .bool: return .bool(try transform.apply(try all { if case .bool(let v) = $0 { v } else { nil } }))
+        case .float16: return .float16(try transform.apply(try all { if case .float16(let v) = $0 { v } else { nil } }))
         }
     }
 

@@ -13,6 +13,9 @@ public struct Tensor: Sendable, Equatable {
         case int8([Int8])
         case uint8([UInt8])
         case bool([Bool])
+        /// IEEE half precision. Held for Cast, shape ops and elementwise arithmetic
+        /// (computed in float32 and rounded back); other kernels refuse it.
+        case float16([Float16])
     }
 
     public let shape: [Int]
@@ -63,7 +66,7 @@ public struct Tensor: Sendable, Equatable {
         case .int8(let v): return v.map { Int($0) }
         case .uint8(let v): return v.map { Int($0) }
         case .bool(let v): return v.map { $0 ? 1 : 0 }
-        case .float, .double:
+        case .float, .double, .float16:
             throw CBAMError(.typeMismatch, "\(what()) must hold integers but is \(dataType)")
         }
     }
@@ -78,6 +81,7 @@ public struct Tensor: Sendable, Equatable {
         case .int8(let v): return v.map { Double($0) }
         case .uint8(let v): return v.map { Double($0) }
         case .bool(let v): return v.map { $0 ? 1 : 0 }
+        case .float16(let v): return v.map { Double($0) }
         }
     }
 
@@ -97,6 +101,7 @@ extension Tensor.Storage {
         case .int8(let v): return v.count
         case .uint8(let v): return v.count
         case .bool(let v): return v.count
+        case .float16(let v): return v.count
         }
     }
 
@@ -109,6 +114,7 @@ extension Tensor.Storage {
         case .int8: return .int8
         case .uint8: return .uint8
         case .bool: return .bool
+        case .float16: return .float16
         }
     }
 }

@@ -151,6 +151,7 @@ func expand(_ tensor: Tensor, to shape: [Int]) throws -> Tensor {
     case .int8(let v): result = try run(v).tensor(Tensor.Storage.int8)
     case .uint8(let v): result = try run(v).tensor(Tensor.Storage.uint8)
     case .bool(let v): result = try run(v).tensor(Tensor.Storage.bool)
+    case .float16(let v): result = try run(v).tensor(Tensor.Storage.float16)
     }
     guard result.shape == shape else {
         throw CBAMError(.shapeMismatch, "cannot expand shape \(Shape.describe(tensor.shape)) to \(Shape.describe(shape))")

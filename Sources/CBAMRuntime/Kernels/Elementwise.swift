@@ -61,6 +61,7 @@ extension OpRegistry {
                 case (.bool(let a), .bool(let b)): return Tensor(unchecked: shape, .bool(select(a, b)))
                 case (.uint8(let a), .uint8(let b)): return Tensor(unchecked: shape, .uint8(select(a, b)))
                 case (.int8(let a), .int8(let b)): return Tensor(unchecked: shape, .int8(select(a, b)))
+                case (.float16(let a), .float16(let b)): return Tensor(unchecked: shape, .float16(select(a, b)))
                 default: throw CBAMError(.typeMismatch, "X is \(x.dataType) but Y is \(y.dataType)")
                 }
             }
@@ -110,6 +111,9 @@ func arithmetic(_ a: Tensor, _ b: Tensor, threads: Int = 1, floatOperator: Float
     case (.double(let x), .double(let y)): return try broadcastMap(x, a.shape, y, b.shape, double).tensor(Tensor.Storage.double)
     case (.int64(let x), .int64(let y)): return try broadcastMap(x, a.shape, y, b.shape, int64).tensor(Tensor.Storage.int64)
     case (.int32(let x), .int32(let y)): return try broadcastMap(x, a.shape, y, b.shape, int32).tensor(Tensor.Storage.int32)
+    // Half precision is computed in float32 and rounded back once per element.
+    case (.float16(let x), .float16(let y)):
+        return try broadcastMap(x, a.shape, y, b.shape) { Float16(float(Float($0), Float($1))) }.tensor(Tensor.Storage.float16)
     // Narrow integers are computed in int32 and wrapped back, as C and numpy do.
     case (.int8(let x), .int8(let y)):
         return try broadcastMap(x, a.shape, y, b.shape) { Int8(truncatingIfNeeded: try int32(Int32($0), Int32($1))) }.tensor(Tensor.Storage.int8)
@@ -192,6 +196,7 @@ func compare(_ a: Tensor, _ b: Tensor, _ op: (Double, Double) -> Bool) throws ->
     case (.int8(let x), .int8(let y)): return try run(x, y) { Double($0) }
     case (.uint8(let x), .uint8(let y)): return try run(x, y) { Double($0) }
     case (.bool(let x), .bool(let y)): return try run(x, y) { $0 ? 1 : 0 }
+    case (.float16(let x), .float16(let y)): return try run(x, y) { Double($0) }
     default: throw CBAMError(.typeMismatch, "cannot compare \(a.dataType) with \(b.dataType)")
     }
 }
@@ -219,7 +224,7 @@ func cast(_ x: Tensor, to target: DataType) throws -> Tensor {
     let storage: Tensor.Storage
     let isInteger: Bool
     switch x.storage {
-    case .float, .double: isInteger = false
+    case .float, .double, .float16: isInteger = false
     default: isInteger = true
     }
     let wide: [Int64] = isInteger ? try x.integers().map { Int64($0) } : []
@@ -232,6 +237,8 @@ func cast(_ x: Tensor, to target: DataType) throws -> Tensor {
     case .int32: storage = .int32(isInteger ? fromInts(wide, Int32.self) : try fromDouble(real, Int32.self))
     case .int8: storage = .int8(isInteger ? fromInts(wide, Int8.self) : try fromDouble(real, Int8.self))
     case .uint8: storage = .uint8(isInteger ? fromInts(wide, UInt8.self) : try fromDouble(real, UInt8.self))
+    // Float → half rounds to nearest even, as ONNX's Cast does; integers go through Float.
+    case .float16: storage = .float16(isInteger ? wide.map { Float16(Float($0)) } : real.map { Float16(Float($0)) })
     }
     return Tensor(unchecked: x.shape, storage)
 }

@@ -132,6 +132,7 @@ struct ReduceKernel {
         case .int32(let v): walk(v) { Double($0) }
         case .int8(let v): walk(v) { Double($0) }
         case .uint8(let v): walk(v) { Double($0) }
+        case .float16(let v): walk(v) { Double($0) }
         case .bool: throw CBAMError(.typeMismatch, "cannot reduce a bool tensor")
         }
         let results = accumulators.map { finish($0, layout.reducedCount) }
@@ -143,6 +144,7 @@ struct ReduceKernel {
         case .int32: storage = .int32(try results.map { Int32(clamping: try exactInteger($0)) })
         case .int8: storage = .int8(try results.map { Int8(clamping: try exactInteger($0)) })
         case .uint8: storage = .uint8(try results.map { UInt8(clamping: try exactInteger($0)) })
+        case .float16: storage = .float16(results.map { Float16(Float($0)) })
         case .bool: fatalError("unreachable: rejected above")
         }
         return Tensor(unchecked: layout.outputShape, storage)

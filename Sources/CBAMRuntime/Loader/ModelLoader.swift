@@ -82,6 +82,7 @@ public enum ModelLoader {
         case .uint8: return .uint8(copy(UInt8.self))
         // Any non-zero byte is true; copying raw bytes into Bool could make invalid Bools.
         case .bool: return .bool(raw.prefix(count).map { $0 != 0 })
+        case .float16: return .float16(copy(Float16.self))
         }
     }
 
@@ -298,6 +299,8 @@ struct ProtoConverter {
         // Narrow types travel widened to int32 in int32_data; truncatingIfNeeded keeps their bit pattern.
         case .int8: storage = .int8(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { Int8(truncatingIfNeeded: $0) })
         case .uint8: storage = .uint8(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { UInt8(truncatingIfNeeded: $0) })
+        // float16 travels as its 16-bit pattern in int32_data.
+        case .float16: storage = .float16(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { Float16(bitPattern: UInt16(truncatingIfNeeded: $0)) })
         case .bool: storage = .bool(try typed(proto.int32_data, proto.n_int32_data, "int32_data") { $0 != 0 })
         }
         return try Tensor(shape: dims, storage: storage)

@@ -112,6 +112,7 @@ public enum Inspector {
                 case .int8: storage = .int8([Int8](repeating: 0, count: count))
                 case .uint8: storage = .uint8([UInt8](repeating: 0, count: count))
                 case .bool: storage = .bool([Bool](repeating: false, count: count))
+                case .float16: storage = .float16([Float16](repeating: 0, count: count))
                 }
                 result[info.name] = try Tensor(shape: shape, storage: storage)
             }
