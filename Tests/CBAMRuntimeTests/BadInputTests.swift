@@ -234,14 +234,14 @@ import Testing
         #expect(error.description.contains("node \"relu_x\" (Relu)"))
     }
 
-    @Test func float16Initializer() throws {
-        // data_type 10 = FLOAT16; 2 values in 4 raw bytes.
-        let error = try sessionError("half.onnx", Self.modelWithInitializer(
-            ONNXBytes.tensor("h", dims: [2], dataType: 10, raw: [0, 0x3C, 0, 0x40])))
+    @Test func bfloat16Initializer() throws {
+        // data_type 16 = BFLOAT16 (float16, 10, is held since it was added); 2 values in 4 raw bytes.
+        let error = try sessionError("bf16.onnx", Self.modelWithInitializer(
+            ONNXBytes.tensor("h", dims: [2], dataType: 16, raw: [0x80, 0x3F, 0, 0x40])))
         #expect(error.kind == .unsupportedType)
         #expect(error.field == "initializer \"h\" data_type")
-        #expect(error.description.contains("FLOAT16"))
-        #expect(error.description.contains("half.onnx"))
+        #expect(error.description.contains("BFLOAT16"))
+        #expect(error.description.contains("bf16.onnx"))
     }
 
     @Test func unnamedInitializer() throws {
@@ -320,14 +320,14 @@ import Testing
     }
 
     @Test func unsupportedInputElementType() throws {
-        // A graph input declared FLOAT16 (10): the model loads, a run names the type.
+        // A graph input declared BFLOAT16 (16): the model loads, a run names the type.
         let bytes = ONNXBytes.model(graph: ONNXBytes.graph(
             nodes: [ONNXBytes.node("Relu", name: "relu_1", inputs: ["x"], outputs: ["y"])],
-            inputs: [ONNXBytes.valueInfo("x", elemType: 10)], outputs: [ONNXBytes.valueInfo("y")]))
-        let session = try Session(contentsOf: try write("half-input.onnx", bytes))
+            inputs: [ONNXBytes.valueInfo("x", elemType: 16)], outputs: [ONNXBytes.valueInfo("y")]))
+        let session = try Session(contentsOf: try write("bf16-input.onnx", bytes))
         let error = try #require(thrownError { _ = try session.run(["x": Tensor(shape: [1], floats: [1])]) })
         #expect(error.kind == .unsupportedType)
-        #expect(error.description.contains("FLOAT16"))
+        #expect(error.description.contains("BFLOAT16"))
     }
 
     // MARK: - Kernel-level errors name the node
@@ -453,8 +453,8 @@ import Testing
     }
 
     @Test func npyUnsupportedDtypeAndBadShape() throws {
-        let half = try npyError("half.npy", Self.npy("{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", data: [0, 0, 0, 0]))
-        #expect(half.description.contains("<f2"))
+        let complex = try npyError("complex.npy", Self.npy("{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", data: [UInt8](repeating: 0, count: 16)))
+        #expect(complex.description.contains("<c8"))
         let shape = try npyError("shape.npy", Self.npy("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", data: Self.fourFloats))
         #expect(shape.description.contains("-1"))
         _ = try npyError("noshape.npy", Self.npy("{'descr': '<f4', 'fortran_order': False, }", data: Self.fourFloats))

@@ -188,10 +188,10 @@ extension KernelTests {
         }
 
         @Test func castToUnsupportedTypeIsAnAttributeError() throws {
-            // 10 = FLOAT16
-            let error = cbamError { _ = try run1("Cast", [f32([1], [1])], attributes: ["to": .int(10)]) }
+            // 16 = BFLOAT16
+            let error = cbamError { _ = try run1("Cast", [f32([1], [1])], attributes: ["to": .int(16)]) }
             #expect(error?.kind == .invalidAttribute)
-            #expect(error?.description.contains("FLOAT16") == true)
+            #expect(error?.description.contains("BFLOAT16") == true)
         }
     }
 }
