@@ -24,7 +24,7 @@ import Testing
     /// Writes a model and tries to load and prepare it; returns the error.
     func sessionError(_ name: String, _ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) throws -> CBAMError {
         let path = try write(name, bytes)
-        return try #require(thrownError(sourceLocation: sourceLocation) { _ = try Session(contentsOf: path) }, sourceLocation: sourceLocation)
+        return try #require(thrownCBAMError(sourceLocation: sourceLocation) { _ = try Session(contentsOf: path) }, sourceLocation: sourceLocation)
     }
 
     /// A valid model: y = Relu(x), x float [1, 3, 4, 4].
@@ -119,7 +119,7 @@ import Testing
 
     @Test func missingFile() throws {
         let path = directory.appendingPathComponent("absent.onnx").path
-        let error = try #require(thrownError { _ = try Session(contentsOf: path) })
+        let error = try #require(thrownCBAMError { _ = try Session(contentsOf: path) })
         #expect(error.kind == .io)
         #expect(error.description.contains("absent.onnx"))
     }
@@ -277,7 +277,7 @@ import Testing
     @Test func inputShapeMismatch() throws {
         let session = try reluSession()
         let x = try Tensor(shape: [1, 3, 5, 5], floats: [Float](repeating: 0, count: 75))
-        let error = try #require(thrownError { _ = try session.run(["x": x]) })
+        let error = try #require(thrownCBAMError { _ = try session.run(["x": x]) })
         #expect(error.kind == .shapeMismatch)
         for part in ["relu.onnx", "\"x\"", "[1, 3, 4, 4]", "[1, 3, 5, 5]"] {
             #expect(error.description.contains(part), "missing \(part) in: \(error)")
@@ -285,13 +285,13 @@ import Testing
     }
 
     @Test func inputRankMismatch() throws {
-        let error = try #require(thrownError { _ = try reluSession().run(["x": Tensor(shape: [3, 4, 4], floats: [Float](repeating: 0, count: 48))]) })
+        let error = try #require(thrownCBAMError { _ = try reluSession().run(["x": Tensor(shape: [3, 4, 4], floats: [Float](repeating: 0, count: 48))]) })
         #expect(error.kind == .shapeMismatch)
         #expect(error.description.contains("[3, 4, 4]"))
     }
 
     @Test func missingInput() throws {
-        let error = try #require(thrownError { _ = try reluSession().run([:]) })
+        let error = try #require(thrownCBAMError { _ = try reluSession().run([:]) })
         #expect(error.kind == .missingInput)
         #expect(error.description.contains("\"x\""))
         #expect(error.description.contains("relu.onnx"))
@@ -299,20 +299,20 @@ import Testing
 
     @Test func unknownInputName() throws {
         let x = try Tensor(shape: [1, 3, 4, 4], floats: [Float](repeating: 0, count: 48))
-        let error = try #require(thrownError { _ = try reluSession().run(["x": x, "typo": x]) })
+        let error = try #require(thrownCBAMError { _ = try reluSession().run(["x": x, "typo": x]) })
         #expect(error.kind == .missingInput)
         #expect(error.description.contains("\"typo\""))
     }
 
     @Test func positionalInputCount() throws {
-        let error = try #require(thrownError { _ = try reluSession().run(positional: []) })
+        let error = try #require(thrownCBAMError { _ = try reluSession().run(positional: []) })
         #expect(error.kind == .missingInput)
         #expect(error.description.contains("relu.onnx"))
     }
 
     @Test func wrongElementType() throws {
         let x = try Tensor(shape: [1, 3, 4, 4], int64s: [Int64](repeating: 0, count: 48))
-        let error = try #require(thrownError { _ = try reluSession().run(["x": x]) })
+        let error = try #require(thrownCBAMError { _ = try reluSession().run(["x": x]) })
         #expect(error.kind == .typeMismatch)
         #expect(error.description.contains("\"x\""))
         #expect(error.description.contains("float32"))
@@ -325,7 +325,7 @@ import Testing
             nodes: [ONNXBytes.node("Relu", name: "relu_1", inputs: ["x"], outputs: ["y"])],
             inputs: [ONNXBytes.valueInfo("x", elemType: 16)], outputs: [ONNXBytes.valueInfo("y")]))
         let session = try Session(contentsOf: try write("bf16-input.onnx", bytes))
-        let error = try #require(thrownError { _ = try session.run(["x": Tensor(shape: [1], floats: [1])]) })
+        let error = try #require(thrownCBAMError { _ = try session.run(["x": Tensor(shape: [1], floats: [1])]) })
         #expect(error.kind == .unsupportedType)
         #expect(error.description.contains("BFLOAT16"))
     }
@@ -341,7 +341,7 @@ import Testing
         let session = try Session(contentsOf: try write("conv.onnx", bytes))
         let x = try Tensor(shape: [1, 1, 3, 3], floats: [Float](repeating: 1, count: 9))
         let w = try Tensor(shape: [1, 1, 9], floats: [Float](repeating: 1, count: 9))
-        let error = try #require(thrownError { _ = try session.run(["x": x, "w": w]) })
+        let error = try #require(thrownCBAMError { _ = try session.run(["x": x, "w": w]) })
         #expect(error.kind == .shapeMismatch)
         #expect(error.description.contains("conv.onnx: node \"conv_bad\" (Conv)"))
         #expect(error.description.contains("rank 3"))
@@ -356,7 +356,7 @@ import Testing
             outputs: [ONNXBytes.valueInfo("y")]))
         let session = try Session(contentsOf: try write("conv-init.onnx", bytes))
         let x = try Tensor(shape: [1, 1, 3, 3], floats: [Float](repeating: 1, count: 9))
-        let error = try #require(thrownError { _ = try session.run(["x": x]) })
+        let error = try #require(thrownCBAMError { _ = try session.run(["x": x]) })
         #expect(error.kind == .shapeMismatch)
         #expect(error.description.contains("node \"conv_bad\" (Conv)"))
     }
@@ -366,7 +366,7 @@ import Testing
             nodes: [ONNXBytes.node("Add", name: "", inputs: ["x", "z"], outputs: ["sum_out"])],
             inputs: [ONNXBytes.valueInfo("x"), ONNXBytes.valueInfo("z")], outputs: [ONNXBytes.valueInfo("sum_out")]))
         let session = try Session(contentsOf: try write("unnamed-node.onnx", bytes))
-        let error = try #require(thrownError {
+        let error = try #require(thrownCBAMError {
             _ = try session.run(["x": Tensor(shape: [2], floats: [1, 2]), "z": Tensor(shape: [3], floats: [1, 2, 3])])
         })
         #expect(error.kind == .shapeMismatch)
@@ -392,7 +392,7 @@ import Testing
     func npyError(_ name: String, _ bytes: [UInt8], kind: CBAMError.Kind = .badNPY,
                   sourceLocation: SourceLocation = #_sourceLocation) throws -> CBAMError {
         let path = try write(name, bytes)
-        let error = try #require(thrownError(sourceLocation: sourceLocation) { _ = try NPY.read(contentsOf: path) }, sourceLocation: sourceLocation)
+        let error = try #require(thrownCBAMError(sourceLocation: sourceLocation) { _ = try NPY.read(contentsOf: path) }, sourceLocation: sourceLocation)
         #expect(error.kind == kind, sourceLocation: sourceLocation)
         #expect(error.description.contains(name), sourceLocation: sourceLocation)
         return error
@@ -468,25 +468,13 @@ import Testing
 
     @Test func inputFilesConformRefusesLossyConversion() throws {
         let info = ValueInfo(name: "ids", elementType: .int64)
-        let error = try #require(thrownError { _ = try InputFiles.conform(Tensor(shape: [1], floats: [1.5]), to: info, file: "ids.npy") })
+        let error = try #require(thrownCBAMError { _ = try InputFiles.conform(Tensor(shape: [1], floats: [1.5]), to: info, file: "ids.npy") })
         #expect(error.kind == .typeMismatch)
         #expect(error.description.contains("ids.npy"))
         #expect(error.description.contains("\"ids\""))
     }
 }
 
-/// Runs `body` and returns the CBAMError it throws (recording an issue if it throws none, or another error).
-fileprivate func thrownError(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> CBAMError? {
-    do {
-        try body()
-        Issue.record("expected a CBAMError, but nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as CBAMError {
-        return error
-    } catch {
-        Issue.record("expected a CBAMError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
 
 // MARK: - Hostile values that must not trap
 

@@ -72,18 +72,6 @@ fileprivate func expectInt64s(_ tensor: Tensor, _ shape: [Int], _ expected: [Int
     #expect(tensor.storage == .int64(expected), sourceLocation: sourceLocation)
 }
 
-/// Runs `body` and returns the CBAMError it throws (recording an issue if it throws none, or another error).
-fileprivate func cbamError(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> CBAMError? {
-    do {
-        try body()
-        Issue.record("expected a CBAMError, but nothing was thrown", sourceLocation: sourceLocation)
-    } catch let error as CBAMError {
-        return error
-    } catch {
-        Issue.record("expected a CBAMError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
 
 fileprivate let int64Max = Int64.max, int64Min = Int64.min
 
@@ -122,7 +110,7 @@ extension KernelTests {
         }
 
         @Test func incompatibleShapesAreAnError() throws {
-            let error = cbamError { _ = try run1("Add", [f32([2], [1, 2]), f32([3], [1, 2, 3])]) }
+            let error = thrownCBAMError { _ = try run1("Add", [f32([2], [1, 2]), f32([3], [1, 2, 3])]) }
             #expect(error?.kind == .shapeMismatch)
             #expect(error?.node?.opType == "Add")
         }
@@ -140,7 +128,7 @@ extension KernelTests {
         }
 
         @Test func integerDivByZeroThrows() throws {
-            let error = cbamError { _ = try run1("Div", [i64([2], [1, 2]), i64([2], [1, 0])]) }
+            let error = thrownCBAMError { _ = try run1("Div", [i64([2], [1, 2]), i64([2], [1, 0])]) }
             #expect(error?.node?.opType == "Div")
             #expect(error?.description.contains("division by zero") == true)
             #expect(error?.description.contains("kernel-test.onnx") == true)
@@ -182,14 +170,14 @@ extension KernelTests {
         }
 
         @Test func castNaNToIntegerThrows() throws {
-            let error = cbamError { _ = try run1("Cast", [f32([2], [1, .nan])], attributes: ["to": .int(7)]) }
+            let error = thrownCBAMError { _ = try run1("Cast", [f32([2], [1, .nan])], attributes: ["to": .int(7)]) }
             #expect(error?.kind == .typeMismatch)
             #expect(error?.node?.opType == "Cast")
         }
 
         @Test func castToUnsupportedTypeIsAnAttributeError() throws {
             // 16 = BFLOAT16
-            let error = cbamError { _ = try run1("Cast", [f32([1], [1])], attributes: ["to": .int(16)]) }
+            let error = thrownCBAMError { _ = try run1("Cast", [f32([1], [1])], attributes: ["to": .int(16)]) }
             #expect(error?.kind == .invalidAttribute)
             #expect(error?.description.contains("BFLOAT16") == true)
         }
@@ -399,7 +387,7 @@ extension KernelTests {
         }
 
         @Test func maxPoolWithoutKernelShapeIsAnAttributeError() throws {
-            let error = cbamError { _ = try run1("MaxPool", [f32([1, 1, 2, 2], [1, 2, 3, 4])]) }
+            let error = thrownCBAMError { _ = try run1("MaxPool", [f32([1, 1, 2, 2], [1, 2, 3, 4])]) }
             #expect(error?.kind == .invalidAttribute)
             #expect(error?.description.contains("kernel_shape") == true)
             #expect(error?.description.contains("(MaxPool)") == true)
@@ -471,7 +459,7 @@ extension KernelTests {
         }
 
         @Test func reduceAxisOutOfRangeIsAnError() throws {
-            let error = cbamError { _ = try run1("ReduceSum", [Self.matrix(), i64([1], [2])], opset: 13) }
+            let error = thrownCBAMError { _ = try run1("ReduceSum", [Self.matrix(), i64([1], [2])], opset: 13) }
             #expect(error?.kind == .invalidAttribute)
             #expect(error?.node?.opType == "ReduceSum")
         }
@@ -527,7 +515,7 @@ extension KernelTests {
         }
 
         @Test func matMulInnerMismatchIsAnError() throws {
-            let error = cbamError { _ = try run1("MatMul", [f32([2, 3], [1, 2, 3, 4, 5, 6]), f32([2, 2], [1, 0, 0, 1])]) }
+            let error = thrownCBAMError { _ = try run1("MatMul", [f32([2, 3], [1, 2, 3, 4, 5, 6]), f32([2, 2], [1, 0, 0, 1])]) }
             #expect(error?.kind == .shapeMismatch)
             #expect(error?.node?.opType == "MatMul")
         }
@@ -604,7 +592,7 @@ extension KernelTests {
         }
 
         @Test func squeezeNonUnitAxisIsAnError() throws {
-            let error = cbamError { _ = try run1("Squeeze", [f32([2, 3], [1, 2, 3, 4, 5, 6]), i64([1], [0])], opset: 13) }
+            let error = thrownCBAMError { _ = try run1("Squeeze", [f32([2, 3], [1, 2, 3, 4, 5, 6]), i64([1], [0])], opset: 13) }
             #expect(error?.kind == .shapeMismatch)
         }
 
@@ -675,7 +663,7 @@ extension KernelTests {
         }
 
         @Test func gatherOutOfRangeIsAnError() throws {
-            let error = cbamError { _ = try run1("Gather", [f32([3], [1, 2, 3]), i64([1], [3])]) }
+            let error = thrownCBAMError { _ = try run1("Gather", [f32([3], [1, 2, 3]), i64([1], [3])]) }
             #expect(error?.kind == .shapeMismatch)
             #expect(error?.node?.opType == "Gather")
         }
@@ -773,7 +761,7 @@ extension KernelTests {
             expectFloats(try #require(session.run(["x": f32([1, 2], [-1, 1])])["y"]), [1, 2], [0, 1])
             expectFloats(try #require(session.run(["x": f32([3, 2], [-1, 1, 2, -2, 3, 0])])["y"]), [3, 2], [0, 1, 2, 0, 3, 0])
             // the fixed axis is still checked
-            let error = cbamError { _ = try session.run(["x": f32([3, 3], [Float](repeating: 0, count: 9))]) }
+            let error = thrownCBAMError { _ = try session.run(["x": f32([3, 3], [Float](repeating: 0, count: 9))]) }
             #expect(error?.kind == .shapeMismatch)
         }
 
@@ -827,7 +815,7 @@ extension KernelTests {
             let graph = Graph(nodes: [Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["y"])],
                               inputs: [ValueInfo(name: "x")], outputs: [ValueInfo(name: "y")])
             let session = try Session(model: Model(graph: graph), fileName: "obs.onnx")
-            let error = cbamError { _ = try session.run(["x": f32([1], [1])], observer: Failing()) }
+            let error = thrownCBAMError { _ = try session.run(["x": f32([1], [1])], observer: Failing()) }
             #expect(error?.kind == .io)
             #expect(error?.description.contains("obs.onnx") == true)
         }

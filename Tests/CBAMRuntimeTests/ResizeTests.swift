@@ -35,15 +35,7 @@ import Testing
     }
 
     private func error(_ body: () throws -> Tensor, sourceLocation: SourceLocation = #_sourceLocation) -> CBAMError? {
-        do {
-            _ = try body()
-            Issue.record("expected a CBAMError", sourceLocation: sourceLocation)
-        } catch let error as CBAMError {
-            return error
-        } catch {
-            Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
-        }
-        return nil
+        thrownCBAMError(sourceLocation: sourceLocation) { _ = try body() }
     }
 
     @Test func linearHalfPixelDownsample() throws {

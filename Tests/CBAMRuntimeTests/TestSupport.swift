@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 @testable import CBAMRuntime
 
 /// Paths into the repository, found from this file's location so tests read
@@ -47,4 +48,18 @@ struct Comparison: CustomStringConvertible {
             if difference > atol + rtol * abs(e) { mismatches += 1 }
         }
     }
+}
+
+/// Runs `body` and returns the CBAMError it throws, recording an issue when it throws
+/// nothing or another kind of error.
+func thrownCBAMError(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> CBAMError? {
+    do {
+        try body()
+        Issue.record("expected a CBAMError, but nothing was thrown", sourceLocation: sourceLocation)
+    } catch let error as CBAMError {
+        return error
+    } catch {
+        Issue.record("expected a CBAMError, got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    }
+    return nil
 }
