@@ -1,5 +1,5 @@
 # cbam-run: the two set-up commands of the README, and a few more.
-#   make demo    install what is missing, build, run a CBAM model shipped in Models/
+#   make demo    install what is missing, build, run a CBAM model shipped in Models/ and export its attention maps
 #   make test    install what is missing, check the generated protobuf code, run every test
 SWIFT ?= swift
 DEMO_MODEL ?= Models/seed000_cbam_fc_k7/torchscript_op17.onnx
@@ -12,8 +12,8 @@ deps:
 
 demo: deps
 	$(SWIFT) build -c release --product cbam-run
-	.build/release/cbam-run $(DEMO_MODEL) $(DEMO_INPUT) -o /tmp/cbam-run-demo.npy
-	@echo "wrote /tmp/cbam-run-demo.npy"
+	.build/release/cbam-run $(DEMO_MODEL) $(DEMO_INPUT) -o /tmp/cbam-run-demo.npy --attention /tmp/cbam-run-demo-attention
+	@echo "wrote /tmp/cbam-run-demo.npy; attention maps in /tmp/cbam-run-demo-attention (open index.html)"
 
 test: deps
 	tools/gen-proto.sh --check
