@@ -63,7 +63,14 @@ def main():
         if len(cells) > 4 and f"{cells[1]}/{cells[3]}" in results:
             cells[-2] = results[f"{cells[1]}/{cells[3]}"][0]
             lines[i] = "| " + " | ".join(cells[1:-1]) + " |"
-    open(readme, "w").write("\n".join(lines))
+    # The op types of every export, after the table (replacing an earlier copy of this section).
+    text = "\n".join(lines)
+    marker = "\n## Ops in each export\n"
+    text = text.split(marker)[0].rstrip("\n") + "\n" + marker + "\n"
+    text += "Op types in each file (from the manifest), all run by cbam-run:\n\n"
+    for name, entry in sorted(entries.items()):
+        text += f"- `{name}`: {', '.join(entry['ops'])}\n"
+    open(readme, "w").write(text)
     passed = sum(1 for r in results.values() if r[1])
     worst = max((float(r[0].split()[1]) for r in results.values() if r[0].startswith(("ok", "FAIL"))), default=0)
     print(f"{passed} of {len(results)} exports match PyTorch (output and attention maps); largest abs error {worst:.2e}")
