@@ -21,12 +21,14 @@ extension Session {
             guard step.inputSlots.count == 1, let source = step.inputSlots[0], let producer = producerOf[source],
                   readers[source] == 1, !keep.contains(source), !removed.contains(producer),
                   steps[producer].outputSlots.first == source else { continue }
-            let inner = plan[producer].kernel
+            let inner = plan[producer].kernel, relu = step.kernel
             plan[producer] = Step(
                 node: plan[producer].node,
                 kernel: Kernel { inputs in
                     var outputs = try inner.run(inputs)
-                    outputs[0] = reluInPlace(outputs[0], threads: threads)
+                    // Other element types take the Relu node's own kernel, as an unfused run would.
+                    outputs[0] = outputs[0].dataType == .float ? reluInPlace(outputs[0], threads: threads)
+                        : try relu.run([outputs[0]])[0]
                     return outputs
                 },
                 inputSlots: plan[producer].inputSlots,
@@ -40,6 +42,7 @@ extension Session {
 
 /// max(x, 0) on a float32 tensor, reusing its buffer when nothing else holds it
 /// (the producer's fresh output): consuming the tensor leaves the array the only owner.
+/// Other element types are returned unchanged; the caller sends them to the Relu kernel.
 func reluInPlace(_ tensor: consuming Tensor, threads: Int = 1) -> Tensor {
     let shape = tensor.shape
     let storage = (consume tensor).storage
@@ -54,21 +57,6 @@ func reluInPlace(_ tensor: consuming Tensor, threads: Int = 1) -> Tensor {
         }
         return Tensor(unchecked: shape, .float(values))
     case let other:
-        // Relu of other element types is not fused (the producer's output is never
-        // anything but float32 here); kept for completeness.
-        return Tensor(unchecked: shape, other).clampedBelowZeroFallback()
-    }
-}
-
-extension Tensor {
-    /// The generic Relu for non-float tensors (integers clamp at 0, others unchanged).
-    fileprivate func clampedBelowZeroFallback() -> Tensor {
-        switch storage {
-        case .double(let v): return Tensor(unchecked: shape, .double(v.map { Swift.max($0, 0) }))
-        case .int64(let v): return Tensor(unchecked: shape, .int64(v.map { Swift.max($0, 0) }))
-        case .int32(let v): return Tensor(unchecked: shape, .int32(v.map { Swift.max($0, 0) }))
-        case .int8(let v): return Tensor(unchecked: shape, .int8(v.map { Swift.max($0, 0) }))
-        default: return self
-        }
+        return Tensor(unchecked: shape, other)
     }
 }
