@@ -160,6 +160,22 @@ func integerDivide<T: FixedWidthInteger>(_ a: T, _ b: T) throws -> T {
 /// Pow: float bases take any numeric exponent; integer bases take integer or float exponents.
 func power(_ a: Tensor, _ b: Tensor) throws -> Tensor {
     switch a.storage {
+    case .float(let x) where b.count == 1:
+        // One exponent for the whole tensor (LP pooling's x² and its √): exact special
+        // cases as multiplications and a square root, otherwise powf in float32.
+        let e = b.doubles()[0]
+        let f: (Float) -> Float
+        switch e {
+        case 1: f = { $0 }
+        case 2: f = { $0 * $0 }
+        case 3: f = { $0 * $0 * $0 }
+        case 0.5: f = { $0.squareRoot() }
+        default:
+            let exponent = Float(e)
+            // powf's float32 result differs from the Double route only past float32 precision.
+            f = { Foundation.powf($0, exponent) }
+        }
+        return try Tensor(shape: try Shape.broadcast(a.shape, b.shape), storage: .float(x.map(f)))
     case .float(let x):
         let y = b.doubles()
         return try broadcastMap(x, a.shape, y, b.shape) { Float(Foundation.pow(Double($0), $1)) }.tensor(Tensor.Storage.float)
