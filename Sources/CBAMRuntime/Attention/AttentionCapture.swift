@@ -101,16 +101,6 @@ extension AttentionCapture {
     }
 }
 
-/// Forwards every event to several observers (e.g. attention capture and a dump).
-public final class ObserverGroup: RunObserver {
-    public let observers: [RunObserver]
-    public init(_ observers: [RunObserver]) { self.observers = observers }
-    public var wantsTiming: Bool { observers.contains { $0.wantsTiming } }
-    public func nodeDidRun(_ event: NodeEvent) throws {
-        for observer in observers { try observer.nodeDidRun(event) }
-    }
-}
-
 extension Session {
     /// The attention gates of this model, in execution order.
     public var attentionGates: [AttentionGate] {

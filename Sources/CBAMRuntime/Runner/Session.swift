@@ -27,6 +27,16 @@ extension RunObserver {
     public var wantsTiming: Bool { false }
 }
 
+/// Forwards every event to several observers (e.g. attention capture and a dump).
+public final class ObserverGroup: RunObserver {
+    public let observers: [RunObserver]
+    public init(_ observers: [RunObserver]) { self.observers = observers }
+    public var wantsTiming: Bool { observers.contains { $0.wantsTiming } }
+    public func nodeDidRun(_ event: NodeEvent) throws {
+        for observer in observers { try observer.nodeDidRun(event) }
+    }
+}
+
 /// Options fixed when a session is built.
 public struct SessionOptions: Sendable {
     /// Threads for kernels that split their work (Conv, Gemm, MatMul); 1 = single-threaded.
