@@ -615,3 +615,50 @@ extension BadInputTests {
         }
     }
 }
+
+@Suite("Nesting")
+struct NestingTests {
+    /// A model whose graphs nest `levels` deep through If-style node attributes
+    /// (GraphProto → NodeProto → AttributeProto.g → GraphProto …), built inside out in
+    /// linear time: the bytes are assembled reversed, each level's headers prepended.
+    static func deeplyNested(levels: Int) -> [UInt8] {
+        func varint(_ value: Int) -> [UInt8] {
+            var v = UInt64(value), out: [UInt8] = []
+            repeat { out.append(UInt8(v & 0x7F) | (v > 0x7F ? 0x80 : 0)); v >>= 7 } while v > 0
+            return out
+        }
+        var reversed: [UInt8] = [0x12, 0x01, 0x67].reversed()  // GraphProto.name = "g"
+        func prepend(_ bytes: [UInt8]) { reversed.append(contentsOf: bytes.reversed()) }
+        var innerLength = 3
+        for _ in 0..<levels {
+            // AttributeProto { name: "a", type: GRAPH (20 = 5), g: <graph> }
+            prepend(varint(innerLength)); prepend([0x32])
+            prepend([0xA0, 0x01, 0x05]); prepend([0x0A, 0x01, 0x61])
+            let attributeLength = innerLength + varint(innerLength).count + 1 + 6
+            // NodeProto { op_type: "If", attribute: <attribute> }
+            prepend(varint(attributeLength)); prepend([0x2A]); prepend([0x22, 0x02, 0x49, 0x66])
+            let nodeLength = attributeLength + varint(attributeLength).count + 1 + 4
+            // GraphProto { node: <node> }
+            prepend(varint(nodeLength)); prepend([0x0A])
+            innerLength = nodeLength + varint(nodeLength).count + 1
+        }
+        prepend(varint(innerLength)); prepend([0x3A])  // ModelProto.graph
+        prepend([0x08, 0x08])                          // ModelProto.ir_version = 8
+        return Array(reversed.reversed())
+    }
+
+    /// 50,000 levels would overflow protobuf-c's recursive decoder (a crash); the file
+    /// is refused before it is handed over.
+    @Test func deepNestingIsRefusedBeforeDecoding() throws {
+        let bytes = Self.deeplyNested(levels: 50_000)
+        let error = try #require(thrownCBAMError { _ = try ModelLoader.load(bytes: bytes, fileName: "deep.onnx") })
+        #expect(error.kind == .malformedModel)
+        #expect(error.description.contains("nest deeper than 32"))
+    }
+
+    @Test func shallowNestingStillLoads() throws {
+        // 3 levels decode (the If op is then reported as unsupported, not as malformed).
+        let model = try ModelLoader.load(bytes: Self.deeplyNested(levels: 3), fileName: "shallow.onnx")
+        #expect(model.graph.nodes.first?.opType == "If")
+    }
+}

@@ -24,6 +24,8 @@ public enum ModelLoader {
         guard !bytes.isEmpty else {
             throw CBAMError(.notONNX, "the file is empty, not an ONNX model", file: fileName)
         }
+        // protobuf-c recurses into nested messages: bound the nesting first.
+        try withErrorContext(file: fileName) { try NestingGuard.check(bytes) }
         let message: UnsafeMutablePointer<Onnx__ModelProto>? = bytes.withUnsafeBufferPointer {
             onnx__model_proto__unpack(nil, $0.count, $0.baseAddress)
         }
