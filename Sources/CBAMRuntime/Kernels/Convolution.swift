@@ -107,7 +107,8 @@ struct ConvKernel {
         // thread takes whole items (its own im2col buffer, single-threaded sgemm); otherwise the
         // items run in turn and OpenBLAS splits each sgemm across the threads.
         let items = n * group
-        let workers = Swift.min(window.context.threads, items)
+        // A thread hand-off costs more than a small convolution (CBAM's 2→1 spatial conv).
+        let workers = mg * k * p >= Parallel.minimumMACs ? Swift.min(window.context.threads, items) : 1
         let columnsPerWorker = pointwise ? 0 : k * p
         var columns = [Float](unsafeUninitializedCapacity: columnsPerWorker * Swift.max(workers, 1)) { _, initialized in
             initialized = columnsPerWorker * Swift.max(workers, 1)

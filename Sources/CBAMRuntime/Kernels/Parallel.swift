@@ -4,6 +4,8 @@ import Dispatch
 enum Parallel {
     /// Below this many elements an elementwise op is not worth a thread hand-off.
     static let minimumElements = 1 << 16
+    /// Below this many multiply-accumulates per work item a convolution stays on one thread.
+    static let minimumMACs = 1 << 18
 
     /// The `worker`-th of `workers` near-equal contiguous shares of `0..<count`.
     static func share(_ worker: Int, of workers: Int, count: Int) -> Range<Int> {
