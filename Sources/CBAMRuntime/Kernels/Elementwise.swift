@@ -125,8 +125,8 @@ func arithmetic(_ a: Tensor, _ b: Tensor, threads: Int = 1, floatOperator: Float
 }
 
 /// The float32 arithmetic that attention gates and residual connections spend their time
-/// in. Each case runs a loop specialised for its operator (a closure passed down would be
-/// an indirect call per element, which does not vectorise).
+/// in, written with SIMD8 loads and stores so the loops are vector code whatever the
+/// optimiser makes of a generic closure (it left those scalar).
 enum FloatOperator {
     case add, subtract, multiply, divide
 
@@ -138,17 +138,68 @@ enum FloatOperator {
         case .divide: return try run(Divide.self)
         }
         func run<O: FloatBinaryOperator>(_: O.Type) throws -> Tensor {
-            try broadcastMap(x, xShape, y, yShape, threads: threads) { O.apply($0, $1) }.tensor(Tensor.Storage.float)
+            let plan = try BroadcastPlan(xShape, yShape)
+            let workers = plan.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(threads, plan.runCount)) : 1
+            let values = [Float](unsafeUninitializedCapacity: plan.count) { out, initialized in
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeBufferPointer { yp in
+                        let (a, b, c) = (xp.baseAddress, yp.baseAddress, out.baseAddress)
+                        Parallel.forEach(workers) { worker in
+                            plan.forEachRun(in: Parallel.share(worker, of: workers, count: plan.runCount)) { o, ai, bi, length, aStep, bStep in
+                                O.fill(c! + o, length, a! + ai, aStep, b! + bi, bStep)
+                            }
+                        }
+                    }
+                }
+                initialized = plan.count
+            }
+            return Tensor(unchecked: plan.outputShape, .float(values))
         }
     }
 
-    private enum Add: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
-    private enum Subtract: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
-    private enum Multiply: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
-    private enum Divide: FloatBinaryOperator { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b } }
+    private enum Add: FloatBinaryOperator {
+        static func apply(_ a: Float, _ b: Float) -> Float { a + b }
+        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
+    }
+    private enum Subtract: FloatBinaryOperator {
+        static func apply(_ a: Float, _ b: Float) -> Float { a - b }
+        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a - b }
+    }
+    private enum Multiply: FloatBinaryOperator {
+        static func apply(_ a: Float, _ b: Float) -> Float { a * b }
+        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a * b }
+    }
+    private enum Divide: FloatBinaryOperator {
+        static func apply(_ a: Float, _ b: Float) -> Float { a / b }
+        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a / b }
+    }
 }
 
-protocol FloatBinaryOperator { static func apply(_ a: Float, _ b: Float) -> Float }
+protocol FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float>
+}
+
+extension FloatBinaryOperator {
+    /// `c[k] = a[k·aStep] ∘ b[k·bStep]` for k < length, where each step is 0 (a broadcast
+    /// scalar) or 1 (contiguous): eight lanes at a time, then the tail.
+    @inline(__always)
+    static func fill(_ c: UnsafeMutablePointer<Float>, _ length: Int,
+                     _ a: UnsafePointer<Float>, _ aStep: Int, _ b: UnsafePointer<Float>, _ bStep: Int) {
+        @inline(__always) func load(_ p: UnsafePointer<Float>, _ step: Int, _ k: Int) -> SIMD8<Float> {
+            step == 0 ? SIMD8(repeating: p[0]) : UnsafeRawPointer(p + k).loadUnaligned(as: SIMD8<Float>.self)
+        }
+        var k = 0
+        while k + 8 <= length {
+            UnsafeMutableRawPointer(c + k).storeBytes(of: apply(load(a, aStep, k), load(b, bStep, k)), as: SIMD8<Float>.self)
+            k += 8
+        }
+        while k < length {
+            c[k] = apply(a[k * aStep], b[k * bStep])
+            k += 1
+        }
+    }
+}
 
 /// Integer division truncating toward zero, as ONNX (and C) define it; errors instead of trapping.
 func integerDivide<T: FixedWidthInteger>(_ a: T, _ b: T) throws -> T {

@@ -315,7 +315,8 @@ public final class Session {
 /// Runs a kernel and checks what it returned against what the node declares.
 private func runChecked(_ kernel: Kernel, _ node: Node, _ inputs: [Tensor?]) throws -> [Tensor] {
     let outputs = try kernel.run(inputs)
-    guard outputs.count >= node.outputs.filter({ !$0.isEmpty }).count else {
+    // Every named output must be produced; trailing omitted ("") outputs may be left out.
+    if outputs.count < node.outputs.count, node.outputs[outputs.count...].contains(where: { !$0.isEmpty }) {
         throw CBAMError(.malformedModel, "the node declares \(node.outputs.count) outputs but the op produces \(outputs.count)")
     }
     return outputs
