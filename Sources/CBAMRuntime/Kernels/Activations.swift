@@ -5,10 +5,11 @@ import Foundation
 
 extension OpRegistry {
     mutating func registerActivations() {
-        register("Sigmoid") { _ in unary({ 1 / (1 + Foundation.exp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) }) }
+        // Sigmoid and Exp run eight lanes at a time in float32 (VectorMath.exp); float64 keeps libm.
+        register("Sigmoid") { _ in vectorUnary({ 1 / (1 + VectorMath.exp(-$0)) }, { 1 / (1 + Foundation.exp(-$0)) }) }
         register("Relu") { _ in unary({ Swift.max($0, 0) }, { Swift.max($0, 0) }, integer: { Swift.max($0, 0) }) }
         register("Tanh") { _ in unary({ Foundation.tanh($0) }, { Foundation.tanh($0) }) }
-        register("Exp") { _ in unary({ Foundation.exp($0) }, { Foundation.exp($0) }) }
+        register("Exp") { _ in vectorUnary({ VectorMath.exp($0) }, { Foundation.exp($0) }) }
         register("Log") { _ in unary({ Foundation.log($0) }, { Foundation.log($0) }) }
         register("Sqrt") { _ in unary({ $0.squareRoot() }, { $0.squareRoot() }) }
         register("Erf") { _ in unary({ Foundation.erf($0) }, { Foundation.erf($0) }) }
@@ -70,6 +71,22 @@ extension OpRegistry {
                 }
             }
         }
+    }
+}
+
+/// A float32 elementwise kernel computed with SIMD8 lanes (`double` serves float64).
+func vectorUnary(_ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>, _ double: @escaping (Double) -> Double) -> Kernel {
+    let fallback = unary({ lanes(SIMD8(repeating: $0))[0] }, double)
+    return Kernel { inputs in
+        let x = try required(inputs, 0, "X")
+        guard case .float(let values) = x.storage else { return try fallback.run(inputs) }
+        let result = [Float](unsafeUninitializedCapacity: values.count) { out, initialized in
+            values.withUnsafeBufferPointer { source in
+                if let s = source.baseAddress, let t = out.baseAddress { VectorMath.map(s, t, values.count, lanes) }
+            }
+            initialized = values.count
+        }
+        return [.float(x.shape, result)]
     }
 }
 

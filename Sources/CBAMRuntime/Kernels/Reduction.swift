@@ -160,6 +160,12 @@ private func reduceContiguous(_ values: [Float], shape: [Int], from: Int, to: In
         result.withUnsafeMutableBufferPointer { rp in
             for o in 0..<outer {
                 let target = rp.baseAddress! + o * inner
+                if inner == 1 {
+                    // Reducing trailing axes (a global pool): one contiguous row per output.
+                    let row = xp.baseAddress! + o * reduced
+                    target[0] = op == .max ? VectorMath.max(row, reduced) : VectorMath.sum(row, reduced)
+                    continue
+                }
                 for k in 0..<reduced {
                     let source = xp.baseAddress! + (o * reduced + k) * inner
                     switch op {

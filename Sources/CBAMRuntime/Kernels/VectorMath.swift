@@ -35,3 +35,60 @@ enum VectorMath {
         return nan ? .nan : best
     }
 }
+
+extension VectorMath {
+    /// eˣ for eight lanes: Cody–Waite range reduction x = n·ln2 + r, a degree-5 polynomial
+    /// for eʳ on |r| ≤ ln2/2 (the Cephes `expf` coefficients, ≤ 2 ulp), then a 2ⁿ scale
+    /// built in the exponent bits. Inputs past float32's range give +∞ or 0 (results
+    /// below 2⁻¹²⁶ are flushed to 0), NaN stays NaN.
+    @inline(__always)
+    static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let high: Float = 88.72283, low: Float = -87.33654
+        // Clamp with compare-and-select: `clamped` goes through a generic call per vector.
+        var v = x
+        v.replace(with: SIMD8(repeating: high), where: v .> high)
+        v.replace(with: SIMD8(repeating: low), where: v .< low)
+        // n = round(v·log2 e) by the float "shifter" trick: adding 1.5·2²³ leaves the rounded
+        // integer in the low mantissa bits (bit pattern 0x4B40_0000 + n), so neither the
+        // rounding nor the integer conversion is a per-lane library call.
+        let shifter: Float = 12_582_912
+        let shifted = v * 1.44269504088896341 + shifter
+        let n = shifted - shifter
+        v = v - n * 0.693359375 - n * -2.12194440e-4
+        let z = v * v
+        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+        p = p * v + 1.3981999507e-3
+        p = p * v + 8.3334519073e-3
+        p = p * v + 4.1665795894e-2
+        p = p * v + 1.6666665459e-1
+        p = p * v + 5.0000001201e-1
+        p = p * z + v + 1
+        // 2ⁿ as two factors 2^(n/2) · 2^(n − n/2): n reaches 128 and −126 at the ends of the
+        // range, where one factor's exponent field would overflow or hit the denormals.
+        let whole = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let half = whole &>> 1, rest = whole &- half
+        func power(_ e: SIMD8<Int32>) -> SIMD8<Float> { unsafeBitCast((e &+ 127) &<< 23, to: SIMD8<Float>.self) }
+        var result = p * power(half) * power(rest)
+        result.replace(with: .infinity, where: x .> high)
+        result.replace(with: 0, where: x .< low)
+        result.replace(with: x, where: x .!= x)  // NaN
+        return result
+    }
+
+    /// Applies `lanes` eight floats at a time over `count` values, the tail through a padded vector.
+    @inline(__always)
+    static func map(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, _ count: Int,
+                    _ lanes: (SIMD8<Float>) -> SIMD8<Float>) {
+        var i = 0
+        while i + 8 <= count {
+            UnsafeMutableRawPointer(target + i).storeBytes(of: lanes(UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            i += 8
+        }
+        if i < count {
+            var tail = SIMD8<Float>()
+            for k in 0..<(count - i) { tail[k] = source[i + k] }
+            let mapped = lanes(tail)
+            for k in 0..<(count - i) { target[i + k] = mapped[k] }
+        }
+    }
+}
