@@ -168,31 +168,27 @@ private func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh
         let plane = x + channel * h * w
         for i in 0..<kh {
             for j in 0..<kw {
+                let x0 = j * dilW - padW
+                // Output columns whose input column is inside the image: [first, last).
+                let first = Swift.min(ow, x0 >= 0 ? 0 : (-x0 + strideW - 1) / strideW)
+                let last = Swift.max(first, Swift.min(ow, w - x0 > 0 ? (w - x0 + strideW - 1) / strideW : 0))
                 for oy in 0..<oh {
                     let iy = oy * strideH - padH + i * dilH
                     let out = row + oy * ow
-                    if iy < 0 || iy >= h {
-                        out.update(repeating: 0, count: ow)
+                    // Plain loops rather than memcpy/memset calls: rows are short (often 7–56
+                    // floats), where the call costs more than the copy.
+                    guard iy >= 0 && iy < h else {
+                        for ox in 0..<ow { out[ox] = 0 }
                         continue
                     }
-                    let line = plane + iy * w
-                    let x0 = j * dilW - padW
+                    let line = plane + iy * w + x0
+                    for ox in 0..<first { out[ox] = 0 }
                     if strideW == 1 {
-                        // Contiguous case: copy the in-range span, zero the rest.
-                        let first = Swift.max(0, -x0), last = Swift.min(ow, w - x0)
-                        if first >= last {
-                            out.update(repeating: 0, count: ow)
-                        } else {
-                            if first > 0 { out.update(repeating: 0, count: first) }
-                            (out + first).update(from: line + x0 + first, count: last - first)
-                            if last < ow { (out + last).update(repeating: 0, count: ow - last) }
-                        }
+                        for ox in first..<last { out[ox] = line[ox] }
                     } else {
-                        for ox in 0..<ow {
-                            let ix = ox * strideW + x0
-                            out[ox] = ix >= 0 && ix < w ? line[ix] : 0
-                        }
+                        for ox in first..<last { out[ox] = line[ox * strideW] }
                     }
+                    for ox in last..<ow { out[ox] = 0 }
                 }
                 row += oh * ow
             }
