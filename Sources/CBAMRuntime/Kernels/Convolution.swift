@@ -291,10 +291,14 @@ struct ConvTransposeKernel {
         let outShape = [n, m] + outSpatial
         var output = [Float](repeating: 0, count: try Shape.elementCount(outShape))
         var columns = [Float](repeating: 0, count: try Shape.elementCount([kRows, p]))
+        // 1-D and 2-D scatter row by row (col2im); more axes go through a table.
         // scatter[t][j]: where tap t of input position j lands in the output plane, or -1
         // when it falls in the cropped padding. Shared by every channel, batch item and group.
-        let scatter = Self.scatterTable(input: inSpatial, output: outSpatial, kernel: geometry.kernel,
-                                        strides: geometry.strides, dilations: geometry.dilations, padBegin: padBegin)
+        let planar = rank <= 2
+        let scatter = planar ? [] : Self.scatterTable(input: inSpatial, output: outSpatial, kernel: geometry.kernel,
+                                                      strides: geometry.strides, dilations: geometry.dilations, padBegin: padBegin)
+        let (h, wIn) = as2D(inSpatial), (oh, ow) = as2D(outSpatial), (kh, kw) = as2D(geometry.kernel)
+        let stride = pad2D(geometry.strides, fill: 1), dil = pad2D(geometry.dilations, fill: 1), pad = pad2D(padBegin, fill: 0)
         let xs = try x.floats("X"), ws = try w.floats("W")
         xs.withUnsafeBufferPointer { xp in
             ws.withUnsafeBufferPointer { wp in
@@ -309,8 +313,13 @@ struct ConvTransposeKernel {
                                     let plane = yp.baseAddress! + (batch * m + g * mg + channel) * q
                                     for t in 0..<taps {
                                         let row = colp.baseAddress! + (channel * taps + t) * p
-                                        scatter[t].withUnsafeBufferPointer { targets in
-                                            for j in 0..<p where targets[j] >= 0 { plane[targets[j]] += row[j] }
+                                        if planar {
+                                            Self.scatterPlane(row, into: plane, tap: (t / kw, t % kw), h: h, w: wIn, oh: oh, ow: ow,
+                                                              stride: (stride[0], stride[1]), dilation: (dil[0], dil[1]), pad: (pad[0], pad[1]))
+                                        } else {
+                                            scatter[t].withUnsafeBufferPointer { targets in
+                                                for j in 0..<p where targets[j] >= 0 { plane[targets[j]] += row[j] }
+                                            }
                                         }
                                     }
                                 }
@@ -329,6 +338,22 @@ struct ConvTransposeKernel {
             }
         }
         return .float(outShape, output)
+    }
+
+    /// Adds one kernel tap's contribution `row` (`[h, w]`, input positions) into the output
+    /// plane `[oh, ow]`: input (iy, ix) lands on (iy·sh − ph + i·dh, ix·sw − pw + j·dw).
+    static func scatterPlane(_ row: UnsafePointer<Float>, into plane: UnsafeMutablePointer<Float>, tap: (Int, Int),
+                             h: Int, w: Int, oh: Int, ow: Int, stride: (Int, Int), dilation: (Int, Int), pad: (Int, Int)) {
+        let x0 = tap.1 * dilation.1 - pad.1
+        // Input columns whose output column is inside the plane: [first, last).
+        let first = Swift.min(w, x0 >= 0 ? 0 : (-x0 + stride.1 - 1) / stride.1)
+        let last = Swift.max(first, Swift.min(w, ow - x0 > 0 ? (ow - x0 + stride.1 - 1) / stride.1 : 0))
+        for iy in 0..<h {
+            let oy = iy * stride.0 - pad.0 + tap.0 * dilation.0
+            guard oy >= 0 && oy < oh else { continue }
+            let source = row + iy * w, target = plane + oy * ow + x0
+            for ix in first..<last { target[ix * stride.1] += source[ix] }
+        }
     }
 
     /// For each kernel tap and input position (both row-major over the spatial axes), the
