@@ -158,6 +158,14 @@ struct ConvKernel {
     }
 }
 
+/// The indices k in 0..<count with `offset + k·stride` in 0..<limit, as (first, last):
+/// the column range im2col copies and col2im scatters, computed once per kernel tap.
+private func insideRange(count: Int, offset: Int, stride: Int, limit: Int) -> (first: Int, last: Int) {
+    let first = Swift.min(count, offset >= 0 ? 0 : (-offset + stride - 1) / stride)
+    let last = Swift.max(first, Swift.min(count, limit - offset > 0 ? (limit - offset + stride - 1) / stride : 0))
+    return (first, last)
+}
+
 /// Unfolds one image's windows: `columns[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw]`,
 /// zero outside the image. x: `[channels, h, w]`, columns: `[channels*kh*kw, oh*ow]`.
 private func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh: Int, kw: Int, oh: Int, ow: Int,
@@ -169,9 +177,8 @@ private func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh
         for i in 0..<kh {
             for j in 0..<kw {
                 let x0 = j * dilW - padW
-                // Output columns whose input column is inside the image: [first, last).
-                let first = Swift.min(ow, x0 >= 0 ? 0 : (-x0 + strideW - 1) / strideW)
-                let last = Swift.max(first, Swift.min(ow, w - x0 > 0 ? (w - x0 + strideW - 1) / strideW : 0))
+                // Output columns whose input column is inside the image.
+                let (first, last) = insideRange(count: ow, offset: x0, stride: strideW, limit: w)
                 for oy in 0..<oh {
                     let iy = oy * strideH - padH + i * dilH
                     let out = row + oy * ow
@@ -345,9 +352,8 @@ struct ConvTransposeKernel {
     static func scatterPlane(_ row: UnsafePointer<Float>, into plane: UnsafeMutablePointer<Float>, tap: (Int, Int),
                              h: Int, w: Int, oh: Int, ow: Int, stride: (Int, Int), dilation: (Int, Int), pad: (Int, Int)) {
         let x0 = tap.1 * dilation.1 - pad.1
-        // Input columns whose output column is inside the plane: [first, last).
-        let first = Swift.min(w, x0 >= 0 ? 0 : (-x0 + stride.1 - 1) / stride.1)
-        let last = Swift.max(first, Swift.min(w, ow - x0 > 0 ? (ow - x0 + stride.1 - 1) / stride.1 : 0))
+        // Input columns whose output column is inside the plane.
+        let (first, last) = insideRange(count: w, offset: x0, stride: stride.1, limit: ow)
         for iy in 0..<h {
             let oy = iy * stride.0 - pad.0 + tap.0 * dilation.0
             guard oy >= 0 && oy < oh else { continue }
