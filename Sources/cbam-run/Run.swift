@@ -52,12 +52,16 @@ struct Run: ParsableCommand {
     @Flag(help: "Print per-op-type and per-node times after the run.")
     var profile = false
 
+    @Option(name: .customLong("warmup"), help: "Unobserved runs before the one that is profiled, dumped or checked (a first run pays for page faults and BLAS set-up).")
+    var warmupRuns = 0
+
     @Option(name: .customLong("profile-json"), help: ArgumentHelp("Write a Chrome trace (chrome://tracing, Perfetto) of the run.", valueName: "FILE"))
     var profileJSON: String?
 
     func validate() throws {
         if output != nil && outputDir != nil { throw ValidationError("give either -o/--output or --output-dir, not both") }
         if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
+        if warmupRuns < 0 || warmupRuns > 10_000 { throw ValidationError("--warmup must be between 0 and 10000") }
         for item in namedInputs where !item.contains("=") {
             throw ValidationError("--input takes NAME=PATH, got '\(item)'")
         }
@@ -78,6 +82,7 @@ struct Run: ParsableCommand {
             if let profiler { observers.append(profiler) }
             let observer: RunObserver? = observers.isEmpty ? nil : observers.count == 1 ? observers[0] : ObserverGroup(observers)
 
+            for _ in 0..<warmupRuns { _ = try session.run(feeds) }
             let results: [String: Tensor]
             if let attentionDir {
                 let (outputs, maps) = try session.runCapturingAttention(feeds, observer: observer)
