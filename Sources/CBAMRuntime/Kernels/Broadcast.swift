@@ -137,7 +137,7 @@ extension Tensor.Storage {
 /// Materialises `tensor` broadcast to `shape` (Expand, and the rare n-ary broadcasts).
 func expand(_ tensor: Tensor, to shape: [Int]) throws -> Tensor {
     if tensor.shape == shape { return tensor }
-    func run<T>(_ values: [T]) throws -> Tensor.Buffer<T> {
+    func run<T>(_ values: [T]) throws -> Tensor.Storage.Buffer<T> {
         // Broadcasting against an all-ones template of the target shape picks each source element.
         let unit = [UInt8](repeating: 0, count: try Shape.elementCount(shape))
         return try broadcastMap(values, tensor.shape, unit, shape) { x, _ in x }
@@ -157,10 +157,6 @@ func expand(_ tensor: Tensor, to shape: [Int]) throws -> Tensor {
         throw CBAMError(.shapeMismatch, "cannot expand shape \(Shape.describe(tensor.shape)) to \(Shape.describe(shape))")
     }
     return result
-}
-
-extension Tensor {
-    typealias Buffer = Tensor.Storage.Buffer
 }
 
 extension Tensor.Storage.Buffer {

@@ -85,13 +85,6 @@ public struct NodeContext {
         index < constants.count ? constants[index] : nil
     }
 
-    public var inputCount: Int { node.inputs.count }
-
-    /// Whether input `index` is present (not omitted with an empty name).
-    public func hasInput(_ index: Int) -> Bool {
-        index < node.inputs.count && !node.inputs[index].isEmpty
-    }
-
     // MARK: Attributes (each error names the attribute; the runner adds the node)
 
     public func has(_ name: String) -> Bool { node.attributes[name] != nil }
