@@ -6,7 +6,10 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time repeated runs of a model (tools/bench.py compares the figures with onnxruntime).",
-        discussion: "Prints one line: median, mean and min milliseconds per run, or JSON with --json.")
+        discussion: """
+            Prints the median, mean, min and max milliseconds per run, the plan's compile time and
+            peak memory, and the process's peak resident memory; JSON with --json.
+            """)
 
     @Argument(help: "The .onnx model file.")
     var model: String
@@ -30,6 +33,7 @@ struct Bench: ParsableCommand {
             for (info, path) in zip(session.requiredInputs, inputs) {
                 feeds[info.name] = try InputFiles.conform(try InputFiles.load(path), to: info, file: path).0
             }
+            let plan = try session.prepare(feeds)
             for _ in 0..<warmup { _ = try session.run(feeds) }
             var times: [Double] = []
             for _ in 0..<runs {
@@ -39,13 +43,25 @@ struct Bench: ParsableCommand {
             }
             times.sort()
             let median = times[times.count / 2], mean = times.reduce(0, +) / Double(times.count)
+            let rss = peakResidentBytes()
             if json {
-                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0])}")
+                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0]), \"max_ms\": \(times[times.count - 1]), \"compile_ms\": \(plan.compileSeconds * 1000), \"plan_peak_bytes\": \(plan.peakBytes), \"weight_bytes\": \(plan.weightBytes), \"peak_rss_bytes\": \(rss), \"steps\": \(plan.steps), \"nodes\": \(plan.nodes)}")
             } else {
-                print(String(format: "%@  median %.3f ms  mean %.3f ms  min %.3f ms  (%d runs, %d threads)", model, median, mean, times[0], runs, session.options.threads))
+                print(String(format: "%@  median %.3f ms  mean %.3f ms  min %.3f ms  max %.3f ms  (%d runs, %d threads)", model, median, mean, times[0], times[times.count - 1], runs, session.options.threads))
+                print(String(format: "plan: compiled in %.2f ms, %d steps for %d nodes, peak %@ beyond %@ of weights; process peak RSS %@",
+                             plan.compileSeconds * 1000, plan.steps, plan.nodes, megabytes(plan.peakBytes), megabytes(plan.weightBytes), megabytes(rss)))
             }
         } catch {
             throw fail(error)
         }
     }
 }
+
+/// The process's peak resident set size in bytes (getrusage; Linux reports KiB).
+func peakResidentBytes() -> Int {
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    return usage.ru_maxrss * 1024
+}
+
+func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }

@@ -30,17 +30,61 @@ struct CBAMRun: ParsableCommand {
 
 /// Flags shared by the subcommands that build a session.
 struct SessionFlags: ParsableArguments {
-    @Option(name: .long, help: "Threads for Conv, Gemm and MatMul (default: all cores).")
+    @Option(name: .long, help: "Threads for every kernel that splits its work (default: all cores).")
     var threads: Int?
+
+    @Option(name: .customLong("max-memory"), help: ArgumentHelp(
+        "Refuse a plan whose intermediate and folded memory exceeds SIZE (bytes, or with K, M, G, T; default: what the machine can give).",
+        valueName: "SIZE"))
+    var maxMemory: String?
+
+    @Option(name: .customLong("max-macs"), help: ArgumentHelp(
+        "Refuse a plan that needs more than N multiply-accumulates per run (e.g. 1e11; default: unlimited).", valueName: "N"))
+    var maxMACs: String?
+
+    @Flag(name: .customLong("no-passes"), help: "Run every node as the file has it: no BatchNorm folding, fusion or in-place ops (for comparing).")
+    var noPasses = false
 
     func validate() throws {
         if let threads, threads < 1 || threads > 256 {
             throw ValidationError("--threads must be between 1 and 256")
         }
+        _ = try limits()
+    }
+
+    /// The limits the flags give, or a usage error naming the flag.
+    func limits() throws -> ResourceLimits {
+        var limits = ResourceLimits()
+        if let maxMemory {
+            guard let bytes = Self.parseSize(maxMemory) else {
+                throw ValidationError("--max-memory takes a size such as 8G, 512M or 1000000 (got '\(maxMemory)')")
+            }
+            limits.maxMemory = bytes
+        }
+        if let maxMACs {
+            guard let value = Double(maxMACs), value >= 0, value.isFinite else {
+                throw ValidationError("--max-macs takes a non-negative number such as 1e11 (got '\(maxMACs)')")
+            }
+            limits.maxMACs = value >= Double(Int.max) ? .max : Int(value)
+        }
+        return limits
+    }
+
+    /// "8G", "512M", "1.5G", "100000" → bytes (binary units); nil when it is not a size.
+    static func parseSize(_ text: String) -> Int? {
+        let units: [Character: Double] = ["K": 1024, "M": 1024 * 1024, "G": 1024 * 1024 * 1024, "T": 1024.0 * 1024 * 1024 * 1024]
+        var number = text.uppercased()
+        if number.hasSuffix("IB") { number.removeLast(2) } else if number.hasSuffix("B") { number.removeLast() }
+        var scale = 1.0
+        if let last = number.last, let unit = units[last] { scale = unit; number.removeLast() }
+        guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+        let bytes = value * scale
+        return bytes >= Double(Int.max) ? .max : Int(bytes)
     }
 
     var options: SessionOptions {
-        SessionOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        SessionOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                       limits: (try? limits()) ?? ResourceLimits(), optimize: !noPasses)
     }
 }
 

@@ -19,6 +19,7 @@ public struct CBAMError: Error, Sendable, Equatable, CustomStringConvertible {
         case io                 // a file that cannot be read or written
         case badNPY             // a .npy file cbam-run cannot read
         case usage              // a command-line argument that makes no sense
+        case resourceLimit      // the plan needs more memory or work than the limits allow
     }
 
     /// Where a node-level error happened.

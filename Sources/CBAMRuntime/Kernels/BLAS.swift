@@ -20,19 +20,12 @@ enum BLAS {
                     blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }
 
-    /// Sets OpenBLAS's thread count (process-wide).
-    static func setThreads(_ count: Int) {
-        openblas_set_num_threads(Int32(max(1, count)))
-    }
-
-    /// Runs `body` with OpenBLAS limited to `count` threads, for callers that split the
-    /// work across threads themselves, then restores the previous count.
-    static func withThreads<T>(_ count: Int, _ body: () throws -> T) rethrows -> T {
-        let previous = openblas_get_num_threads()
-        openblas_set_num_threads(Int32(max(1, count)))
-        defer { openblas_set_num_threads(previous) }
-        return try body()
-    }
+    /// Makes every OpenBLAS call run on the calling thread alone, once per process.
+    /// OpenBLAS's thread count is process-wide; kernels split work across threads
+    /// themselves (``Parallel``), so each session's `threads` is honoured and no run
+    /// changes a setting another session depends on.
+    static func useOneThreadPerCall() { _ = oneThread }
+    private static let oneThread: Void = { openblas_set_num_threads(1) }()
 
     /// BLAS takes 32-bit sizes; larger matrices are refused rather than truncated.
     static func checkSize(_ values: Int...) throws {

@@ -141,11 +141,9 @@ struct ConvKernel {
                             }
                         }
                         if workers > 1 {
-                            BLAS.withThreads(1) {
-                                Parallel.forEach(workers) { worker in
-                                    let scratch = c0.map { $0 + worker * columnsPerWorker }
-                                    for item in stride(from: worker, to: items, by: workers) { runItem(item, scratch: scratch) }
-                                }
+                            Parallel.forEach(workers) { worker in
+                                let scratch = c0.map { $0 + worker * columnsPerWorker }
+                                for item in stride(from: worker, to: items, by: workers) { runItem(item, scratch: scratch) }
                             }
                         } else {
                             for item in 0..<items { runItem(item, scratch: c0) }
@@ -168,7 +166,7 @@ private func insideRange(count: Int, offset: Int, stride: Int, limit: Int) -> (f
 
 /// Unfolds one image's windows: `columns[(c*kh + i)*kw + j][oy*ow + ox] = x[c][oy*sh - ph + i*dh][ox*sw - pw + j*dw]`,
 /// zero outside the image. x: `[channels, h, w]`, columns: `[channels*kh*kw, oh*ow]`.
-private func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh: Int, kw: Int, oh: Int, ow: Int,
+func im2col(_ x: UnsafePointer<Float>, channels: Int, h: Int, w: Int, kh: Int, kw: Int, oh: Int, ow: Int,
                     strideH: Int, strideW: Int, dilH: Int, dilW: Int, padH: Int, padW: Int,
                     into columns: UnsafeMutablePointer<Float>) {
     var row = columns

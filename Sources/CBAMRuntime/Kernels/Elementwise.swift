@@ -132,10 +132,10 @@ enum FloatOperator {
 
     func apply(_ x: [Float], _ xShape: [Int], _ y: [Float], _ yShape: [Int], threads: Int) throws -> Tensor {
         switch self {
-        case .add: return try run(Add.self)
-        case .subtract: return try run(Subtract.self)
-        case .multiply: return try run(Multiply.self)
-        case .divide: return try run(Divide.self)
+        case .add: return try run(AddOperator.self)
+        case .subtract: return try run(SubtractOperator.self)
+        case .multiply: return try run(MultiplyOperator.self)
+        case .divide: return try run(DivideOperator.self)
         }
         func run<O: FloatBinaryOperator>(_: O.Type) throws -> Tensor {
             let plan = try BroadcastPlan(xShape, yShape)
@@ -155,23 +155,6 @@ enum FloatOperator {
             }
             return Tensor(unchecked: plan.outputShape, .float(values))
         }
-    }
-
-    private enum Add: FloatBinaryOperator {
-        static func apply(_ a: Float, _ b: Float) -> Float { a + b }
-        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
-    }
-    private enum Subtract: FloatBinaryOperator {
-        static func apply(_ a: Float, _ b: Float) -> Float { a - b }
-        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a - b }
-    }
-    private enum Multiply: FloatBinaryOperator {
-        static func apply(_ a: Float, _ b: Float) -> Float { a * b }
-        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a * b }
-    }
-    private enum Divide: FloatBinaryOperator {
-        static func apply(_ a: Float, _ b: Float) -> Float { a / b }
-        static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a / b }
     }
 }
 

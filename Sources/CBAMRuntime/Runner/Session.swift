@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 
 /// What the runner tells an observer after each node: the hook that attention
 /// export, `--dump`, `--check-against` and `--profile` all plug into.
@@ -14,6 +15,22 @@ public struct NodeEvent {
     public let seconds: Double?
     /// When the kernel started (monotonic nanoseconds, `DispatchTime`), with ``seconds``.
     public let startNanoseconds: UInt64?
+    /// The model's nodes this step stands for: `[node]`, or the nodes a fusion pass merged.
+    public let replaced: [Node]
+    /// Multiply-accumulates of the step, from the plan.
+    public let macs: Int
+
+    public init(index: Int, node: Node, inputs: [Tensor?], outputs: [Tensor], seconds: Double? = nil,
+                startNanoseconds: UInt64? = nil, replaced: [Node]? = nil, macs: Int = 0) {
+        self.index = index
+        self.node = node
+        self.inputs = inputs
+        self.outputs = outputs
+        self.seconds = seconds
+        self.startNanoseconds = startNanoseconds
+        self.replaced = replaced ?? [node]
+        self.macs = macs
+    }
 }
 
 /// Receives every executed node's outputs. A plain run has no observer and pays
@@ -39,55 +56,60 @@ public final class ObserverGroup: RunObserver {
 
 /// Options fixed when a session is built.
 public struct SessionOptions: Sendable {
-    /// Threads for kernels that split their work (Conv, Gemm, MatMul); 1 = single-threaded.
+    /// Threads for kernels that split their work; 1 = single-threaded. Every pool the
+    /// session's kernels use honours it (OpenBLAS always runs one thread per call and the
+    /// kernels split the work themselves), so sessions with different counts can run at once.
     public var threads: Int
-    public init(threads: Int = 1) { self.threads = max(1, threads) }
+    /// Memory and work a run may use; a plan past either is refused before it allocates.
+    public var limits: ResourceLimits
+    /// Runs the rewrite passes (BatchNorm folding, Conv fusions, in-place elementwise ops).
+    /// Off, the plan runs every node as the file has it: the reference for differential tests.
+    public var optimize: Bool
+
+    public init(threads: Int = 1, limits: ResourceLimits = ResourceLimits(), optimize: Bool = true) {
+        self.threads = max(1, threads)
+        self.limits = limits
+        self.optimize = optimize
+    }
 }
 
-/// A model prepared to run: nodes sorted, kernels built, constants folded.
+/// A model prepared to run.
 ///
-/// Building checks the whole graph first (every input produced somewhere, no
-/// cycles, every op supported — all unsupported nodes reported at once), so a
-/// session that exists can only fail on what its inputs bring.
-public final class Session {
+/// Building checks the whole graph (every input produced somewhere, no cycles, every
+/// op supported — all unsupported nodes reported at once — and every node's
+/// attributes). Running compiles a ``Plan`` for the inputs' shapes the first time it
+/// sees them and reuses it after: a second run with the same shapes compiles nothing
+/// and allocates no intermediate memory. A session may be run from several threads at once.
+public final class Session: @unchecked Sendable {
     public let model: Model
     /// The model's file name, used as the first part of every error message.
     public let fileName: String
     public let options: SessionOptions
+    let registry: OpRegistry
 
-    /// One executable node, with its tensors as slots of the run's value table.
-    struct Step {
-        let node: Node
-        let kernel: Kernel
-        let inputSlots: [Int?]
-        let outputSlots: [Int]
-        /// Slots whose last reader is this step: freed right after it runs.
-        var releaseAfter: [Int]
-    }
+    /// Node indices in topological order.
+    private var order: [Int] = []
+    /// The nodes in the order they run, without those computed from initializers alone.
+    public private(set) var executionOrder: [Node] = []
+    /// Initializers and the values the session folded from them alone, shared by every plan.
+    private var sessionConstants: [String: Tensor] = [:]
+    /// Graph inputs whose values (not only shapes) decide some shape: part of a plan's key.
+    private var valueKeyedInputs: Set<String> = []
 
-    private(set) var steps: [Step] = []
-    /// The plan a run without an observer uses: ``steps`` with a Relu folded into the
-    /// node before it where nothing else reads that node's output (see Fusion.swift).
-    /// An observer sees every node, so observed runs use ``steps``.
-    private(set) var fusedSteps: [Step] = []
-    private var slotOfName: [String: Int] = [:]
-    private var constantSlots: [(slot: Int, tensor: Tensor)] = []
-    private var inputSlots: [(info: ValueInfo, slot: Int, defaultValue: Tensor?)] = []
-    private var outputSlots: [(name: String, slot: Int)] = []
-
-    /// The nodes in the order they run (folded constant nodes excluded).
-    public var executionOrder: [Node] { steps.map(\.node) }
-
-    /// Constant values known before running: initializers and folded node outputs.
-    public private(set) var constants: [String: Tensor] = [:]
+    /// Compiled plans by input signature, most recently used last.
+    private var plans: [(key: PlanKey, plan: Plan)] = []
+    private let planLock = NSLock()
+    /// Plans kept per session; a new signature past this evicts the least recently used.
+    static let maximumCachedPlans = 8
 
     public init(model: Model, fileName: String = "<model>", options: SessionOptions = SessionOptions(),
                 registry: OpRegistry = .standard) throws {
         self.model = model
         self.fileName = fileName
         self.options = options
-        BLAS.setThreads(options.threads)
-        try withErrorContext(file: fileName) { try build(registry: registry) }
+        self.registry = registry
+        BLAS.useOneThreadPerCall()
+        try withErrorContext(file: fileName) { try build() }
     }
 
     /// Loads an `.onnx` file and prepares it.
@@ -97,16 +119,9 @@ public final class Session {
 
     // MARK: - Building
 
-    private func slot(_ name: String) -> Int {
-        if let existing = slotOfName[name] { return existing }
-        let new = slotOfName.count
-        slotOfName[name] = new
-        return new
-    }
-
-    private func build(registry: OpRegistry) throws {
+    private func build() throws {
         let graph = model.graph
-        let order = try topologicalOrder(graph)
+        order = try topologicalOrder(graph)
 
         // Every op must be known before anything is built: report all the missing ones at once.
         let unsupported = order.map { graph.nodes[$0] }.filter { registry.builder(for: $0) == nil }
@@ -116,65 +131,59 @@ public final class Session {
             throw CBAMError(.unsupportedOp, "\(unsupported.count) node(s) use ops cbam-run does not support (\(kinds)): " + list.joined(separator: ", "))
         }
 
-        var known: [String: Tensor] = [:]
+        // Attributes are checked now, so a bad one fails here rather than at the first run.
+        // Nodes computed from initializers alone are folded once for every plan (their
+        // sizes checked against the memory limit first) and left out of the execution order.
         let graphInputNames = Set(graph.inputs.map(\.name))
-        for (name, tensor) in graph.initializers where !graphInputNames.contains(name) {
-            known[name] = tensor
-        }
-
+        var known = graph.initializers.filter { !graphInputNames.contains($0.key) }
+        var foldedBytes = 0
+        var remaining: [Int] = []
         for index in order {
             let node = graph.nodes[index]
-            let domainOpset = model.opsetImports[node.domain] ?? model.onnxOpset
-            let context = NodeContext(node: node, opset: domainOpset, threads: options.threads,
-                                      constants: node.inputs.map { $0.isEmpty ? nil : known[$0] })
+            let opset = model.opsetImports[node.domain] ?? model.onnxOpset
+            let inputs = node.inputs.map { $0.isEmpty ? nil : known[$0] }
+            let context = NodeContext(node: node, opset: opset, threads: options.threads, constants: inputs)
             let kernel = try withErrorContext(node: node.ref) { try registry.builder(for: node)!(context) }
-
-            // Fold a node whose inputs are all constants: run it once now.
-            let foldable = node.inputs.allSatisfy { $0.isEmpty || known[$0] != nil } && !node.outputs.isEmpty
-            if foldable {
-                let outputs = try withErrorContext(node: node.ref) {
-                    try runChecked(kernel, node, node.inputs.map { $0.isEmpty ? nil : known[$0] })
-                }
-                for (name, tensor) in zip(node.outputs, outputs) where !name.isEmpty { known[name] = tensor }
+            guard zip(node.inputs, inputs).allSatisfy({ $0.0.isEmpty || $0.1 != nil }) && !node.outputs.isEmpty else {
+                executionOrder.append(node)
+                remaining.append(index)
                 continue
             }
-            steps.append(Step(node: node, kernel: kernel,
-                              inputSlots: node.inputs.map { $0.isEmpty ? nil : slot($0) },
-                              outputSlots: node.outputs.map { slot($0) },
-                              releaseAfter: []))
+            try withErrorContext(node: node.ref) {
+                let types = try ShapeInference.infer(context, inputs: inputs.map { $0?.valueType })
+                for type in types {
+                    foldedBytes = try Budget.add(type.byteCount, to: foldedBytes, limit: options.limits.maxMemory, what: "constant folding")
+                }
+                for (name, tensor) in zip(node.outputs, try kernel.run(inputs)) where !name.isEmpty { known[name] = tensor }
+            }
         }
-        constants = known
-
-        for info in graph.inputs {
-            inputSlots.append((info, slot(info.name), graph.initializers[info.name]))
-        }
-        for output in graph.outputs {
-            outputSlots.append((output.name, slot(output.name)))
-        }
-        // Constants still read by a step or returned as outputs go into the table at each run.
-        var needed = Set(steps.flatMap { $0.inputSlots.compactMap { $0 } })
-        needed.formUnion(outputSlots.map(\.slot))
-        for (name, tensor) in known {
-            if let s = slotOfName[name], needed.contains(s) { constantSlots.append((s, tensor)) }
-        }
-
-        let keep = Set(outputSlots.map(\.slot))
-        fusedSteps = Self.assignReleases(Self.fuseActivations(steps, keep: keep, threads: options.threads), keep: keep)
-        steps = Self.assignReleases(steps, keep: keep)
+        sessionConstants = known
+        order = remaining
+        valueKeyedInputs = Self.inputsReachingShapeValues(model, order: order)
     }
 
-    /// Frees each intermediate after its last reader; graph outputs (`keep`) stay.
-    static func assignReleases(_ plan: [Step], keep: Set<Int>) -> [Step] {
-        var plan = plan
-        var lastReader: [Int: Int] = [:]
-        for (stepIndex, step) in plan.enumerated() {
-            plan[stepIndex].releaseAfter = []
-            for s in step.inputSlots.compactMap({ $0 }) { lastReader[s] = stepIndex }
+    /// Graph inputs from which a value flows into an operand that decides a shape
+    /// (Reshape's shape, Slice's starts, Resize's scales, …), not through Shape or Size.
+    static func inputsReachingShapeValues(_ model: Model, order: [Int]) -> Set<String> {
+        let graph = model.graph
+        var producer: [String: Node] = [:]
+        for node in graph.nodes { for output in node.outputs where !output.isEmpty { producer[output] = node } }
+        var pending: [String] = []
+        for node in graph.nodes {
+            let opset = model.opsetImports[node.domain] ?? model.onnxOpset
+            for index in ShapeInference.valueOperands(node.opType, opset: opset) where index < node.inputs.count && !node.inputs[index].isEmpty {
+                pending.append(node.inputs[index])
+            }
         }
-        for (s, stepIndex) in lastReader where !keep.contains(s) {
-            plan[stepIndex].releaseAfter.append(s)
+        let inputNames = Set(graph.inputs.map(\.name))
+        var seen = Set<String>(), result = Set<String>()
+        while let name = pending.popLast() {
+            guard seen.insert(name).inserted else { continue }
+            if inputNames.contains(name) { result.insert(name) }
+            guard let node = producer[name], !(node.domain.isEmpty && (node.opType == "Shape" || node.opType == "Size")) else { continue }
+            pending.append(contentsOf: node.inputs.filter { !$0.isEmpty })
         }
-        return plan
+        return result
     }
 
     /// Kahn's algorithm over the file's nodes, ties broken by file order. Checks that
@@ -227,11 +236,65 @@ public final class Session {
         return order
     }
 
+    // MARK: - Plans
+
+    /// What identifies a plan: each runtime input's type, and the values of those whose
+    /// values decide shapes.
+    struct PlanKey: Hashable {
+        var types: [String: ValueType]
+        var values: [String: [UInt8]]
+    }
+
+    /// The plan for `feeds` (already checked), compiled now unless cached.
+    func plan(for feeds: [String: Tensor]) throws -> Plan {
+        var key = PlanKey(types: [:], values: [:])
+        var constants: [String: Tensor] = [:]
+        for (name, tensor) in feeds {
+            if valueKeyedInputs.contains(name) {
+                constants[name] = tensor
+                let bytes = tensor.valueType.byteCount
+                key.values[name] = [UInt8](unsafeUninitializedCapacity: bytes) { buffer, initialized in
+                    if let base = buffer.baseAddress { tensor.copyBytes(to: base) }
+                    initialized = bytes
+                }
+            }
+            key.types[name] = tensor.valueType
+        }
+        planLock.lock()
+        if let index = plans.firstIndex(where: { $0.key == key }) {
+            let entry = plans.remove(at: index)
+            plans.append(entry)
+            planLock.unlock()
+            return entry.plan
+        }
+        planLock.unlock()
+        let planner = Planner(model: model, order: order, threads: options.threads, limits: options.limits,
+                              optimize: options.optimize, registry: registry, sessionConstants: sessionConstants)
+        let plan = try planner.compile(inputTypes: key.types.filter { constants[$0.key] == nil }, inputConstants: constants)
+        planLock.lock()
+        plans.append((key, plan))
+        if plans.count > Self.maximumCachedPlans { plans.removeFirst() }
+        planLock.unlock()
+        return plan
+    }
+
+    /// The plan for inputs of these types (inputs whose values decide shapes cannot be
+    /// planned from types alone and must be given as `values`).
+    func plan(inputTypes: [String: ValueType], values: [String: Tensor] = [:]) throws -> Plan {
+        try withErrorContext(file: fileName) {
+            var feeds = values
+            for (name, type) in inputTypes where feeds[name] == nil {
+                feeds[name] = Tensor(copying: AlignedBuffer(byteCount: type.byteCount).pointer, type: type)
+            }
+            return try plan(for: feeds)
+        }
+    }
+
     // MARK: - Running
 
     /// The graph inputs a caller must supply (inputs without an initializer).
     public var requiredInputs: [ValueInfo] { model.graph.requiredInputs }
-    public var outputNames: [String] { outputSlots.map(\.name) }
+    public var outputNames: [String] { model.graph.outputs.map(\.name) }
 
     /// Runs the graph on `feeds` (graph input name → tensor) and returns every graph output.
     ///
@@ -239,50 +302,29 @@ public final class Session {
     /// dimensions must match, symbolic ones (`batch`) take any size.
     public func run(_ feeds: [String: Tensor], observer: RunObserver? = nil) throws -> [String: Tensor] {
         try withErrorContext(file: fileName) {
-            var table = [Tensor?](repeating: nil, count: slotOfName.count)
-            for (s, tensor) in constantSlots { table[s] = tensor }
-
-            let declared = Set(inputSlots.map(\.info.name))
-            if let unknown = feeds.keys.sorted().first(where: { !declared.contains($0) }) {
-                let names = requiredInputs.map { "\"\($0.name)\"" }.joined(separator: ", ")
-                throw CBAMError(.missingInput, "the model has no input named \"\(unknown)\" (its inputs: \(names))")
-            }
-            for (info, s, defaultValue) in inputSlots {
-                if let tensor = feeds[info.name] {
-                    try Self.check(tensor, against: info)
-                    table[s] = tensor
-                } else if let defaultValue {
-                    table[s] = defaultValue
-                } else {
-                    throw CBAMError(.missingInput, "input \"\(info.name)\" \(info.shapeDescription) was not supplied")
-                }
-            }
-
-            for (index, step) in (observer == nil ? fusedSteps : steps).enumerated() {
-                var inputs = [Tensor?]()
-                inputs.reserveCapacity(step.inputSlots.count)
-                for s in step.inputSlots { inputs.append(s.map { table[$0] } ?? nil) }
-                let timed = observer?.wantsTiming == true
-                let start = timed ? DispatchTime.now().uptimeNanoseconds : 0
-                let outputs = try withErrorContext(node: step.node.ref) { try runChecked(step.kernel, step.node, inputs) }
-                let seconds = timed ? Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 : nil
-                for (s, tensor) in zip(step.outputSlots, outputs) { table[s] = tensor }
-                if let observer {
-                    try observer.nodeDidRun(NodeEvent(index: index, node: step.node, inputs: inputs, outputs: outputs,
-                                                      seconds: seconds, startNanoseconds: timed ? start : nil))
-                }
-                for s in step.releaseAfter { table[s] = nil }
-            }
-
-            var results: [String: Tensor] = [:]
-            for (name, s) in outputSlots {
-                guard let tensor = table[s] else {
-                    throw CBAMError(.malformedModel, "graph output \"\(name)\" was not computed")
-                }
-                results[name] = tensor
-            }
-            return results
+            let checked = try checkedFeeds(feeds)
+            return try plan(for: checked).run(checked, observer: observer)
         }
+    }
+
+    /// The feeds after checking names, types and shapes, with initializer defaults for
+    /// optional inputs that were not given.
+    func checkedFeeds(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+        let declared = Set(model.graph.inputs.map(\.name))
+        if let unknown = feeds.keys.sorted().first(where: { !declared.contains($0) }) {
+            let names = requiredInputs.map { "\"\($0.name)\"" }.joined(separator: ", ")
+            throw CBAMError(.missingInput, "the model has no input named \"\(unknown)\" (its inputs: \(names))")
+        }
+        var result: [String: Tensor] = [:]
+        for info in model.graph.inputs {
+            if let tensor = feeds[info.name] {
+                try Self.check(tensor, against: info)
+                result[info.name] = tensor
+            } else if model.graph.initializers[info.name] == nil {
+                throw CBAMError(.missingInput, "input \"\(info.name)\" \(info.shapeDescription) was not supplied")
+            }
+        }
+        return result
     }
 
     /// Runs with inputs given in the order of ``requiredInputs``.
@@ -312,12 +354,48 @@ public final class Session {
     }
 }
 
-/// Runs a kernel and checks what it returned against what the node declares.
-private func runChecked(_ kernel: Kernel, _ node: Node, _ inputs: [Tensor?]) throws -> [Tensor] {
-    let outputs = try kernel.run(inputs)
-    // Every named output must be produced; trailing omitted ("") outputs may be left out.
-    if outputs.count < node.outputs.count, node.outputs[outputs.count...].contains(where: { !$0.isEmpty }) {
-        throw CBAMError(.malformedModel, "the node declares \(node.outputs.count) outputs but the op produces \(outputs.count)")
+/// Figures of a compiled plan, for `bench`, `inspect` and callers that budget memory.
+public struct PlanSummary: Sendable, Codable {
+    /// Seconds compiling took (0 when the plan came from the cache).
+    public var compileSeconds: Double
+    /// Steps the plan runs, and the model's nodes they stand for.
+    public var steps: Int
+    public var nodes: Int
+    /// Bytes of the one arena holding every intermediate value.
+    public var arenaBytes: Int
+    /// Bytes of scratch memory kernels share (im2col columns).
+    public var scratchBytes: Int
+    /// Bytes of constants the plan computed (folded values and BatchNorm-folded weights).
+    public var foldedBytes: Int
+    /// Bytes of the model's own weights and constants.
+    public var weightBytes: Int
+    /// What one run holds at its peak beyond the weights: arena + scratch + folded constants.
+    public var peakBytes: Int
+    /// Multiply-accumulates of one run.
+    public var macs: Int
+    /// Values that share another's bytes (views and in-place outputs).
+    public var sharedValues: Int
+    /// What each rewrite pass did.
+    public var passes: [String]
+}
+
+extension Session {
+    /// Compiles (or finds in the cache) the plan for these feeds without running it, and
+    /// describes it. Limits are checked here too.
+    public func prepare(_ feeds: [String: Tensor]) throws -> PlanSummary {
+        try withErrorContext(file: fileName) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let plan = try plan(for: try checkedFeeds(feeds))
+            let took = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            return plan.summary(compileSeconds: took, weightBytes: model.graph.initializers.values.reduce(0) { $0 + $1.valueType.byteCount })
+        }
     }
-    return outputs
+}
+
+extension Plan {
+    func summary(compileSeconds: Double, weightBytes: Int) -> PlanSummary {
+        PlanSummary(compileSeconds: compileSeconds, steps: steps.count, nodes: steps.reduce(0) { $0 + $1.entry.replaces.count },
+                    arenaBytes: arenaBytes, scratchBytes: scratchBytes, foldedBytes: foldedBytes, weightBytes: weightBytes,
+                    peakBytes: peakBytes, macs: macs, sharedValues: sharedValues, passes: typed.log)
+    }
 }

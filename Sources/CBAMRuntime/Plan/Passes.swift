@@ -1,0 +1,164 @@
+/// The rewrite passes between typing and lowering. Each is a function from a typed
+/// graph to a typed graph that leaves the graph unchanged where its pattern does not
+/// apply, and says in the graph's log what it did. Fused nodes live in the `cbam`
+/// domain, keep the names of the nodes they replace (joined by "+"), and list those
+/// nodes in ``TypedGraph/Entry/replaces``, so errors and the profile name the model's
+/// own nodes.
+///
+/// Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference Dropout) are not a
+/// pass: the planner gives their output the input's bytes.
+enum Passes {
+    /// The domain of cbam-run's own fused ops.
+    static let domain = "cbam"
+
+    /// Every pass, in order.
+    static func run(_ graph: TypedGraph, limits: ResourceLimits) throws -> TypedGraph {
+        var graph = graph
+        graph = try foldBatchNormIntoConv(graph)
+        graph = fuseConvResidualAdd(graph)
+        graph = fuseConvRelu(graph)
+        return graph
+    }
+
+    // MARK: - BatchNormalization into the Conv before it
+
+    /// `BN(Conv(X, W, B))` → `Conv(X, W·a, B·a + d)` with `a = scale/√(var+ε)`, `d = bias − mean·a`,
+    /// where the Conv's weight and bias and all BN parameters are constants and nothing
+    /// else reads the Conv's output.
+    static func foldBatchNormIntoConv(_ graph: TypedGraph) throws -> TypedGraph {
+        var graph = graph
+        var readers = graph.readerCounts()
+        let producers = graph.producers()
+        var removed = Set<Int>()
+        var folded = 0
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "BatchNormalization" {
+            let bn = entry.node
+            guard bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy(\.isEmpty),
+                  let source = bn.inputs.first, let convIndex = producers[source], !removed.contains(convIndex),
+                  readers[source] == 1, !graph.outputs.contains(source) else { continue }
+            let conv = graph.entries[convIndex].node
+            guard isPlainConv(conv), conv.outputs.count == 1, conv.inputs.count >= 2,
+                  let weight = graph.constants[conv.inputs[1]], weight.dataType == .float, weight.rank >= 3 else { continue }
+            let context = NodeContext(node: bn, opset: entry.opset, constants: bn.inputs.map { graph.constants[$0] })
+            guard try context.int("training_mode", default: 0) == 0,
+                  let (scale, shift) = try batchNormAffine(context, epsilon: try context.float("epsilon", default: 1e-5)),
+                  scale.count == weight.shape[0] else { continue }
+            let bias = conv.inputs.count > 2 && !conv.inputs[2].isEmpty ? graph.constants[conv.inputs[2]] : nil
+            if conv.inputs.count > 2 && !conv.inputs[2].isEmpty && bias == nil { continue }  // a runtime bias
+            let oldWeights = try weight.floats("W"), oldBias = try bias?.floats("B") ?? [Float](repeating: 0, count: scale.count)
+            guard oldBias.count == scale.count else { continue }
+            let perChannel = oldWeights.count / scale.count
+            let newWeights = oldWeights.enumerated().map { $0.element * scale[$0.offset / perChannel] }
+            let newBias = (0..<scale.count).map { oldBias[$0] * scale[$0] + shift[$0] }
+            let weightName = "\(bn.outputs[0])::folded_weight", biasName = "\(bn.outputs[0])::folded_bias"
+            graph.constants[weightName] = try Tensor(shape: weight.shape, floats: newWeights)
+            graph.constants[biasName] = try Tensor(shape: [scale.count], floats: newBias)
+            graph.types[weightName] = ValueType(.float, weight.shape)
+            graph.types[biasName] = ValueType(.float, [scale.count])
+
+            var fused = conv
+            fused.inputs = [conv.inputs[0], weightName, biasName] + conv.inputs.dropFirst(3)
+            fused.outputs = [bn.outputs[0]]
+            fused.name = joinedName(conv, bn)
+            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
+                                                    replaces: graph.entries[convIndex].replaces + entry.replaces)
+            removed.insert(convIndex)
+            readers[source] = 0
+            folded += 1
+        }
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if folded > 0 { graph.log.append("fold-batchnorm: \(folded) BatchNormalization folded into the Conv before it") }
+        return graph
+    }
+
+    /// The per-channel `a` and `d` of an inference BatchNormalization (`y = a·x + d`), when
+    /// its scale, bias, mean and variance are float32 constants of one length.
+    static func batchNormAffine(_ context: NodeContext, epsilon: Float) throws -> (scale: [Float], shift: [Float])? {
+        guard let s = context.constant(1), let b = context.constant(2), let mu = context.constant(3), let v = context.constant(4),
+              [s, b, mu, v].allSatisfy({ $0.dataType == .float && $0.count == s.count }) else { return nil }
+        let (scale, bias, mean, variance) = (try s.floats(), try b.floats(), try mu.floats(), try v.floats())
+        let a = (0..<scale.count).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
+        return (a, (0..<scale.count).map { bias[$0] - mean[$0] * a[$0] })
+    }
+
+    // MARK: - Conv + residual Add, Conv + Relu
+
+    /// `Add(Conv(…), R)` → `FusedConv(…, R)` when R has the Conv output's type (a residual
+    /// connection) and nothing else reads the Conv's output. The fused step takes the
+    /// Add's place, where R is computed.
+    static func fuseConvResidualAdd(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readers = graph.readerCounts()
+        let producers = graph.producers()
+        var removed = Set<Int>()
+        var fusedCount = 0
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Add" {
+            let add = entry.node
+            guard add.inputs.count == 2, add.outputs.count == 1, let outputType = graph.types[add.outputs[0]] else { continue }
+            for side in 0..<2 {
+                let source = add.inputs[side], other = add.inputs[1 - side]
+                guard let convIndex = producers[source], !removed.contains(convIndex), readers[source] == 1,
+                      !graph.outputs.contains(source), source != other, graph.types[other] == outputType,
+                      graph.types[source] == outputType, outputType.dataType == .float else { continue }
+                let conv = graph.entries[convIndex].node
+                guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv" && conv.inputs.count <= 3
+                                            && conv.attributes["activation"] == nil),
+                      graph.constants[conv.inputs[1]] != nil else { continue }
+                var fused = conv
+                fused.domain = domain
+                fused.opType = "FusedConv"
+                fused.inputs = Array(conv.inputs.prefix(3)) + Array(repeating: "", count: Swift.max(0, 3 - conv.inputs.count)) + [other]
+                fused.outputs = add.outputs
+                fused.name = joinedName(conv, add)
+                graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
+                                                        replaces: graph.entries[convIndex].replaces + entry.replaces)
+                removed.insert(convIndex)
+                fusedCount += 1
+                break
+            }
+        }
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if fusedCount > 0 { graph.log.append("fuse-conv-add: \(fusedCount) residual Add merged into the Conv that feeds it") }
+        return graph
+    }
+
+    /// `Relu(Conv(…))` (or of a FusedConv) → `FusedConv(…, activation: Relu)` when nothing
+    /// else reads the Conv's output.
+    static func fuseConvRelu(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readers = graph.readerCounts()
+        let producers = graph.producers()
+        var removed = Set<Int>()
+        var fusedCount = 0
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Relu" {
+            let relu = entry.node
+            guard let source = relu.inputs.first, relu.outputs.count == 1, let convIndex = producers[source],
+                  !removed.contains(convIndex), readers[source] == 1, !graph.outputs.contains(source),
+                  graph.types[source]?.dataType == .float else { continue }
+            let conv = graph.entries[convIndex].node
+            guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv" && conv.attributes["activation"] == nil),
+                  conv.inputs.count >= 2, graph.constants[conv.inputs[1]] != nil else { continue }
+            var fused = conv
+            fused.domain = domain
+            fused.opType = "FusedConv"
+            fused.attributes["activation"] = .string("Relu")
+            fused.outputs = relu.outputs
+            fused.name = joinedName(conv, relu)
+            // The Relu's place: its input is ready there, and so is everything the Conv reads.
+            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
+                                                    replaces: graph.entries[convIndex].replaces + entry.replaces)
+            removed.insert(convIndex)
+            fusedCount += 1
+        }
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if fusedCount > 0 { graph.log.append("fuse-conv-relu: \(fusedCount) Relu merged into the Conv before it") }
+        return graph
+    }
+
+    // MARK: - Helpers
+
+    private static func isPlainConv(_ node: Node) -> Bool { node.domain.isEmpty && node.opType == "Conv" }
+
+    /// "conv1+relu1": the fused node's name, from the names of the nodes it replaces.
+    private static func joinedName(_ a: Node, _ b: Node) -> String { a.ref.name + "+" + b.ref.name }
+}

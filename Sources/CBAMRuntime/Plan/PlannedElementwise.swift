@@ -1,0 +1,100 @@
+// Planned float32 kernels for the elementwise ops and the pools that fill a CBAM
+// network between its convolutions: they read and write the arena directly and may
+// run in place (the planner lets an output take over an input that dies with it).
+
+extension PlannedKernels {
+    static func registerElementwise(_ table: inout [String: Builder]) {
+        table["Add"] = { try binary($0, FloatOperator.add) }
+        table["Sub"] = { try binary($0, FloatOperator.subtract) }
+        table["Mul"] = { try binary($0, FloatOperator.multiply) }
+        table["Div"] = { try binary($0, FloatOperator.divide) }
+        table["Relu"] = { try unary($0, detail: "relu") { $0.replacing(with: SIMD8<Float>.zero, where: $0 .< SIMD8<Float>.zero) } }
+        table["Sigmoid"] = { try unary($0, detail: "sigmoid") { 1 / (1 + VectorMath.exp(-$0)) } }
+    }
+
+    static func registerPooling(_ table: inout [String: Builder]) {
+        table["GlobalAveragePool"] = { try globalPool($0) { VectorMath.sum($0, $1) / Float($1) } }
+        table["GlobalMaxPool"] = { try globalPool($0) { VectorMath.max($0, $1) } }
+    }
+
+    /// `C = A ∘ B` with numpy broadcasting, float32: SIMD8 runs along the innermost
+    /// merged axis, runs split across threads when the output is large.
+    private static func binary(_ context: PlanContext, _ op: FloatOperator) throws -> PlannedKernel? {
+        let a = try context.input(0, "A"), b = try context.input(1, "B"), c = try context.output(0)
+        guard a.type.dataType == .float, b.type.dataType == .float, c.type.dataType == .float else { return nil }
+        let plan = try BroadcastPlan(a.shape, b.shape)
+        guard plan.outputShape == c.shape else { return nil }
+        let workers = plan.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, plan.runCount)) : 1
+        return PlannedKernel(detail: "simd broadcast") { memory in
+            let (x, y, z) = (UnsafePointer(a.floats(memory)), UnsafePointer(b.floats(memory)), c.floats(memory))
+            Parallel.forEach(workers) { worker in
+                plan.forEachRun(in: Parallel.share(worker, of: workers, count: plan.runCount)) { o, ai, bi, length, aStep, bStep in
+                    op.fill(z + o, length, x + ai, aStep, y + bi, bStep)
+                }
+            }
+        }
+    }
+
+    /// `Y = f(X)` elementwise, float32, eight lanes at a time.
+    private static func unary(_ context: PlanContext, detail: String,
+                              _ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>) throws -> PlannedKernel? {
+        let x = try context.input(0, "X"), y = try context.output(0)
+        guard x.type.dataType == .float, y.type == x.type else { return nil }
+        let count = x.count
+        let workers = count >= Parallel.minimumElements ? context.threads : 1
+        return PlannedKernel(detail: detail) { memory in
+            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+            Parallel.forEach(workers) { worker in
+                let share = Parallel.share(worker, of: workers, count: count)
+                // Whole lanes per worker except the last share's tail, which map handles.
+                VectorMath.map(source + share.lowerBound, target + share.lowerBound, share.count, lanes)
+            }
+        }
+    }
+
+    /// One value per `[n, c]` plane of X `[N, C, spatial…]` → Y `[N, C, 1, …]`.
+    private static func globalPool(_ context: PlanContext,
+                                   _ reduce: @escaping (UnsafePointer<Float>, Int) -> Float) throws -> PlannedKernel? {
+        let x = try context.input(0, "X"), y = try context.output(0)
+        guard x.type.dataType == .float, x.shape.count >= 3 else { return nil }
+        let planes = x.shape[0] * x.shape[1]
+        guard planes > 0, y.count == planes else { return nil }
+        let size = x.count / planes
+        guard size > 0 else { return nil }
+        return PlannedKernel(detail: "simd reduce") { memory in
+            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+            for plane in 0..<planes { target[plane] = reduce(source + plane * size, size) }
+        }
+    }
+}
+
+extension FloatOperator {
+    /// `c[k] = a[k·aStep] ∘ b[k·bStep]` for one run (steps 0 or 1), SIMD8.
+    @inline(__always)
+    func fill(_ c: UnsafeMutablePointer<Float>, _ length: Int,
+              _ a: UnsafePointer<Float>, _ aStep: Int, _ b: UnsafePointer<Float>, _ bStep: Int) {
+        switch self {
+        case .add: AddOperator.fill(c, length, a, aStep, b, bStep)
+        case .subtract: SubtractOperator.fill(c, length, a, aStep, b, bStep)
+        case .multiply: MultiplyOperator.fill(c, length, a, aStep, b, bStep)
+        case .divide: DivideOperator.fill(c, length, a, aStep, b, bStep)
+        }
+    }
+}
+
+enum AddOperator: FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float { a + b }
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a + b }
+}
+enum SubtractOperator: FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float { a - b }
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a - b }
+}
+enum MultiplyOperator: FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float { a * b }
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a * b }
+}
+enum DivideOperator: FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float { a / b }
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a / b }
+}

@@ -1,0 +1,116 @@
+/// What a planned kernel's builder knows: the node (attributes, opset, constant inputs),
+/// every input and output as an ``Operand`` with its concrete type and place, and the
+/// thread count. The builder checks and prepares everything once; the kernel it
+/// returns only computes.
+final class PlanContext {
+    let node: NodeContext
+    let inputs: [Operand?]
+    let outputs: [Operand?]
+    let threads: Int
+    /// Scratch bytes the kernel asked for (shared by all steps, one step at a time).
+    private(set) var scratchBytes = 0
+
+    init(node: NodeContext, inputs: [Operand?], outputs: [Operand?], threads: Int) {
+        self.node = node
+        self.inputs = inputs
+        self.outputs = outputs
+        self.threads = Swift.max(1, threads)
+    }
+
+    /// Input `index`, or a missing-input error.
+    func input(_ index: Int, _ what: String) throws -> Operand {
+        guard index < inputs.count, let operand = inputs[index] else {
+            throw CBAMError(.missingInput, "required input \(index) (\(what)) is missing")
+        }
+        return operand
+    }
+
+    /// Output `index` (a planned kernel is only built for nodes whose outputs are named).
+    func output(_ index: Int) throws -> Operand {
+        guard index < outputs.count, let operand = outputs[index] else {
+            throw CBAMError(.malformedModel, "output \(index) is not named")
+        }
+        return operand
+    }
+
+    /// Reserves `bytes` of scratch memory for the kernel's own use during its step.
+    func scratch(bytes: Int) -> Address {
+        scratchBytes = Swift.max(scratchBytes, bytes)
+        return .scratch(0)
+    }
+}
+
+/// The planned kernels: op type → builder. A builder returns nil when it does not
+/// handle the node's case (another element type, say); the planner then runs the
+/// op's reference kernel through ``adapter(_:_:)``.
+enum PlannedKernels {
+    typealias Builder = @Sendable (PlanContext) throws -> PlannedKernel?
+
+    static func builder(for node: Node) -> Builder? {
+        let key = node.domain.isEmpty || node.domain == "ai.onnx" ? node.opType : node.domain + "::" + node.opType
+        return builders[key]
+    }
+
+    private static let builders: [String: Builder] = {
+        var table: [String: Builder] = [:]
+        registerElementwise(&table)
+        registerConvolution(&table)
+        registerPooling(&table)
+        registerNormalization(&table)
+        return table
+    }()
+
+    /// Runs a reference (Tensor-in, Tensor-out) kernel inside a plan: inputs are copied
+    /// out of the arena, outputs copied back in. Correct for every op; the ops that
+    /// matter for speed have planned kernels instead.
+    static func adapter(_ kernel: Kernel, _ context: PlanContext) -> PlannedKernel {
+        let inputs = context.inputs, outputs = context.outputs
+        let constants = inputs.indices.map { context.node.constant($0) }
+        return PlannedKernel(detail: "reference") { memory in
+            var values: [Tensor?] = []
+            values.reserveCapacity(inputs.count)
+            for (index, operand) in inputs.enumerated() {
+                values.append(constants[index] ?? operand.map { Tensor(copying: $0.address.pointer(memory), type: $0.type) })
+            }
+            let results = try kernel.run(values)
+            for (index, operand) in outputs.enumerated() {
+                guard let operand else { continue }
+                guard index < results.count else {
+                    throw CBAMError(.malformedModel, "the op produced \(results.count) outputs; output \(index) is missing")
+                }
+                guard results[index].valueType == operand.type else {
+                    throw CBAMError(.shapeMismatch, "output \(index) is \(results[index].valueType) but the plan expected \(operand.type)")
+                }
+                results[index].copyBytes(to: operand.address.pointer(memory))
+            }
+        }
+    }
+}
+
+/// Multiply-accumulates of the ops that dominate a CNN's cost, from planned types.
+enum MACs {
+    static func count(_ node: Node, inputs: [ValueType?], outputs: [ValueType?]) -> Int {
+        func shape(_ i: Int) -> [Int]? { i < inputs.count ? inputs[i]?.shape : nil }
+        guard let y = outputs.first ?? nil else { return 0 }
+        let product: (ArraySlice<Int>) -> Int = { $0.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 } }
+        func times(_ a: Int, _ b: Int) -> Int { a.multipliedReportingOverflow(by: b).overflow ? .max : a * b }
+        switch (node.domain, node.opType) {
+        case ("", "Conv"), (Passes.domain, "FusedConv"):
+            // Each output element sums C/group · kernel products.
+            guard let w = shape(1), w.count >= 3 else { return 0 }
+            return times(y.count, product(w.dropFirst()))
+        case ("", "ConvTranspose"):
+            guard let x = inputs.first??.count, let w = shape(1), w.count >= 3 else { return 0 }
+            return times(x, product(w.dropFirst()))
+        case ("", "Gemm"):
+            guard let a = shape(0), a.count == 2 else { return 0 }
+            let transA = { if case .int(let v)? = node.attributes["transA"] { return v != 0 } else { return false } }()
+            return times(y.count, transA ? a[0] : a[1])
+        case ("", "MatMul"):
+            guard let a = shape(0), let k = a.last else { return 0 }
+            return times(y.count, k)
+        default:
+            return 0
+        }
+    }
+}

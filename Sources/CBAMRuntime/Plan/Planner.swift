@@ -1,0 +1,231 @@
+import Dispatch
+
+/// Compiles a model for one input signature into a ``Plan``:
+/// typed graph → passes → memory (views, in place, arena offsets) → kernels.
+struct Planner {
+    let model: Model
+    let order: [Int]
+    let threads: Int
+    let limits: ResourceLimits
+    let optimize: Bool
+    let registry: OpRegistry
+
+    /// Ops whose output is the input's bytes under another shape: no step, no copy.
+    static let viewOps: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"]
+
+    /// Constants the session folded once for every plan (initializers and what depends on them alone).
+    let sessionConstants: [String: Tensor]
+
+    func compile(inputTypes: [String: ValueType], inputConstants: [String: Tensor]) throws -> Plan {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var typed = try TypedGraph.build(model: model, order: order, constants: sessionConstants, inputTypes: inputTypes,
+                                         inputConstants: inputConstants, limits: limits, registry: registry)
+        if optimize { typed = try Passes.run(typed, limits: limits) }
+        let plan = try lower(typed, originalConstants: sessionConstants)
+        plan.compileSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return plan
+    }
+
+    /// Places every value and builds every step's kernel.
+    private func lower(_ typed: TypedGraph, originalConstants: [String: Tensor]) throws -> Plan {
+        // 1. Views share their source's bytes: union the names into roots.
+        var parent: [String: String] = [:]
+        func root(_ name: String) -> String {
+            var current = name
+            while let next = parent[current] { current = next }
+            return current
+        }
+        var stepEntries: [TypedGraph.Entry] = []
+        var viewEntries: [(afterStep: Int, entry: TypedGraph.Entry)] = []
+        for entry in typed.entries {
+            let node = entry.node
+            if Self.isView(entry, typed) {
+                parent[node.outputs[0]] = root(node.inputs[0])
+                viewEntries.append((stepEntries.count - 1, entry))
+                continue
+            }
+            stepEntries.append(entry)
+        }
+
+        // 2. Lifetimes of roots: produced at `first`, last read at `last` (graph outputs: forever).
+        let forever = Int.max
+        var first: [String: Int] = [:], last: [String: Int] = [:]
+        for name in typed.inputs { first[name] = -1; last[name] = -1 }
+        for (index, entry) in stepEntries.enumerated() {
+            for output in entry.node.outputs where !output.isEmpty {
+                first[output] = index
+                last[output] = Swift.max(last[output] ?? index, index)
+            }
+        }
+        for (index, entry) in stepEntries.enumerated() {
+            for input in entry.node.inputs where !input.isEmpty && typed.constants[input] == nil {
+                let r = root(input)
+                last[r] = Swift.max(last[r] ?? index, index)
+            }
+        }
+        for output in typed.outputs where typed.constants[output] == nil { last[root(output)] = forever }
+
+        // 3. In place: an elementwise step may write over an input that dies with it.
+        var sharedValues = parent.count
+        if optimize {
+            for (index, entry) in stepEntries.enumerated() {
+                guard let candidates = Self.inPlaceInputs(entry), let output = entry.node.outputs.first, !output.isEmpty,
+                      let outputType = typed.types[output] else { continue }
+                for k in candidates where k < entry.node.inputs.count {
+                    let input = entry.node.inputs[k]
+                    guard !input.isEmpty, typed.constants[input] == nil, let inputType = typed.types[input] else { continue }
+                    let r = root(input)
+                    guard last[r] == index, typed.types[r]?.byteCount == outputType.byteCount,
+                          inputType.shape == outputType.shape, inputType.dataType == outputType.dataType,
+                          !entry.node.inputs.enumerated().contains(where: { $0.offset != k && !$0.element.isEmpty && root($0.element) == r })
+                    else { continue }
+                    parent[output] = r
+                    last[r] = last[output]
+                    last[output] = nil
+                    first[output] = nil
+                    sharedValues += 1
+                    break
+                }
+            }
+        }
+
+        // 4. Arena offsets for every root, by lifetime.
+        var intervals: [ArenaLayout.Interval] = []
+        for (name, start) in first where parent[name] == nil {
+            guard let type = typed.types[name] else { continue }
+            intervals.append(.init(name: name, bytes: type.byteCount, first: start, last: last[name] ?? start))
+        }
+        let layout = ArenaLayout(intervals)
+
+        // 5. Operands and kernels.
+        let pool = ConstantPool()
+        func operand(_ name: String) throws -> Operand? {
+            guard !name.isEmpty else { return nil }
+            guard let type = typed.types[name] else { throw CBAMError(.malformedModel, "value \"\(name)\" has no type") }
+            if let constant = typed.constants[name] { return Operand(type: type, address: .fixed(pool.address(of: name, constant))) }
+            guard let offset = layout.offsets[root(name)] else { throw CBAMError(.malformedModel, "value \"\(name)\" has no place in the arena") }
+            return Operand(type: type, address: .arena(offset))
+        }
+        var scratchBytes = 0
+        var totalMACs = 0
+        var steps: [Plan.Step] = []
+        for entry in stepEntries {
+            let node = entry.node
+            let step = try withErrorContext(node: node.ref) { () -> Plan.Step in
+                let inputs = try node.inputs.map(operand)
+                let outputs = try node.outputs.map(operand)
+                let constants = node.inputs.map { $0.isEmpty ? nil : typed.constants[$0] }
+                let context = PlanContext(node: NodeContext(node: node, opset: entry.opset, threads: threads, constants: constants),
+                                          inputs: inputs, outputs: outputs, threads: threads)
+                let kernel: PlannedKernel
+                if let builder = PlannedKernels.builder(for: node), let planned = try builder(context) {
+                    kernel = planned
+                } else if let legacy = registry.builder(for: node) {
+                    kernel = PlannedKernels.adapter(try legacy(context.node), context)
+                } else {
+                    throw CBAMError(.unsupportedOp, "no kernel for \(node.domain.isEmpty ? "" : node.domain + "::")\(node.opType)")
+                }
+                scratchBytes = Swift.max(scratchBytes, context.scratchBytes)
+                let macs = MACs.count(node, inputs: inputs.map { $0?.type }, outputs: outputs.map { $0?.type })
+                return Plan.Step(entry: entry, kernel: kernel, inputs: inputs, outputs: outputs, macs: macs)
+            }
+            totalMACs = totalMACs.addingReportingOverflow(step.macs).overflow ? .max : totalMACs + step.macs
+            steps.append(step)
+        }
+
+        // 6. Figures and limits, before any arena is allocated.
+        var foldedBytes = 0
+        for (name, tensor) in typed.constants where originalConstants[name] == nil {
+            foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
+        }
+        let (planned, overflow) = layout.size.addingReportingOverflow(scratchBytes)
+        let (peak, overflow2) = planned.addingReportingOverflow(foldedBytes)
+        if overflow || overflow2 || peak > limits.maxMemory {
+            throw CBAMError(.resourceLimit, "the plan needs \(overflow || overflow2 ? "more than 2^63 bytes" : Budget.format(bytes: peak)) of memory (intermediates \(Budget.format(bytes: layout.size)), scratch \(Budget.format(bytes: scratchBytes)), folded constants \(Budget.format(bytes: foldedBytes))) but the limit is \(Budget.format(bytes: limits.maxMemory)); raise it with --max-memory")
+        }
+        if totalMACs > limits.maxMACs {
+            throw CBAMError(.resourceLimit, "the plan needs \(totalMACs) multiply-accumulates but the limit is \(limits.maxMACs); raise it with --max-macs")
+        }
+        let inputOperands = try typed.inputs.map { ($0, try operand($0)!) }
+        let outputValues = try typed.outputs.map { name -> (String, Plan.Output) in
+            if let constant = typed.constants[name] { return (name, .constant(constant)) }
+            return (name, .operand(try operand(name)!))
+        }
+        let views = try viewEntries.map { view in
+            Plan.View(afterStep: view.afterStep, entry: view.entry, input: try operand(view.entry.node.inputs[0])!,
+                      output: try operand(view.entry.node.outputs[0])!)
+        }
+        return Plan(typed: typed, steps: steps, views: views, inputs: inputOperands, outputs: outputValues, arenaBytes: layout.size,
+                    scratchBytes: scratchBytes, foldedBytes: foldedBytes, macs: totalMACs, sharedValues: sharedValues,
+                    constantPool: pool)
+    }
+
+    /// A view entry: a view op on a runtime value whose output has the same bytes.
+    static func isView(_ entry: TypedGraph.Entry, _ typed: TypedGraph) -> Bool {
+        let node = entry.node
+        guard node.domain.isEmpty, viewOps.contains(node.opType), let input = node.inputs.first, !input.isEmpty,
+              typed.constants[input] == nil, let output = node.outputs.first, !output.isEmpty,
+              let inType = typed.types[input], let outType = typed.types[output],
+              inType.dataType == outType.dataType, inType.count == outType.count else { return false }
+        // Dropout's mask output, when requested, has to be written: not a pure view.
+        if node.opType == "Dropout" && node.outputs.count > 1 && !node.outputs[1].isEmpty { return false }
+        return true
+    }
+
+    /// Inputs whose bytes the entry's first output may take over (elementwise ops that read
+    /// each element before writing the same position).
+    static func inPlaceInputs(_ entry: TypedGraph.Entry) -> [Int]? {
+        let node = entry.node
+        if node.domain == Passes.domain { return node.opType == "FusedConv" ? nil : [0] }
+        guard node.domain.isEmpty else { return nil }
+        switch node.opType {
+        case "Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "LeakyRelu", "HardSigmoid", "HardSwish", "Clip", "Sqrt", "Reciprocal":
+            return [0]
+        case "Add", "Mul", "Sub", "Div":
+            return [0, 1]
+        default:
+            return nil
+        }
+    }
+}
+
+/// Offsets in one arena for values with known lifetimes: a value may reuse bytes of one
+/// whose last reader ran before it was produced. Largest first, each at the lowest
+/// offset that overlaps no placed value alive at the same time (as onnxruntime's and
+/// tinygrad's planners do).
+struct ArenaLayout {
+    struct Interval {
+        let name: String
+        let bytes: Int
+        /// Step that writes it (-1 for graph inputs) and the last step that reads it.
+        let first: Int
+        let last: Int
+    }
+
+    /// Alignment of every value: a cache line, so vector loads never split one.
+    static let alignment = 64
+
+    let offsets: [String: Int]
+    let size: Int
+
+    init(_ intervals: [Interval]) {
+        let sorted = intervals.sorted { ($0.bytes, $1.name) > ($1.bytes, $0.name) }
+        var placed: [(offset: Int, end: Int, first: Int, last: Int)] = []
+        var offsets: [String: Int] = [:]
+        var size = 0
+        for value in sorted {
+            let bytes = (value.bytes + Self.alignment - 1) / Self.alignment * Self.alignment
+            let conflicts = placed.filter { $0.first <= value.last && value.first <= $0.last }.sorted { $0.offset < $1.offset }
+            var offset = 0
+            for other in conflicts {
+                if offset + bytes <= other.offset { break }
+                offset = Swift.max(offset, other.end)
+            }
+            placed.append((offset, offset + bytes, value.first, value.last))
+            offsets[value.name] = offset
+            size = Swift.max(size, offset + bytes)
+        }
+        self.offsets = offsets
+        self.size = size
+    }
+}

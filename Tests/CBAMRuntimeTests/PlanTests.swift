@@ -1,0 +1,233 @@
+import Foundation
+import Testing
+@testable import CBAMRuntime
+
+/// The compiled plan: each rewrite pass on a tiny graph with hand-computed values, the
+/// memory it shares, the limits it enforces before allocating, and sessions used from
+/// several threads.
+@Suite("Compiled plan")
+struct PlanTests {
+    func f32(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, floats: values) }
+
+    func session(_ nodes: [Node], initializers: [String: Tensor] = [:], inputs: [ValueInfo], outputs: [String],
+                 options: SessionOptions = SessionOptions()) throws -> Session {
+        try Session(model: Model(graph: Graph(nodes: nodes, initializers: initializers, inputs: inputs,
+                                              outputs: outputs.map { ValueInfo(name: $0) })), options: options)
+    }
+
+    // MARK: Passes
+
+    /// y = Relu(BN(Conv(x))) with a 1×1 conv of 2 channels → 2 channels.
+    /// W = [[1, 0], [0, 2]], B = [0, 1]; BN scale [2, 1], bias [0, -1], mean [1, 0], var [3, 0] (ε = 1, so √(var+ε) = [2, 1]).
+    /// x (one pixel) = [3, -2] → conv [3, -3] → BN [2·(3−1)/2 + 0, 1·(−3−0)/1 − 1] = [2, −4] → relu [2, 0].
+    func convBatchNormRelu(optimize: Bool) throws -> Session {
+        try session(
+            [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["c"]),
+             Node(name: "bn", opType: "BatchNormalization", inputs: ["c", "s", "b", "m", "v"], outputs: ["n"], attributes: ["epsilon": .float(1)]),
+             Node(name: "relu", opType: "Relu", inputs: ["n"], outputs: ["y"])],
+            initializers: ["W": try f32([2, 2, 1, 1], [1, 0, 0, 2]), "B": try f32([2], [0, 1]),
+                           "s": try f32([2], [2, 1]), "b": try f32([2], [0, -1]), "m": try f32([2], [1, 0]), "v": try f32([2], [3, 0])],
+            inputs: [ValueInfo(name: "x", shape: [.fixed(1), .fixed(2), .fixed(1), .fixed(1)])], outputs: ["y"],
+            options: SessionOptions(optimize: optimize))
+    }
+
+    @Test func batchNormFoldsIntoTheConvAndReluFuses() throws {
+        for optimize in [true, false] {
+            let s = try convBatchNormRelu(optimize: optimize)
+            let x = try f32([1, 2, 1, 1], [3, -2])
+            #expect(try s.run(["x": x])["y"]?.floats() == [2, 0], "optimize: \(optimize)")
+            let plan = try s.prepare(["x": x])
+            #expect(plan.steps == (optimize ? 1 : 3))
+            #expect(plan.nodes == 3)
+            if optimize {
+                #expect(plan.passes.contains { $0.hasPrefix("fold-batchnorm: 1") })
+                #expect(plan.passes.contains { $0.hasPrefix("fuse-conv-relu: 1") })
+            }
+        }
+    }
+
+    /// y = Relu(Conv(x) + r): 1×1 conv, W = [[1, 1]] (2 → 1 channels), no bias; x = [[1, 2], [-3, -4]] (2 channels, 2 pixels),
+    /// r = [0.5, 10] → conv [-2, -2] → + r [-1.5, 8] → relu [0, 8].
+    @Test func residualAddAndReluFuseIntoTheConv() throws {
+        for optimize in [true, false] {
+            let s = try session(
+                [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"]),
+                 Node(name: "add", opType: "Add", inputs: ["r", "c"], outputs: ["a"]),
+                 Node(name: "relu", opType: "Relu", inputs: ["a"], outputs: ["y"])],
+                initializers: ["W": try f32([1, 2, 1, 1], [1, 1])],
+                inputs: [ValueInfo(name: "x"), ValueInfo(name: "r")], outputs: ["y"], options: SessionOptions(optimize: optimize))
+            let feeds = ["x": try f32([1, 2, 1, 2], [1, 2, -3, -4]), "r": try f32([1, 1, 1, 2], [0.5, 10])]
+            #expect(try s.run(feeds)["y"]?.floats() == [0, 8])
+            #expect(try s.prepare(feeds).steps == (optimize ? 1 : 3))
+        }
+    }
+
+    @Test func aConvOutputReadTwiceIsNotFused() throws {
+        // c feeds both the Relu and the graph output: the Relu must not be merged.
+        let s = try session(
+            [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"]),
+             Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
+            initializers: ["W": try f32([1, 1, 1, 1], [-1])],
+            inputs: [ValueInfo(name: "x")], outputs: ["y", "c"])
+        let x = try f32([1, 1, 1, 2], [1, -2])
+        let out = try s.run(["x": x])
+        #expect(try out["c"]?.floats() == [-1, 2])
+        #expect(try out["y"]?.floats() == [0, 2])
+        #expect(try s.prepare(["x": x]).steps == 2)
+    }
+
+    final class Seen: RunObserver {
+        var events: [NodeEvent] = []
+        func nodeDidRun(_ event: NodeEvent) throws { events.append(event) }
+    }
+
+    @Test func anObserverSeesAFusedStepUnderTheNamesOfItsNodes() throws {
+        let seen = Seen()
+        _ = try convBatchNormRelu(optimize: true).run(["x": try f32([1, 2, 1, 1], [3, -2])], observer: seen)
+        #expect(seen.events.count == 1)
+        #expect(seen.events.first?.node.name == "conv+bn+relu")
+        #expect(seen.events.first?.replaced.map(\.name) == ["conv", "bn", "relu"])
+        #expect(try seen.events.first?.outputs.first?.floats() == [2, 0])
+    }
+
+    // MARK: Memory
+
+    @Test func viewsAndInPlaceStepsShareBytes() throws {
+        // x → Relu (in place on a dying value) → Reshape (a view) → Sigmoid.
+        let s = try session(
+            [Node(name: "neg", opType: "Neg", inputs: ["x"], outputs: ["t"]),
+             Node(name: "relu", opType: "Relu", inputs: ["t"], outputs: ["r"]),
+             Node(name: "flat", opType: "Flatten", inputs: ["r"], outputs: ["f"]),
+             Node(name: "sig", opType: "Sigmoid", inputs: ["f"], outputs: ["y"])],
+            inputs: [ValueInfo(name: "x")], outputs: ["y"])
+        let x = try f32([1, 2, 2], [-1, 2, 0, -3])
+        let y = try #require(s.run(["x": x])["y"])
+        #expect(y.shape == [1, 4])
+        // relu(-x) = [1, 0, 0, 3] → sigmoid
+        let expected: [Float] = [1, 0, 0, 3].map { 1 / (1 + Foundation.exp(-$0)) }
+        for (a, e) in zip(try y.floats(), expected) { #expect(abs(a - e) < 1e-6) }
+        let plan = try s.prepare(["x": x])
+        #expect(plan.steps == 3, "the Flatten is a view, not a step")
+        #expect(plan.sharedValues >= 3, "Flatten's view, Relu and Sigmoid in place")
+        // Everything fits in the bytes of the input plus one value: 2 × 16 bytes, each padded to 64.
+        #expect(plan.arenaBytes <= 128)
+    }
+
+    @Test func arenaOffsetsNeverOverlapForLiveValues() {
+        // Random lifetimes: any two values alive at once must not share bytes.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<50 {
+            let intervals = (0..<40).map { i -> ArenaLayout.Interval in
+                let first = Int.random(in: -1..<30, using: &generator)
+                return .init(name: "v\(i)", bytes: Int.random(in: 1..<5000, using: &generator), first: first,
+                             last: first + Int.random(in: 0..<10, using: &generator))
+            }
+            let layout = ArenaLayout(intervals)
+            for a in intervals { for b in intervals where a.name < b.name && a.first <= b.last && b.first <= a.last {
+                let (oa, ob) = (layout.offsets[a.name]!, layout.offsets[b.name]!)
+                #expect(oa + a.bytes <= ob || ob + b.bytes <= oa, "\(a) and \(b) overlap")
+            } }
+            #expect(layout.size <= intervals.reduce(0) { $0 + ($1.bytes + 63) / 64 * 64 })
+        }
+    }
+
+    // MARK: Limits, checked before anything is allocated
+
+    /// Twelve 1 GiB tensors (2^28 floats, each under the per-tensor bound) all alive at the end.
+    @Test func twelveGigabyteTensorsAliveAreRefused() throws {
+        var nodes: [Node] = []
+        var initializers = ["shape": try Tensor(shape: [1], int64s: [1 << 28])]
+        for i in 0..<12 {
+            initializers["k\(i)"] = try f32([1], [Float(i)])
+            nodes.append(Node(name: "add\(i)", opType: "Add", inputs: ["x", "k\(i)"], outputs: ["s\(i)"]))
+            nodes.append(Node(name: "expand\(i)", opType: "Expand", inputs: ["s\(i)", "shape"], outputs: ["e\(i)"]))
+        }
+        nodes.append(Node(name: "sum", opType: "Sum", inputs: (0..<12).map { "e\($0)" }, outputs: ["y"]))
+        let s = try session(nodes, initializers: initializers, inputs: [ValueInfo(name: "x", shape: [.fixed(1)])], outputs: ["y"],
+                            options: SessionOptions(limits: ResourceLimits(maxMemory: 8 << 30)))
+        let error = thrownCBAMError { _ = try s.run(["x": try f32([1], [1])]) }
+        #expect(error?.kind == .resourceLimit)
+        #expect(error?.message.contains("--max-memory") == true)
+        // 12 expanded copies and the Sum of them: 13 GiB alive at the end.
+        #expect(error?.message.contains("13.0 GiB") == true, "\(error?.message ?? "")")
+    }
+
+    /// One input broadcast to 2^29 elements eight times, each copy kept to the end.
+    @Test func eightHalfGigaElementBroadcastsAreRefused() throws {
+        var nodes: [Node] = []
+        var initializers = ["shape": try Tensor(shape: [2], int64s: [1 << 15, 1 << 14])]
+        for i in 0..<8 {
+            initializers["k\(i)"] = try f32([1, 1], [Float(i)])
+            nodes.append(Node(name: "mul\(i)", opType: "Mul", inputs: ["x", "k\(i)"], outputs: ["m\(i)"]))
+            nodes.append(Node(name: "expand\(i)", opType: "Expand", inputs: ["m\(i)", "shape"], outputs: ["e\(i)"]))
+        }
+        nodes.append(Node(name: "max", opType: "Max", inputs: (0..<8).map { "e\($0)" }, outputs: ["y"]))
+        let s = try session(nodes, initializers: initializers, inputs: [ValueInfo(name: "x", shape: [.fixed(1), .fixed(1)])], outputs: ["y"],
+                            options: SessionOptions(limits: ResourceLimits(maxMemory: 8 << 30)))
+        let error = thrownCBAMError { _ = try s.run(["x": try f32([1, 1], [1])]) }
+        #expect(error?.kind == .resourceLimit)
+    }
+
+    @Test func aHugeMatMulIsRefusedUnderAMACsLimit() throws {
+        // [16384, 16384] · [16384, 16384] = 4.4e12 multiply-accumulates, limit 1e11.
+        let s = try session(
+            [Node(name: "ea", opType: "Expand", inputs: ["x", "shape"], outputs: ["a"]),
+             Node(name: "mm", opType: "MatMul", inputs: ["a", "a"], outputs: ["y"])],
+            initializers: ["shape": try Tensor(shape: [2], int64s: [16384, 16384])],
+            inputs: [ValueInfo(name: "x", shape: [.fixed(1), .fixed(1)])], outputs: ["y"],
+            options: SessionOptions(limits: ResourceLimits(maxMACs: 100_000_000_000)))
+        let error = thrownCBAMError { _ = try s.run(["x": try f32([1, 1], [1])]) }
+        #expect(error?.kind == .resourceLimit)
+        #expect(error?.message.contains("4398046511104") == true)
+        #expect(error?.message.contains("--max-macs") == true)
+    }
+
+    @Test func foldingAConstantPastTheLimitIsRefusedBeforeItIsComputed() throws {
+        // ConstantOfShape [2^29] of an initializer shape would fold into a 2 GiB constant:
+        // the session folds it once when it is built, after checking its size.
+        let error = thrownCBAMError { _ = try session(
+            [Node(name: "big", opType: "ConstantOfShape", inputs: ["shape"], outputs: ["c"]),
+             Node(name: "add", opType: "Add", inputs: ["x", "c"], outputs: ["y"])],
+            initializers: ["shape": try Tensor(shape: [1], int64s: [1 << 29])],
+            inputs: [ValueInfo(name: "x", shape: [.fixed(1)])], outputs: ["y"],
+            options: SessionOptions(limits: ResourceLimits(maxMemory: 1 << 30))) }
+        #expect(error?.kind == .resourceLimit)
+        #expect(error?.node?.name == "big")
+    }
+
+    // MARK: Plans per signature, threads
+
+    @Test func aPlanIsCompiledOncePerInputShape() throws {
+        let s = try session([Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["y"])],
+                            inputs: [ValueInfo(name: "x", shape: [.symbolic("batch"), .fixed(2)])], outputs: ["y"])
+        let one = try f32([1, 2], [1, -1]), two = try f32([2, 2], [1, -1, -2, 2])
+        #expect(try s.prepare(["x": one]).arenaBytes > 0)
+        let first = try s.plan(for: ["x": one]), again = try s.plan(for: ["x": one]), other = try s.plan(for: ["x": two])
+        #expect(first === again)
+        #expect(first !== other)
+        #expect(try s.run(["x": two])["y"]?.floats() == [1, 0, 0, 2])
+    }
+
+    @Test func oneSessionFromFourThreadsAndAnotherWithOtherThreadsAgree() throws {
+        let path = Repo.path("Models/seed004_cbam/torchscript_op17.onnx")
+        let input = try NPY.read(contentsOf: Repo.path("Models/seed004_cbam/input.npy"))
+        let shared = try Session(contentsOf: path, options: SessionOptions(threads: 2))
+        let single = try Session(contentsOf: path, options: SessionOptions(threads: 1))
+        let expected = try shared.run(positional: [input])
+        let results = UnsafeMutableBufferPointer<[String: Tensor]?>.allocate(capacity: 8)
+        defer { results.deallocate() }
+        results.initialize(repeating: nil)
+        let box = UncheckedSendable(results)
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            // Even iterations share one session; odd ones use the single-threaded one.
+            box.value[i] = try? (i % 2 == 0 ? shared : single).run(positional: [input])
+        }
+        for i in 0..<8 {
+            let got = try #require(results[i], "run \(i) failed")
+            for (name, tensor) in expected {
+                let comparison = Comparison(actual: try #require(got[name]), expected: tensor, atol: 1e-5, rtol: 1e-5)
+                #expect(comparison.passed, "run \(i), output \(name): \(comparison)")
+            }
+        }
+    }
+}
