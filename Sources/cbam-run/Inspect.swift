@@ -6,9 +6,11 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Describe a model: interface, op counts, parameters, every tensor's shape, MACs, attention blocks.",
         discussion: """
-            Shapes are found by running the model on zero inputs at batch 1 and 2, so symbolic
+            Shapes come from compiling the model at batch 1 and 2 (nothing runs), so symbolic
             dimensions show as N, 2*N, …; MACs (multiply-accumulates of Conv, ConvTranspose, Gemm,
-            MatMul) are for batch 1. A model with unsupported ops still gets its static part.
+            MatMul) and memory are for batch 1. --plan prints the optimised plan: every step, the
+            nodes it stands for, how it computes, and what each rewrite pass did. A model with
+            unsupported ops still gets its static part.
             """)
 
     @Argument(help: "The .onnx model file.")
@@ -19,6 +21,9 @@ struct Inspect: ParsableCommand {
 
     @Flag(name: .customLong("all-nodes"), help: "List every node (default: the 25 with most MACs).")
     var allNodes = false
+
+    @Flag(name: .customLong("plan"), help: "Print the optimised plan's steps and what each rewrite pass did.")
+    var showPlan = false
 
     @Option(name: .customLong("default-size"), help: "Size given to symbolic dimensions other than the batch.")
     var defaultSize = 64
@@ -71,6 +76,19 @@ struct Inspect: ParsableCommand {
             print("  \(pad("#", 5)) \(pad("op", 20)) \(pad("MACs", 12)) \(pad("output shape", 22)) node")
             for n in shown {
                 print("  \(pad(String(n.index), 5)) \(pad(n.opType, 20)) \(pad(grouped(n.macs), 12)) \(pad(n.outputs.first?.shape ?? "", 22)) \(n.name)")
+            }
+        }
+        if let plan = r.plan {
+            func mb(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1e6) }
+            print("memory      weights \(mb(plan.weightBytes)); one run at batch 1: arena \(mb(plan.arenaBytes)) + scratch \(mb(plan.scratchBytes)) + folded constants \(mb(plan.foldedBytes)) = \(mb(plan.peakBytes))")
+            print("plan        \(plan.steps) steps for \(plan.nodes) nodes; \(plan.sharedValues) values share another's bytes (views, in place)")
+            if showPlan {
+                for line in plan.passes { print("  pass \(line)") }
+                print("  \(pad("#", 5)) \(pad("op", 20)) \(pad("kernel", 16)) \(pad("MACs", 12)) \(pad("output shape", 20)) step (nodes it stands for)")
+                for (index, step) in r.planSteps.enumerated() {
+                    let replaced = step.replaces.count > 1 ? "  (\(step.replaces.joined(separator: ", ")))" : ""
+                    print("  \(pad(String(index), 5)) \(pad(step.opType, 20)) \(pad(step.kernel, 16)) \(pad(grouped(step.macs), 12)) \(pad(step.output, 20)) \(step.name)\(replaced)")
+                }
             }
         }
         for note in r.notes { print("note: \(note)") }

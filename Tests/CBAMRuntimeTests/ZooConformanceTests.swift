@@ -36,18 +36,30 @@ struct ZooConformanceTests {
 
     /// Two threads, so the parallel paths (Conv split by batch item, elementwise and pooling
     /// split by rows) are checked against PyTorch too; the node cases run single-threaded.
+    ///
+    /// Differential: the optimised plan (BatchNorm folded, Conv+Add+Relu fused, in-place ops)
+    /// and the plan without passes must each match PyTorch, and match each other closely.
     @Test(arguments: ZooEntry.all)
     func matchesPyTorch(_ entry: ZooEntry) throws {
-        let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2))
         var feeds: [String: Tensor] = [:]
         for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
-        let results = try session.run(feeds)
+        var outputs: [[String: Tensor]] = []
+        for optimize in [true, false] {
+            let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2, optimize: optimize))
+            let results = try session.run(feeds)
+            outputs.append(results)
+            for output in entry.outputs {
+                let expected = try NPY.read(contentsOf: Repo.path("Models/" + output.file))
+                let actual = try #require(results[output.name], "no output named \(output.name)")
+                let comparison = Comparison(actual: actual, expected: expected, atol: entry.atol, rtol: entry.rtol)
+                if optimize { print("zoo \(entry.name) \(output.name): max abs error \(comparison.maxAbsoluteError)") }
+                #expect(comparison.passed, "\(entry.name) output \(output.name) (passes \(optimize ? "on" : "off")): \(comparison)")
+            }
+        }
         for output in entry.outputs {
-            let expected = try NPY.read(contentsOf: Repo.path("Models/" + output.file))
-            let actual = try #require(results[output.name], "no output named \(output.name)")
-            let comparison = Comparison(actual: actual, expected: expected, atol: entry.atol, rtol: entry.rtol)
-            print("zoo \(entry.name) \(output.name): max abs error \(comparison.maxAbsoluteError)")
-            #expect(comparison.passed, "\(entry.name) output \(output.name): \(comparison)")
+            let fused = try #require(outputs[0][output.name]), plain = try #require(outputs[1][output.name])
+            let comparison = Comparison(actual: fused, expected: plain, atol: entry.atol, rtol: entry.rtol)
+            #expect(comparison.passed, "\(entry.name) output \(output.name): fused vs unfused plan: \(comparison)")
         }
     }
 }

@@ -44,22 +44,32 @@ public final class AttentionCapture: RunObserver {
 
     /// The captured maps in execution order, classified and grouped into blocks.
     public func maps() -> [AttentionMap] {
-        var result: [AttentionMap] = []
+        let names = order.filter { !notFeatureLike.contains($0) && gatesByNode[$0] != nil && tensors[$0] != nil }
+        let kinds = names.map { name -> AttentionMap.Kind in
+            let gate = gatesByNode[name]!, tensor = tensors[name]!
+            return gate.mul == nil ? Self.classifyReturned(tensor.shape) : Self.classify(tensor.shape, feature: featureShapes[name] ?? [])
+        }
+        return zip(names, zip(kinds, Self.blocks(kinds))).enumerated().map { index, item in
+            let (name, (kind, block)) = item
+            return AttentionMap(index: index, block: block, kind: kind, gate: gatesByNode[name]!, tensor: tensors[name]!,
+                                featureShape: featureShapes[name] ?? [])
+        }
+    }
+
+    /// The block of each map, in execution order: a channel map opens a block and the
+    /// spatial map right after it joins that block; any other map stands alone.
+    static func blocks(_ kinds: [AttentionMap.Kind]) -> [Int] {
+        var result: [Int] = []
         var block = -1
         var blockHasSpatial = true
         var blockHasChannel = false
-        for name in order where !notFeatureLike.contains(name) {
-            guard let gate = gatesByNode[name], let tensor = tensors[name] else { continue }
-            let index = result.count
-            let featureShape = featureShapes[name] ?? []
-            let kind = gate.mul == nil ? Self.classifyReturned(tensor.shape) : Self.classify(tensor.shape, feature: featureShape)
+        for kind in kinds {
             switch kind {
             case .channel:
                 block += 1
                 blockHasChannel = true
                 blockHasSpatial = false
             case .spatial:
-                // A spatial map right after a channel map completes that block; otherwise it stands alone.
                 if !(blockHasChannel && !blockHasSpatial) { block += 1; blockHasChannel = false }
                 blockHasSpatial = true
             case .other:
@@ -67,7 +77,7 @@ public final class AttentionCapture: RunObserver {
                 blockHasChannel = false
                 blockHasSpatial = true
             }
-            result.append(AttentionMap(index: index, block: block, kind: kind, gate: gate, tensor: tensor, featureShape: featureShape))
+            result.append(block)
         }
         return result
     }

@@ -2,10 +2,10 @@
 /// parameter counts, every tensor's shape, per-node multiply-accumulates and the
 /// attention blocks, with the unsupported ops when there are any.
 ///
-/// Shapes come from running the model rather than from symbolic inference: each
-/// symbolic input dimension is set to 1 for one run and 2 for a second, and a
-/// tensor dimension that changes between the runs is shown in terms of the
-/// symbol (`N`, `2*N`). Non-batch symbolic dimensions take `defaultSize`.
+/// Shapes come from compiled plans, without running anything: the batch dimension is
+/// set to 1 for one plan and 2 for a second, and a tensor dimension that differs
+/// between them is shown in terms of the symbol (`N`, `2*N`). Non-batch symbolic
+/// dimensions take `defaultSize`.
 public struct InspectionReport: Codable, Sendable {
     public struct Value: Codable, Sendable {
         public var name: String
@@ -47,7 +47,22 @@ public struct InspectionReport: Codable, Sendable {
     /// Σ of `nodes[].macs` (batch 1).
     public var totalMACs: Int
     public var attention: [AttentionInfo]
+    /// The optimised plan at batch 1: memory, MACs and what each pass did.
+    public var plan: PlanSummary?
+    /// The optimised plan's steps (`inspect --plan`).
+    public var planSteps: [PlanStepInfo]
     public var notes: [String]
+
+    public struct PlanStepInfo: Codable, Sendable {
+        public var name: String
+        public var opType: String
+        /// How the step computes ("im2col+sgemm", "simd broadcast", "reference", …).
+        public var kernel: String
+        /// The model's nodes the step stands for.
+        public var replaces: [String]
+        public var output: String
+        public var macs: Int
+    }
 }
 
 public enum Inspector {
@@ -70,7 +85,7 @@ public enum Inspector {
             parameterCount: graph.initializers.values.filter { $0.dataType == .float || $0.dataType == .double }.reduce(0) { $0 + $1.count },
             constantCount: graph.initializers.values.filter { $0.dataType != .float && $0.dataType != .double }.reduce(0) { $0 + $1.count },
             initializerCount: graph.initializers.count,
-            unsupportedOps: unsupported, nodes: [], totalMACs: 0, attention: [], notes: [])
+            unsupportedOps: unsupported, nodes: [], totalMACs: 0, attention: [], plan: nil, planSteps: [], notes: [])
         guard unsupported.isEmpty else {
             report.notes.append("shapes, MACs and attention blocks need every op supported; unsupported: \(unsupported.joined(separator: ", "))")
             return report
@@ -78,17 +93,19 @@ public enum Inspector {
         do {
             try inferShapes(model: model, path: path, defaultSize: defaultSize, into: &report)
         } catch {
-            report.notes.append("could not run the model on placeholder inputs to infer shapes: \(error)")
+            report.notes.append("could not plan the model to infer shapes: \(error)")
         }
         return report
     }
 
-    /// Runs the model at batch 1 and 2 on zero inputs, recording shapes, MACs and attention maps.
+    /// Compiles the model at batch 1 and 2 (nothing runs), reading shapes, MACs, memory
+    /// and the attention maps' kinds from the plans.
     static func inferShapes(model: Model, path: String, defaultSize: Int, into report: inout InspectionReport) throws {
-        let session = try Session(model: model, fileName: path)
-        var symbols: [String: String] = [:]  // symbol name → how it is shown
-        func feeds(batch: Int) throws -> [String: Tensor] {
-            var result: [String: Tensor] = [:]
+        // The plan without passes keeps one step per node of the file.
+        let session = try Session(model: model, fileName: path, options: SessionOptions(optimize: false))
+        var symbols: [String: String] = [:]
+        func inputTypes(batch: Int) throws -> [String: ValueType] {
+            var result: [String: ValueType] = [:]
             for info in session.requiredInputs {
                 guard let declared = info.shape else {
                     throw CBAMError(.missingInput, "input \"\(info.name)\" declares no shape")
@@ -97,38 +114,27 @@ public enum Inspector {
                     switch dim {
                     case .fixed(let n): return n
                     case .symbolic(let name):
-                        symbols[name] = axis == 0 ? name : "\(name)"
+                        symbols[name] = name
                         return axis == 0 ? batch : defaultSize
                     case .unknown: return axis == 0 ? batch : defaultSize
                     }
                 }
-                let count = try Shape.elementCount(shape)
-                let storage: Tensor.Storage
-                switch info.elementType ?? .float {
-                case .float: storage = .float([Float](repeating: 0, count: count))
-                case .double: storage = .double([Double](repeating: 0, count: count))
-                case .int64: storage = .int64([Int64](repeating: 0, count: count))
-                case .int32: storage = .int32([Int32](repeating: 0, count: count))
-                case .int8: storage = .int8([Int8](repeating: 0, count: count))
-                case .uint8: storage = .uint8([UInt8](repeating: 0, count: count))
-                case .bool: storage = .bool([Bool](repeating: false, count: count))
-                case .float16: storage = .float16([Float16](repeating: 0, count: count))
-                }
-                result[info.name] = try Tensor(shape: shape, storage: storage)
+                _ = try Shape.elementCount(shape)
+                result[info.name] = ValueType(info.elementType ?? .float, shape)
             }
             return result
         }
-        let first = ShapeRecorder(), second = ShapeRecorder()
-        let (_, maps) = try session.runCapturingAttention(try feeds(batch: 1), observer: first)
-        _ = try session.run(try feeds(batch: 2), observer: second)
+        let first = try session.plan(inputTypes: try inputTypes(batch: 1))
+        let second = try session.plan(inputTypes: try inputTypes(batch: 2))
         let batchSymbol = model.graph.requiredInputs.compactMap { info -> String? in
             if case .symbolic(let name)? = info.shape?.first { return name }
             return nil
         }.first ?? "N"
 
         /// A dimension that doubles from batch 1 to batch 2 is k·N.
-        func describe(_ a: [Int], _ b: [Int]?) -> String {
-            guard let b, b.count == a.count else { return Shape.describe(a) }
+        func describe(_ name: String) -> String {
+            guard let a = first.typed.types[name]?.shape else { return "[?]" }
+            guard let b = second.typed.types[name]?.shape, b.count == a.count else { return Shape.describe(a) }
             let dims = zip(a, b).map { x, y -> String in
                 if x == y { return String(x) }
                 if y == 2 * x { return x == 1 ? batchSymbol : "\(x)*\(batchSymbol)" }
@@ -136,71 +142,61 @@ public enum Inspector {
             }
             return "[" + dims.joined(separator: ", ") + "]"
         }
-        var secondShapes: [String: [Int]] = [:]
-        for record in second.records { for (name, shape) in zip(record.outputs, record.shapes) { secondShapes[name] = shape } }
-        // A model with a fixed batch B runs at B: MACs, linear in the batch, are divided by B.
+        // A model with a fixed batch B is planned at B: MACs, linear in the batch, are divided by B.
         var fixedBatch = 1
         if case .fixed(let b)? = model.graph.requiredInputs.first?.shape?.first, b > 1 {
             fixedBatch = b
-            report.notes.append("the model's batch is fixed at \(b); MACs are per batch item (the run's MACs divided by \(b))")
+            report.notes.append("the model's batch is fixed at \(b); MACs are per batch item (the plan's MACs divided by \(b))")
         }
-        report.nodes = first.records.enumerated().map { index, record in
+        // Steps and views, in the order they run.
+        var order: [(node: Node, macs: Int)] = first.views.filter { $0.afterStep < 0 }.map { ($0.entry.node, 0) }
+        for (index, step) in first.steps.enumerated() {
+            order.append((step.entry.node, step.macs))
+            order.append(contentsOf: first.views.filter { $0.afterStep == index }.map { ($0.entry.node, 0) })
+        }
+        report.nodes = order.enumerated().map { index, item in
             InspectionReport.NodeInfo(
-                index: index, name: record.node.ref.name, opType: record.node.opType,
-                outputs: zip(record.outputs, zip(record.shapes, record.types)).map { name, pair in
-                    .init(name: name, type: pair.1.description, shape: describe(pair.0, secondShapes[name]))
+                index: index, name: item.node.ref.name, opType: item.node.opType,
+                outputs: item.node.outputs.filter { !$0.isEmpty }.map { name in
+                    .init(name: name, type: first.typed.types[name]?.dataType.description ?? "?", shape: describe(name))
                 },
-                macs: record.macs / fixedBatch)
+                macs: item.macs / fixedBatch)
         }
         report.totalMACs = report.nodes.reduce(0) { $0 + $1.macs }
-        report.attention = maps.map { map in
-            .init(index: map.index, block: map.block, kind: map.kind.rawValue, tensor: map.gate.tensor,
-                  node: map.gate.node.ref.name, shape: describe(map.tensor.shape, secondShapes[map.gate.tensor]))
+
+        // Attention gates, classified from their planned shapes.
+        let types = first.typed.types
+        let gates = session.attentionGates.filter { gate in
+            gate.mul != nil || (types[gate.node.inputs.first ?? ""]?.shape.count ?? 0) >= 3
+        }
+        let kinds = gates.map { gate -> AttentionMap.Kind in
+            let shape = types[gate.node.outputs[0]]?.shape ?? []
+            guard let mul = gate.mul else { return AttentionCapture.classifyReturned(shape) }
+            return AttentionCapture.classify(shape, feature: types[mul.inputs[gate.featureInputIndex]]?.shape ?? [])
+        }
+        report.attention = zip(gates, zip(kinds, AttentionCapture.blocks(kinds))).enumerated().map { index, item in
+            let (gate, (kind, block)) = item
+            return .init(index: index, block: block, kind: kind.rawValue, tensor: gate.node.outputs[0],
+                         node: gate.node.ref.name, shape: describe(gate.node.outputs[0]))
+        }
+
+        // Memory and what the passes do, from the optimised plan at batch 1.
+        let optimised = try Session(model: model, fileName: path).plan(inputTypes: try inputTypes(batch: 1))
+        let summary = optimised.summary(compileSeconds: optimised.compileSeconds,
+                                        weightBytes: model.graph.initializers.values.reduce(0) { $0 + $1.valueType.byteCount })
+        report.plan = summary
+        report.planSteps = optimised.steps.map { step in
+            .init(name: step.entry.node.ref.name, opType: (step.entry.node.domain.isEmpty ? "" : step.entry.node.domain + "::") + step.entry.node.opType,
+                  kernel: step.kernel.detail, replaces: step.entry.replaces.map(\.ref.name),
+                  output: step.entry.node.outputs.first.map(describeShape(optimised)) ?? "", macs: step.macs)
         }
         if !symbols.isEmpty {
-            report.notes.append("shapes from runs at \(batchSymbol) = 1 and 2 on zero inputs; other symbolic dimensions set to \(defaultSize); MACs at batch 1")
+            report.notes.append("shapes from plans at \(batchSymbol) = 1 and 2 (nothing runs); other symbolic dimensions set to \(defaultSize); MACs and memory at batch 1")
         }
+    }
+
+    private static func describeShape(_ plan: Plan) -> (String) -> String {
+        { name in plan.typed.types[name].map { Shape.describe($0.shape) } ?? "" }
     }
 }
 
-/// Records each node's output shapes and MACs during a run.
-final class ShapeRecorder: RunObserver {
-    struct Record {
-        let node: Node
-        let outputs: [String]
-        let shapes: [[Int]]
-        let types: [DataType]
-        let macs: Int
-    }
-    var records: [Record] = []
-
-    func nodeDidRun(_ event: NodeEvent) throws {
-        records.append(Record(node: event.node, outputs: event.node.outputs, shapes: event.outputs.map(\.shape),
-                              types: event.outputs.map(\.dataType), macs: Self.macs(event)))
-    }
-
-    /// Multiply-accumulates of the ops that dominate a CNN's cost, from actual shapes.
-    static func macs(_ event: NodeEvent) -> Int {
-        let inputs = event.inputs
-        guard let y = event.outputs.first else { return 0 }
-        func shape(_ i: Int) -> [Int]? { i < inputs.count ? inputs[i]?.shape : nil }
-        switch event.node.opType {
-        case "Conv":
-            // Each output element sums C/group · kernel products.
-            guard let w = shape(1), w.count >= 3 else { return 0 }
-            return y.count * w.dropFirst().reduce(1, *)
-        case "ConvTranspose":
-            guard let x = shape(0), let w = shape(1), w.count >= 3 else { return 0 }
-            return x.count * w.dropFirst().reduce(1, *)
-        case "Gemm":
-            guard let a = shape(0), a.count == 2 else { return 0 }
-            let transA = { if case .int(let v)? = event.node.attributes["transA"] { return v != 0 } else { return false } }()
-            return y.count * (transA ? a[0] : a[1])
-        case "MatMul":
-            guard let a = shape(0), let k = a.last else { return 0 }
-            return y.count * k
-        default:
-            return 0
-        }
-    }
-}
