@@ -1,0 +1,408 @@
+import CDNNL
+
+// Conv and ConvTranspose on oneDNN primitives, built once per geometry: weights are
+// reordered into the layout the primitive wants at build time, and execute only binds
+// the source and destination pointers. 1-D is run as 2-D with H = 1.
+
+/// What a convolution does to its result before storing it, in order.
+public enum DNNLPostOp: Sendable, Equatable {
+    /// dst = result + dst: the destination already holds the residual (Conv + Add).
+    case sum
+    /// max(0, ·).
+    case relu
+}
+
+/// How the source and destination are laid out.
+public enum DNNLActivationLayout: Sendable, Equatable {
+    /// Plain NCHW float32, as the rest of cbam-run stores tensors.
+    case plain
+    /// Whatever the primitive prefers (blocked nChw16c on AVX-512, nChw8c on AVX2, …); see
+    /// `source` / `destination` for the chosen layouts and `DNNLReorder` to convert.
+    case chosenByPrimitive
+}
+
+extension OneDNN {
+    /// Primitive attributes: user-owned scratchpad and the post-ops in order.
+    static func attributes(_ postOps: [DNNLPostOp], outputScale: Float = 1) throws -> dnnl_primitive_attr_t {
+        var attr: dnnl_primitive_attr_t?
+        try check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
+        do {
+            try check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "dnnl_primitive_attr_set_scratchpad_mode")
+            if outputScale != 1 {
+                var scale = outputScale
+                try check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "dnnl_primitive_attr_set_output_scales")
+            }
+            if !postOps.isEmpty {
+                var ops: dnnl_post_ops_t?
+                try check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
+                defer { dnnl_post_ops_destroy(ops) }
+                for op in postOps {
+                    switch op {
+                    case .sum: try check(dnnl_post_ops_append_sum(ops, 1), "dnnl_post_ops_append_sum")
+                    case .relu: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "dnnl_post_ops_append_eltwise")
+                    }
+                }
+                try check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")
+            }
+            return attr!
+        } catch {
+            dnnl_primitive_attr_destroy(attr)
+            throw error
+        }
+    }
+
+    /// Creates a primitive descriptor from an initialised op descriptor.
+    static func primitiveDesc<Desc>(_ desc: inout Desc, attributes attr: dnnl_primitive_attr_t, engine: dnnl_engine_t,
+                                    _ what: String) throws -> dnnl_primitive_desc_t {
+        var pd: dnnl_primitive_desc_t?
+        try withUnsafePointer(to: &desc) { pointer in
+            try check(dnnl_primitive_desc_create(&pd, const_dnnl_op_desc_t(pointer), attr, engine, nil), "dnnl_primitive_desc_create (\(what))")
+        }
+        return pd!
+    }
+
+    static func checkSizes(_ values: [(String, Int)], minimum: Int) throws {
+        for (name, value) in values where value < minimum {
+            throw CBAMError(.invalidShape, "\(name) must be at least \(minimum), got \(value)")
+        }
+    }
+}
+
+/// Weight and bias counts against the geometry, for the array initialisers.
+private func checkCounts(weights: Int, _ shape: [Int], bias: Int?, _ outputChannels: Int) throws {
+    let expected = try Shape.elementCount(shape)
+    guard weights == expected else {
+        throw CBAMError(.shapeMismatch, "\(weights) weights for a \(Shape.describe(shape)) filter (\(expected) values)")
+    }
+    if let bias, bias != outputChannels {
+        throw CBAMError(.shapeMismatch, "\(bias) bias values for \(outputChannels) output channels")
+    }
+}
+
+// MARK: - Convolution
+
+/// A 2-D (or 1-D, as H = 1) convolution on a oneDNN primitive.
+///
+/// Thread safety: `execute` may be called from several threads at once. Each concurrent
+/// caller takes its own execution context (stream, memory objects, scratchpad) from a
+/// pool; the first time a thread count or a level of concurrency is seen, a context (and
+/// for a new thread count, a primitive) is created — that is the only allocation.
+public final class DNNLConvolution: @unchecked Sendable {
+    /// The full geometry in ONNX terms (dilation 1 = dense).
+    public struct Geometry: Sendable, Equatable {
+        public var batch: Int, channels: Int, height: Int, width: Int
+        public var outputChannels: Int
+        public var kernelHeight: Int, kernelWidth: Int
+        public var strideHeight: Int, strideWidth: Int
+        public var dilationHeight: Int, dilationWidth: Int
+        public var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
+        public var group: Int
+
+        public init(batch: Int, channels: Int, height: Int, width: Int, outputChannels: Int,
+                    kernelHeight: Int, kernelWidth: Int, strideHeight: Int = 1, strideWidth: Int = 1,
+                    dilationHeight: Int = 1, dilationWidth: Int = 1,
+                    padTop: Int = 0, padLeft: Int = 0, padBottom: Int = 0, padRight: Int = 0, group: Int = 1) {
+            self.batch = batch; self.channels = channels; self.height = height; self.width = width
+            self.outputChannels = outputChannels
+            self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth
+            self.strideHeight = strideHeight; self.strideWidth = strideWidth
+            self.dilationHeight = dilationHeight; self.dilationWidth = dilationWidth
+            self.padTop = padTop; self.padLeft = padLeft; self.padBottom = padBottom; self.padRight = padRight
+            self.group = group
+        }
+
+        /// A 1-D convolution over `width`, run as 2-D with H = 1.
+        public static func oneDimensional(batch: Int, channels: Int, width: Int, outputChannels: Int, kernel: Int,
+                                          stride: Int = 1, dilation: Int = 1, padBegin: Int = 0, padEnd: Int = 0,
+                                          group: Int = 1) -> Geometry {
+            Geometry(batch: batch, channels: channels, height: 1, width: width, outputChannels: outputChannels,
+                     kernelHeight: 1, kernelWidth: kernel, strideWidth: stride, dilationWidth: dilation,
+                     padLeft: padBegin, padRight: padEnd, group: group)
+        }
+
+        public var outputHeight: Int {
+            (height + padTop + padBottom - (kernelHeight - 1) * dilationHeight - 1) / strideHeight + 1
+        }
+        public var outputWidth: Int {
+            (width + padLeft + padRight - (kernelWidth - 1) * dilationWidth - 1) / strideWidth + 1
+        }
+        /// True when every input channel has its own filter (group == C == M).
+        public var isDepthwise: Bool { group > 1 && group == channels && group == outputChannels }
+        public var sourceShape: [Int] { [batch, channels, height, width] }
+        public var destinationShape: [Int] { [batch, outputChannels, outputHeight, outputWidth] }
+        /// ONNX weight shape `[M, C/group, kH, kW]`.
+        public var weightShape: [Int] { [outputChannels, channels / Swift.max(group, 1), kernelHeight, kernelWidth] }
+        /// Multiply-adds × 2.
+        public var flops: Double {
+            2 * Double(batch) * Double(outputChannels) * Double(outputHeight * outputWidth)
+                * Double(channels / Swift.max(group, 1)) * Double(kernelHeight * kernelWidth)
+        }
+
+        func validate() throws {
+            try OneDNN.checkSizes([("batch", batch), ("channels", channels), ("height", height), ("width", width),
+                                   ("output channels", outputChannels), ("kernel height", kernelHeight),
+                                   ("kernel width", kernelWidth), ("stride", strideHeight), ("stride", strideWidth),
+                                   ("dilation", dilationHeight), ("dilation", dilationWidth), ("group", group)], minimum: 1)
+            try OneDNN.checkSizes([("pad", padTop), ("pad", padLeft), ("pad", padBottom), ("pad", padRight)], minimum: 0)
+            guard channels % group == 0, outputChannels % group == 0 else {
+                throw CBAMError(.shapeMismatch, "group \(group) does not divide \(channels) input and \(outputChannels) output channels")
+            }
+            for (extent, padded, axis) in [((kernelHeight - 1) * dilationHeight + 1, height + padTop + padBottom, "height"),
+                                           ((kernelWidth - 1) * dilationWidth + 1, width + padLeft + padRight, "width")] {
+                guard extent <= padded else {
+                    throw CBAMError(.shapeMismatch, "the dilated kernel (\(extent)) is larger than the padded input \(axis) (\(padded))")
+                }
+            }
+            for shape in [sourceShape, destinationShape, weightShape] { _ = try Shape.elementCount(shape) }
+        }
+    }
+
+    public let geometry: Geometry
+    public let postOps: [DNNLPostOp]
+    /// The source layout `execute` reads (plain NCHW unless built with `.chosenByPrimitive`).
+    public let source: DNNLLayout
+    /// The destination layout `execute` writes (and, with a `.sum` post-op, reads the residual from).
+    public let destination: DNNLLayout
+    /// The layout the weights were reordered to for the build-time thread count.
+    public let weights: DNNLLayout
+    /// oneDNN's implementation for the build-time thread count, e.g. "brgconv:avx512_core".
+    public let implementation: String
+    private let executable: DNNLExecutable
+
+    /// Builds the primitive for `threads` OpenMP threads (others are built on first use).
+    /// - Parameters:
+    ///   - weights: `[M, C/group, kH, kW]` floats (ONNX layout), copied.
+    ///   - bias: `[M]` floats, copied; nil for none.
+    ///   - postOps: applied in order (`[.sum, .relu]` is Conv + Add + Relu).
+    public convenience init(geometry: Geometry, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>? = nil,
+                            postOps: [DNNLPostOp] = [], layout: DNNLActivationLayout = .plain, threads: Int = 1) throws {
+        try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, layout: layout, threads: threads)
+    }
+
+    private init(_ geometry: Geometry, weightsPointer weights: UnsafePointer<Float>, biasPointer bias: UnsafePointer<Float>?,
+                 postOps: [DNNLPostOp], layout: DNNLActivationLayout, threads: Int) throws {
+        try geometry.validate()
+        self.geometry = geometry
+        self.postOps = postOps
+        let engine = try OneDNN.engine()
+        let g = geometry
+        let grouped = g.group > 1
+        let userWeights = grouped
+            ? try OneDNN.descriptor([g.group, g.outputChannels / g.group, g.channels / g.group, g.kernelHeight, g.kernelWidth], dnnl_goihw)
+            : try OneDNN.descriptor(g.weightShape, dnnl_oihw)
+        let anyWeights = grouped
+            ? try OneDNN.descriptor([g.group, g.outputChannels / g.group, g.channels / g.group, g.kernelHeight, g.kernelWidth], dnnl_format_tag_any)
+            : try OneDNN.descriptor(g.weightShape, dnnl_format_tag_any)
+        let biasDesc = try OneDNN.descriptor([g.outputChannels], dnnl_x)
+        let hasBias = bias != nil
+
+        func build(source: dnnl_memory_desc_t, destination: dnnl_memory_desc_t) throws -> dnnl_primitive_desc_t {
+            var (s, w, b, d) = (source, anyWeights, hasBias ? biasDesc : dnnl_memory_desc_t(), destination)  // a zero desc: no bias
+            var desc = dnnl_convolution_desc_t()
+            let strides: [dnnl_dim_t] = [dnnl_dim_t(g.strideHeight), dnnl_dim_t(g.strideWidth)]
+            let dilations: [dnnl_dim_t] = [dnnl_dim_t(g.dilationHeight - 1), dnnl_dim_t(g.dilationWidth - 1)]
+            let padL: [dnnl_dim_t] = [dnnl_dim_t(g.padTop), dnnl_dim_t(g.padLeft)]
+            let padR: [dnnl_dim_t] = [dnnl_dim_t(g.padBottom), dnnl_dim_t(g.padRight)]
+            try OneDNN.check(dnnl_dilated_convolution_forward_desc_init(
+                &desc, dnnl_forward_inference, dnnl_convolution_direct, &s, &w, &b, &d,
+                strides, dilations, padL, padR), "dnnl_dilated_convolution_forward_desc_init")
+            let attr = try OneDNN.attributes(postOps)
+            defer { dnnl_primitive_attr_destroy(attr) }
+            return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "convolution")
+        }
+
+        // Settle the activation layouts once, for the build-time thread count; primitives for
+        // other counts are then asked for exactly these (and refuse if they cannot).
+        let tag = layout == .plain ? dnnl_nchw : dnnl_format_tag_any
+        let (sourceLayout, destinationLayout) = try OneDNN.withThreads(threads) {
+            let pd = try build(source: try OneDNN.descriptor(g.sourceShape, tag),
+                               destination: try OneDNN.descriptor(g.destinationShape, tag))
+            defer { dnnl_primitive_desc_destroy(pd) }
+            guard let s = OneDNN.query(pd, argument: DNNLArgument.source),
+                  let d = OneDNN.query(pd, argument: DNNLArgument.destination) else {
+                throw CBAMError(.unsupportedOp, "oneDNN's convolution reports no source or destination layout")
+            }
+            return (DNNLLayout(s), DNNLLayout(d))
+        }
+        source = sourceLayout
+        destination = destinationLayout
+
+        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
+        let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: DNNLLayout(userWeights), engine: engine)
+        bound.append((DNNLArgument.weights, DNNLLayout(userWeights), weightMemory))
+        if let bias {
+            let biasMemory: dnnl_memory_t
+            do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: DNNLLayout(biasDesc), engine: engine) }
+            catch { dnnl_memory_destroy(weightMemory); throw error }
+            bound.append((DNNLArgument.bias, DNNLLayout(biasDesc), biasMemory))
+        }
+        executable = try DNNLExecutable(
+            callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
+        ) { _ in try build(source: sourceLayout.desc, destination: destinationLayout.desc) }
+        let variant = try executable.variant(threads: Swift.max(1, threads))
+        implementation = variant.implementation
+        self.weights = variant.bound.first { $0.arg == DNNLArgument.weights }
+            .flatMap { arg -> DNNLLayout? in
+                var md: UnsafePointer<dnnl_memory_desc_t>?
+                guard dnnl_memory_get_memory_desc(arg.memory, &md) == dnnl_success, let md else { return nil }
+                return DNNLLayout(md.pointee)
+            } ?? DNNLLayout(userWeights)
+    }
+
+    /// The same from arrays, whose counts are checked against the geometry.
+    public convenience init(geometry: Geometry, weights: [Float], bias: [Float]? = nil,
+                            postOps: [DNNLPostOp] = [], layout: DNNLActivationLayout = .plain, threads: Int = 1) throws {
+        try geometry.validate()
+        try checkCounts(weights: weights.count, geometry.weightShape, bias: bias?.count, geometry.outputChannels)
+        if let bias {
+            try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, layout: layout, threads: threads)
+        } else {
+            try self.init(geometry, weightsPointer: weights, biasPointer: nil, postOps: postOps, layout: layout, threads: threads)
+        }
+    }
+
+    /// The implementation oneDNN picks for `threads` threads (builds that primitive if needed).
+    public func implementation(threads: Int) throws -> String {
+        try executable.variant(threads: Swift.max(1, threads)).implementation
+    }
+
+    /// Runs the convolution on `threads` OpenMP threads. `source` holds `source.elementCount`
+    /// floats in the `source` layout, `destination` `destination.elementCount` in its layout
+    /// (holding the residual when a `.sum` post-op was asked for). They must not overlap.
+    public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1) throws {
+        try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination))
+    }
+}
+
+// MARK: - Deconvolution
+
+/// A 2-D (or 1-D, as H = 1) transposed convolution (ONNX ConvTranspose) on a oneDNN primitive.
+/// Same thread-safety as `DNNLConvolution`.
+public final class DNNLDeconvolution: @unchecked Sendable {
+    /// The geometry in ONNX terms. The output size is the caller's (it carries
+    /// `output_padding` / `output_shape`); the end pads follow from it.
+    public struct Geometry: Sendable, Equatable {
+        public var batch: Int, channels: Int, height: Int, width: Int
+        public var outputChannels: Int
+        public var kernelHeight: Int, kernelWidth: Int
+        public var strideHeight: Int, strideWidth: Int
+        public var dilationHeight: Int, dilationWidth: Int
+        public var padTop: Int, padLeft: Int
+        public var outputHeight: Int, outputWidth: Int
+        public var group: Int
+
+        public init(batch: Int, channels: Int, height: Int, width: Int, outputChannels: Int,
+                    kernelHeight: Int, kernelWidth: Int, strideHeight: Int = 1, strideWidth: Int = 1,
+                    dilationHeight: Int = 1, dilationWidth: Int = 1, padTop: Int = 0, padLeft: Int = 0,
+                    outputHeight: Int, outputWidth: Int, group: Int = 1) {
+            self.batch = batch; self.channels = channels; self.height = height; self.width = width
+            self.outputChannels = outputChannels
+            self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth
+            self.strideHeight = strideHeight; self.strideWidth = strideWidth
+            self.dilationHeight = dilationHeight; self.dilationWidth = dilationWidth
+            self.padTop = padTop; self.padLeft = padLeft
+            self.outputHeight = outputHeight; self.outputWidth = outputWidth
+            self.group = group
+        }
+
+        /// End pads implied by the output size (negative when output_padding adds rows past the last tap).
+        public var padBottom: Int { (height - 1) * strideHeight + (kernelHeight - 1) * dilationHeight + 1 - padTop - outputHeight }
+        public var padRight: Int { (width - 1) * strideWidth + (kernelWidth - 1) * dilationWidth + 1 - padLeft - outputWidth }
+        public var sourceShape: [Int] { [batch, channels, height, width] }
+        public var destinationShape: [Int] { [batch, outputChannels, outputHeight, outputWidth] }
+        /// ONNX weight shape `[C, M/group, kH, kW]`.
+        public var weightShape: [Int] { [channels, outputChannels / Swift.max(group, 1), kernelHeight, kernelWidth] }
+
+        func validate() throws {
+            try OneDNN.checkSizes([("batch", batch), ("channels", channels), ("height", height), ("width", width),
+                                   ("output channels", outputChannels), ("kernel height", kernelHeight),
+                                   ("kernel width", kernelWidth), ("stride", strideHeight), ("stride", strideWidth),
+                                   ("dilation", dilationHeight), ("dilation", dilationWidth), ("group", group),
+                                   ("output height", outputHeight), ("output width", outputWidth)], minimum: 1)
+            try OneDNN.checkSizes([("pad", padTop), ("pad", padLeft)], minimum: 0)
+            guard channels % group == 0, outputChannels % group == 0 else {
+                throw CBAMError(.shapeMismatch, "group \(group) does not divide \(channels) input and \(outputChannels) output channels")
+            }
+            for shape in [sourceShape, destinationShape, weightShape] { _ = try Shape.elementCount(shape) }
+        }
+    }
+
+    public let geometry: Geometry
+    public let implementation: String
+    private let executable: DNNLExecutable
+
+    /// - Parameters:
+    ///   - weights: `[C, M/group, kH, kW]` floats (ONNX layout), copied.
+    ///   - bias: `[M]` floats, copied; nil for none.
+    public convenience init(geometry: Geometry, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>? = nil,
+                            postOps: [DNNLPostOp] = [], threads: Int = 1) throws {
+        try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, threads: threads)
+    }
+
+    private init(_ geometry: Geometry, weightsPointer weights: UnsafePointer<Float>, biasPointer bias: UnsafePointer<Float>?,
+                 postOps: [DNNLPostOp], threads: Int) throws {
+        try geometry.validate()
+        self.geometry = geometry
+        let engine = try OneDNN.engine()
+        let g = geometry
+        // oneDNN's deconvolution weights are (G,) OC, IC, kH, kW; ONNX stores (G,) IC, OC: iohw / giohw.
+        let userWeights: dnnl_memory_desc_t, anyWeights: dnnl_memory_desc_t
+        if g.group > 1 {
+            let dims = [g.group, g.outputChannels / g.group, g.channels / g.group, g.kernelHeight, g.kernelWidth]
+            userWeights = try OneDNN.descriptor(dims, dnnl_giohw)
+            anyWeights = try OneDNN.descriptor(dims, dnnl_format_tag_any)
+        } else {
+            let dims = [g.outputChannels, g.channels, g.kernelHeight, g.kernelWidth]
+            userWeights = try OneDNN.descriptor(dims, dnnl_iohw)
+            anyWeights = try OneDNN.descriptor(dims, dnnl_format_tag_any)
+        }
+        let biasDesc = try OneDNN.descriptor([g.outputChannels], dnnl_x)
+        let sourceLayout = DNNLLayout(try OneDNN.descriptor(g.sourceShape, dnnl_nchw))
+        let destinationLayout = DNNLLayout(try OneDNN.descriptor(g.destinationShape, dnnl_nchw))
+        let hasBias = bias != nil
+
+        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
+        let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: DNNLLayout(userWeights), engine: engine)
+        bound.append((DNNLArgument.weights, DNNLLayout(userWeights), weightMemory))
+        if let bias {
+            let biasMemory: dnnl_memory_t
+            do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: DNNLLayout(biasDesc), engine: engine) }
+            catch { dnnl_memory_destroy(weightMemory); throw error }
+            bound.append((DNNLArgument.bias, DNNLLayout(biasDesc), biasMemory))
+        }
+        executable = try DNNLExecutable(
+            callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
+        ) { _ in
+            var (s, w, b, d) = (sourceLayout.desc, anyWeights, hasBias ? biasDesc : dnnl_memory_desc_t(), destinationLayout.desc)
+            var desc = dnnl_deconvolution_desc_t()
+            let strides: [dnnl_dim_t] = [dnnl_dim_t(g.strideHeight), dnnl_dim_t(g.strideWidth)]
+            let dilations: [dnnl_dim_t] = [dnnl_dim_t(g.dilationHeight - 1), dnnl_dim_t(g.dilationWidth - 1)]
+            let padL: [dnnl_dim_t] = [dnnl_dim_t(g.padTop), dnnl_dim_t(g.padLeft)]
+            let padR: [dnnl_dim_t] = [dnnl_dim_t(g.padBottom), dnnl_dim_t(g.padRight)]
+            try OneDNN.check(dnnl_dilated_deconvolution_forward_desc_init(
+                &desc, dnnl_forward_inference, dnnl_deconvolution_direct, &s, &w, &b, &d,
+                strides, dilations, padL, padR), "dnnl_dilated_deconvolution_forward_desc_init")
+            let attr = try OneDNN.attributes(postOps)
+            defer { dnnl_primitive_attr_destroy(attr) }
+            return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "deconvolution")
+        }
+        implementation = try executable.variant(threads: Swift.max(1, threads)).implementation
+    }
+
+    /// The same from arrays, whose counts are checked against the geometry.
+    public convenience init(geometry: Geometry, weights: [Float], bias: [Float]? = nil,
+                            postOps: [DNNLPostOp] = [], threads: Int = 1) throws {
+        try geometry.validate()
+        try checkCounts(weights: weights.count, geometry.weightShape, bias: bias?.count, geometry.outputChannels)
+        if let bias {
+            try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, threads: threads)
+        } else {
+            try self.init(geometry, weightsPointer: weights, biasPointer: nil, postOps: postOps, threads: threads)
+        }
+    }
+
+    /// Runs on `threads` OpenMP threads; plain NCHW source and destination.
+    public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1) throws {
+        try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination))
+    }
+}
