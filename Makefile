@@ -22,10 +22,11 @@ test: deps
 release: deps
 	$(SWIFT) build -c release --product cbam-run
 
-# Python tools (export, reference outputs, benchmark against onnxruntime).
+# Python tools (export, reference outputs, benchmark against onnxruntime, OpenVINO, PyTorch).
 tools-deps: deps
 	@tools/install-deps.sh --python
 
+# The small zoo at 1 thread; e.g. python3 tools/bench.py --threads 1 2 --write for BENCHMARKS.md.
 bench: release tools-deps
 	python3 tools/bench.py
 
