@@ -57,11 +57,13 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// The process's peak resident set size in bytes (getrusage; Linux reports KiB).
+/// The process's peak resident set size in bytes: VmHWM from /proc/self/status. (getrusage's
+/// ru_maxrss would also count a parent's peak inherited across fork, e.g. a large Python.)
 func peakResidentBytes() -> Int {
-    var usage = rusage()
-    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
-    return usage.ru_maxrss * 1024
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes * 1024
 }
 
 func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }

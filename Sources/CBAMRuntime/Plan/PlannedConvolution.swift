@@ -1,8 +1,12 @@
-// Planned Conv (1-D and 2-D, float32, constant weights): im2col into the step's
-// scratch memory, one sgemm per (batch item, group) straight into the output's place
-// in the arena, then one pass that adds the bias and the residual and applies Relu
-// (the epilogue of the fused `cbam::FusedConv`). The reference `ConvKernel` stays
-// beside it for everything else and for the differential tests.
+import Foundation
+
+// Planned Conv (1-D and 2-D, float32, constant weights). The fast path is a oneDNN
+// convolution primitive built once per plan, with bias, the residual Add (`sum`) and
+// Relu as post-ops, reading and writing plain NCHW in the arena. Where oneDNN is
+// switched off (`CBAM_CONV=im2col`) or refuses a geometry, im2col into the step's
+// scratch memory and one sgemm per (batch item, group) write straight into the
+// output's place, then one pass adds the bias and the residual and applies Relu. The
+// reference `ConvKernel` stays beside both for the differential tests.
 
 extension PlannedKernels {
     static func registerConvolution(_ table: inout [String: Builder]) {
@@ -70,6 +74,18 @@ extension PlannedKernels {
         let columnsBytes = pointwise ? 0 : k * p * MemoryLayout<Float>.stride
         let scratch = context.scratch(bytes: columnsBytes * (perItem ? threads : 1))
         let weights = UncheckedSendable(try weight.floats("W"))
+        if useOneDNN, let dnnl = try? oneDNNConvolution(x: x, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                                                       group: group, m: m, kernel: (kh, kw), strides: (sh, sw), dilations: (dh, dw),
+                                                       padBegin: padBegin, output: (oh, ow), threads: context.threads) {
+            let threads = context.threads
+            let copyResidual = residual.map { r in (r, r.count) }
+            return PlannedKernel(detail: "onednn:" + dnnl.implementation) { memory in
+                let target = y.floats(memory)
+                // The sum post-op adds into what the destination holds: the residual.
+                if let (r, count) = copyResidual { target.update(from: r.floats(memory), count: count) }
+                try dnnl.execute(source: x.floats(memory), destination: target, threads: threads)
+            }
+        }
 
         let epilogue = EpilogueParameters(bias: bias, relu: relu, rows: mg, columns: p)
         return PlannedKernel(detail: pointwise ? "sgemm" : "im2col+sgemm") { memory in
@@ -118,6 +134,36 @@ extension PlannedKernels {
             }
         }
     }
+}
+
+/// oneDNN for Conv unless `CBAM_CONV=im2col` asks for the im2col + sgemm path.
+private let useOneDNN = ProcessInfo.processInfo.environment["CBAM_CONV"] != "im2col"
+
+/// A oneDNN convolution for a planned Conv with plain NCHW source and destination, or nil
+/// when oneDNN would only run its reference kernel (the im2col path is faster then).
+private func oneDNNConvolution(x: Operand, weights: [Float], bias: [Float]?, residual: Bool, relu: Bool, group: Int, m: Int,
+                               kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int), padBegin: [Int],
+                               output: (Int, Int), threads: Int) throws -> DNNLConvolution? {
+    let spatial = Array(x.shape.dropFirst(2))
+    let (h, w) = spatial.count == 1 ? (1, spatial[0]) : (spatial[0], spatial[1])
+    let (padTop, padLeft) = padBegin.count == 1 ? (0, padBegin[0]) : (padBegin[0], padBegin[1])
+    // End pads that give exactly the planned output size.
+    let padBottom = (output.0 - 1) * strides.0 + (kernel.0 - 1) * dilations.0 + 1 - h - padTop
+    let padRight = (output.1 - 1) * strides.1 + (kernel.1 - 1) * dilations.1 + 1 - w - padLeft
+    let geometry = DNNLConvolution.Geometry(
+        batch: x.shape[0], channels: x.shape[1], height: h, width: w, outputChannels: m,
+        kernelHeight: kernel.0, kernelWidth: kernel.1, strideHeight: strides.0, strideWidth: strides.1,
+        dilationHeight: dilations.0, dilationWidth: dilations.1,
+        padTop: padTop, padLeft: padLeft, padBottom: padBottom, padRight: padRight, group: group)
+    let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (relu ? [.relu] : [])
+    let convolution = try weights.withUnsafeBufferPointer { wp in
+        try bias.map { b in
+            try b.withUnsafeBufferPointer { bp in
+                try DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, bias: bp.baseAddress, postOps: postOps, threads: threads)
+            }
+        } ?? DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, postOps: postOps, threads: threads)
+    }
+    return convolution.implementation.hasPrefix("ref") ? nil : convolution
 }
 
 /// What follows a convolution's sgemm on each output row: + bias, + residual, Relu.
