@@ -131,6 +131,21 @@ final class Plan: @unchecked Sendable {
                                               seconds: seconds, startNanoseconds: timed ? start : nil,
                                               replaced: step.entry.replaces, macs: step.macs))
             eventIndex += 1
+            // A fused step that also writes some of its inner nodes' outputs (a fused attention
+            // gate writes its sigmoid map) reports those nodes too, so observers find them by name.
+            if step.entry.replaces.count > 1 {
+                var known: [String: Tensor] = [:]
+                for (name, value) in zip(step.entry.node.inputs, inputs) where !name.isEmpty { known[name] = value }
+                for (name, value) in zip(step.entry.node.outputs, outputs) where !name.isEmpty { known[name] = value }
+                let final = Set(step.entry.node.outputs.prefix(1))
+                for inner in step.entry.replaces where inner.outputs.allSatisfy({ $0.isEmpty || known[$0] != nil })
+                    && !inner.outputs.contains(where: { final.contains($0) }) {
+                    try observer.nodeDidRun(NodeEvent(index: eventIndex, node: inner, inputs: inner.inputs.map { known[$0] ?? typed.constants[$0] },
+                                                      outputs: inner.outputs.map { known[$0] ?? Tensor.float([0], []) },
+                                                      seconds: timed ? 0 : nil, startNanoseconds: timed ? start : nil))
+                    eventIndex += 1
+                }
+            }
             try emitViews(after: index)
         }
     }
