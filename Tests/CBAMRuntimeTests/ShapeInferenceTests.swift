@@ -24,6 +24,8 @@ struct ShapeWalk {
     var mismatches: [String] = []
     /// Nodes the kernel and inference both refused, with the same kind of error (the walk stops there).
     var refusals: [String] = []
+    /// Inference's errors for ``refusals``.
+    var refusalErrors: [CBAMError] = []
     /// Nodes the kernel refused but inference accepted: right only when the refusal depends
     /// on values not known before running (an index out of range, a NaN cast to an integer).
     var kernelOnlyRefusals: [String] = []
@@ -87,6 +89,7 @@ struct ShapeWalk {
                     mismatches.append("\(place): the kernel failed (\(b.map { "\($0.kind)" } ?? "?"): \(kernelError)); inference (\(a.map { "\($0.kind)" } ?? "?")): \(inferenceError)")
                 } else {
                     refusals.append("\(place): \(inferenceError)")
+                    refusalErrors.append(a!)
                 }
             }
 
@@ -481,5 +484,256 @@ struct ShapeInferenceFuzzTests {
             }
         }
         print("shape inference, changed node cases: \(tally.walks) walks, \(tally.nodes) nodes agreed with the kernels, \(tally.agreedRefusals) refused by both (same kind), \(tally.valueDependentRefusals) value-dependent kernel refusals, \(tally.problems) problems")
+    }
+}
+
+/// One node built in code, for the op forms and opsets the stored cases do not reach
+/// (attribute forms before opsets 5–18, Upsample-7, Resize-10, MaxPool's Indices, …).
+struct SingleNodeCase: Sendable, CustomTestStringConvertible {
+    struct Input: Sendable {
+        let name: String
+        let tensor: Tensor?
+        let constant: Bool
+    }
+
+    let label: String
+    let op: String
+    let opset: Int
+    let attributes: [String: Attribute]
+    let inputs: [Input]
+    let outputs: Int
+    var testDescription: String { label }
+
+    init(_ label: String, _ op: String, opset: Int, _ attributes: [String: Attribute] = [:], inputs: [Input], outputs: Int = 1) {
+        self.label = label
+        self.op = op
+        self.opset = opset
+        self.attributes = attributes
+        self.inputs = inputs
+        self.outputs = outputs
+    }
+
+    /// A graph input fed with a float32 tensor of `shape` (values 0.1·i − 1).
+    static func x(_ shape: [Int], _ name: String = "x") -> Input {
+        let n = shape.reduce(1, *)
+        return Input(name: name, tensor: .float(shape, (0..<n).map { Float($0) * 0.1 - 1 }), constant: false)
+    }
+    /// A graph input fed with `tensor`.
+    static func fed(_ name: String, _ tensor: Tensor) -> Input { Input(name: name, tensor: tensor, constant: false) }
+    /// An initializer.
+    static func constant(_ name: String, _ tensor: Tensor) -> Input { Input(name: name, tensor: tensor, constant: true) }
+    static func ints(_ name: String, _ values: [Int], shape: [Int]? = nil) -> Input {
+        constant(name, .int64(shape ?? [values.count], values.map { Int64($0) }))
+    }
+    static func floats(_ name: String, _ values: [Float], shape: [Int]? = nil) -> Input {
+        constant(name, .float(shape ?? [values.count], values))
+    }
+    static func weights(_ name: String, _ shape: [Int], constant: Bool = true) -> Input {
+        let n = shape.reduce(1, *)
+        return Input(name: name, tensor: .float(shape, (0..<n).map { Float($0 % 7) * 0.25 - 0.5 }), constant: constant)
+    }
+    static let omitted = Input(name: "", tensor: nil, constant: false)
+
+    var model: Model {
+        let node = Node(name: label, opType: op, inputs: inputs.map(\.name), outputs: (0..<outputs).map { "y\($0)" }, attributes: attributes)
+        var initializers: [String: Tensor] = [:]
+        var graphInputs: [ValueInfo] = []
+        for input in inputs where !input.name.isEmpty {
+            if input.constant { initializers[input.name] = input.tensor } else {
+                graphInputs.append(ValueInfo(name: input.name, elementType: input.tensor?.dataType))
+            }
+        }
+        let graph = Graph(nodes: [node], initializers: initializers, inputs: graphInputs,
+                          outputs: (0..<outputs).map { ValueInfo(name: "y\($0)") })
+        return Model(opsetImports: ["": opset], graph: graph)
+    }
+
+    var feeds: [String: Tensor] {
+        var feeds: [String: Tensor] = [:]
+        for input in inputs where !input.name.isEmpty && !input.constant { feeds[input.name] = input.tensor }
+        return feeds
+    }
+
+    static let all: [SingleNodeCase] = [
+        .init("Squeeze-11 axes attribute", "Squeeze", opset: 11, ["axes": .ints([1])], inputs: [x([2, 1, 3])]),
+        .init("Squeeze-11 every size-1 axis", "Squeeze", opset: 11, inputs: [x([1, 2, 1])]),
+        .init("Unsqueeze-11 axes attribute", "Unsqueeze", opset: 11, ["axes": .ints([0, -1])], inputs: [x([2, 3])]),
+        .init("Slice-9 attributes", "Slice", opset: 9, ["starts": .ints([0, 1]), "ends": .ints([2, 100]), "axes": .ints([0, 1])], inputs: [x([3, 4])]),
+        .init("Slice-13 negative step to INT64_MIN", "Slice", opset: 13,
+              inputs: [x([3, 5]), ints("starts", [-1]), ints("ends", [Int(Int64.min)]), ints("axes", [1]), ints("steps", [-2])]),
+        .init("Pad-2 constant value attribute", "Pad", opset: 2, ["pads": .ints([1, 0, 0, 2]), "value": .float(1.5)], inputs: [x([2, 3])]),
+        .init("Pad-2 reflect", "Pad", opset: 2, ["pads": .ints([0, 1, 0, 1]), "mode": .string("reflect")], inputs: [x([2, 3])]),
+        .init("Pad-18 axes and constant_value", "Pad", opset: 18,
+              inputs: [x([2, 3]), ints("pads", [2, 1]), floats("value", [7], shape: []), ints("axes", [-1])]),
+        .init("Pad-18 negative pads crop", "Pad", opset: 18, ["mode": .string("edge")], inputs: [x([4, 5]), ints("pads", [-1, 2, 0, -3])]),
+        .init("Split-11 split attribute", "Split", opset: 11, ["axis": .int(1), "split": .ints([1, 2])], inputs: [x([2, 3])], outputs: 2),
+        .init("Split-18 num_outputs uneven", "Split", opset: 18, ["num_outputs": .int(3)], inputs: [x([7])], outputs: 3),
+        .init("Split-13 equal parts", "Split", opset: 13, ["axis": .int(-1)], inputs: [x([2, 6])], outputs: 3),
+        .init("Softmax-11 default axis", "Softmax", opset: 11, inputs: [x([2, 3, 4])]),
+        .init("LogSoftmax-11 axis 0", "LogSoftmax", opset: 11, ["axis": .int(0)], inputs: [x([2, 3])]),
+        .init("Clip-6 attribute bounds", "Clip", opset: 6, ["min": .float(-0.5), "max": .float(0.5)], inputs: [x([2, 3])]),
+        .init("Clip-13 int64 with min only", "Clip", opset: 13,
+              inputs: [fed("x", .int64([4], [-3, 0, 2, 9])), ints("min", [1], shape: []), omitted]),
+        .init("Reshape-1 shape attribute", "Reshape", opset: 1, ["shape": .ints([3, -1])], inputs: [x([2, 3, 2])]),
+        .init("Reshape-14 allowzero", "Reshape", opset: 14, ["allowzero": .int(1)], inputs: [x([0, 4]), ints("shape", [4, 0])]),
+        .init("Reshape-13 copies a dimension", "Reshape", opset: 13, inputs: [x([2, 3, 4]), ints("shape", [0, -1])]),
+        .init("Resize-10 scales", "Resize", opset: 10, inputs: [x([1, 1, 2, 2]), floats("scales", [1, 1, 2, 2])]),
+        .init("Resize-10 linear downsampling", "Resize", opset: 10, ["mode": .string("linear")], inputs: [x([1, 1, 5, 4]), floats("scales", [1, 1, 0.5, 0.7])]),
+        .init("Upsample-7 scales attribute", "Upsample", opset: 7, ["scales": .floats([1, 1, 2, 3])], inputs: [x([1, 1, 2, 2])]),
+        .init("Upsample-9 linear", "Upsample", opset: 9, ["mode": .string("linear")], inputs: [x([1, 1, 2, 2]), floats("scales", [1, 1, 2, 2.5])]),
+        .init("Resize-19 sizes, axes, not_smaller", "Resize", opset: 19, ["axes": .ints([2, 3]), "keep_aspect_ratio_policy": .string("not_smaller")],
+              inputs: [x([1, 1, 4, 6]), omitted, omitted, ints("sizes", [6, 6])]),
+        .init("Resize-19 sizes not_larger", "Resize", opset: 19, ["keep_aspect_ratio_policy": .string("not_larger")],
+              inputs: [x([1, 1, 4, 6]), omitted, omitted, ints("sizes", [1, 1, 3, 3])]),
+        .init("Resize-13 tf_crop_and_resize", "Resize", opset: 13, ["mode": .string("linear"), "coordinate_transformation_mode": .string("tf_crop_and_resize")],
+              inputs: [x([1, 1, 4, 4]), floats("roi", [0, 0, 0.2, 0.2, 1, 1, 0.8, 0.8]), floats("scales", []), ints("sizes", [1, 1, 3, 3])]),
+        .init("Resize-18 antialias cubic", "Resize", opset: 18, ["mode": .string("cubic"), "antialias": .int(1)],
+              inputs: [x([1, 1, 5, 5]), omitted, floats("scales", [1, 1, 0.6, 0.6])]),
+        .init("ReduceSum-11 axes attribute", "ReduceSum", opset: 11, ["axes": .ints([0, 2]), "keepdims": .int(0)], inputs: [x([2, 3, 4])]),
+        .init("ReduceMean-13 axes attribute", "ReduceMean", opset: 13, ["axes": .ints([-1])], inputs: [x([2, 3])]),
+        .init("ReduceMax-18 noop with empty axes", "ReduceMax", opset: 18, ["noop_with_empty_axes": .int(1)],
+              inputs: [fed("x", Tensor(unchecked: [2, 2], .int32([1, 5, 3, 2])))]),
+        .init("ReduceL2-18 axes input", "ReduceL2", opset: 18, ["keepdims": .int(0)], inputs: [x([2, 3, 4]), ints("axes", [1, -1])]),
+        .init("GlobalLpPool", "GlobalLpPool", opset: 2, ["p": .int(3)], inputs: [x([1, 2, 3, 3])]),
+        .init("MaxPool-12 Indices, column-major", "MaxPool", opset: 12, ["kernel_shape": .ints([2, 2]), "storage_order": .int(1)],
+              inputs: [x([1, 1, 4, 4])], outputs: 2),
+        .init("MaxPool 2-D Indices", "MaxPool", opset: 12, ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])],
+              inputs: [x([1, 2, 6, 5])], outputs: 2),
+        .init("MaxPool 1-D Indices", "MaxPool", opset: 12, ["kernel_shape": .ints([3]), "strides": .ints([2]), "pads": .ints([1, 1])],
+              inputs: [x([1, 2, 7])], outputs: 2),
+        .init("AveragePool-19 ceil_mode, dilations", "AveragePool", opset: 19,
+              ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]), "dilations": .ints([2, 2]),
+               "ceil_mode": .int(1), "count_include_pad": .int(1)], inputs: [x([1, 1, 7, 8])]),
+        .init("AveragePool SAME_LOWER 3-D", "AveragePool", opset: 11, ["kernel_shape": .ints([2, 3, 2]), "auto_pad": .string("SAME_LOWER"), "strides": .ints([2, 2, 1])],
+              inputs: [x([1, 1, 5, 4, 3])]),
+        .init("LpPool-18 1-D", "LpPool", opset: 18, ["kernel_shape": .ints([2]), "p": .int(3)], inputs: [x([1, 1, 5])]),
+        .init("ConvTranspose output_shape", "ConvTranspose", opset: 11, ["strides": .ints([2, 2]), "output_shape": .ints([6, 7])],
+              inputs: [x([1, 2, 3, 3]), weights("w", [2, 3, 2, 2])]),
+        .init("ConvTranspose SAME_UPPER, output_padding", "ConvTranspose", opset: 11,
+              ["strides": .ints([2, 1]), "auto_pad": .string("SAME_UPPER"), "output_padding": .ints([1, 0])],
+              inputs: [x([1, 2, 3, 3]), weights("w", [2, 3, 3, 3])]),
+        .init("ConvTranspose 3-D with pads", "ConvTranspose", opset: 11, ["pads": .ints([0, 1, 0, 0, 1, 0]), "dilations": .ints([1, 2, 1])],
+              inputs: [x([1, 1, 2, 3, 2]), weights("w", [1, 2, 2, 2, 2])]),
+        .init("ConvTranspose group 2, runtime weight, bias", "ConvTranspose", opset: 11, ["group": .int(2)],
+              inputs: [x([1, 4, 3, 3]), weights("w", [4, 1, 3, 3], constant: false), floats("b", [0.5, -0.5])]),
+        .init("Conv 1-D SAME_LOWER, strides, dilations", "Conv", opset: 11,
+              ["auto_pad": .string("SAME_LOWER"), "strides": .ints([2]), "dilations": .ints([2])],
+              inputs: [x([1, 2, 9]), weights("w", [4, 2, 3]), floats("b", [1, 2, 3, 4])]),
+        .init("Conv kernel_shape, runtime weight, group 2", "Conv", opset: 11, ["kernel_shape": .ints([3, 3]), "group": .int(2), "pads": .ints([1, 0, 1, 0])],
+              inputs: [x([1, 4, 5, 5]), weights("w", [6, 2, 3, 3], constant: false)]),
+        .init("Conv VALID", "Conv", opset: 11, ["auto_pad": .string("VALID"), "strides": .ints([3, 2])],
+              inputs: [x([2, 1, 8, 7]), weights("w", [1, 1, 2, 3])]),
+        .init("BatchNormalization training mode", "BatchNormalization", opset: 15, ["training_mode": .int(1)],
+              inputs: [x([2, 3, 2, 2]), floats("scale", [1, 2, 3]), floats("B", [0, 1, 0]), floats("mean", [0, 0, 0]), floats("var", [1, 1, 1])],
+              outputs: 3),
+        .init("BatchNormalization rank 2", "BatchNormalization", opset: 9,
+              inputs: [x([4, 3]), floats("scale", [1, 2, 3]), floats("B", [0, 1, 0]), floats("mean", [0, 0, 0]), floats("var", [1, 1, 1])]),
+        .init("Dropout-12 with mask", "Dropout", opset: 12,
+              inputs: [x([2, 3]), floats("ratio", [0.3], shape: []), constant("training_mode", Tensor(unchecked: [], .bool([false])))], outputs: 2),
+        .init("Constant value_ints", "Constant", opset: 13, ["value_ints": .ints([1, 2, 3])], inputs: []),
+        .init("Constant value_float", "Constant", opset: 13, ["value_float": .float(2.5)], inputs: []),
+        .init("Constant value tensor", "Constant", opset: 13, ["value": .tensor(Tensor(unchecked: [2, 1], .int32([4, 5])))], inputs: []),
+        .init("ConstantOfShape int32 value", "ConstantOfShape", opset: 9, ["value": .tensor(Tensor(unchecked: [1], .int32([3])))],
+              inputs: [ints("shape", [2, 3])]),
+        .init("Shape-15 start and end", "Shape", opset: 15, ["start": .int(-3), "end": .int(-1)], inputs: [x([2, 3, 4, 5])]),
+        .init("Shape-15 empty range", "Shape", opset: 15, ["start": .int(3), "end": .int(1)], inputs: [x([2, 3, 4, 5])]),
+        .init("Size", "Size", opset: 13, inputs: [x([2, 3])]),
+        .init("MatMul vector · vector", "MatMul", opset: 13, inputs: [x([3]), x([3], "b")]),
+        .init("MatMul vector · batch", "MatMul", opset: 13, inputs: [x([3]), x([2, 3, 4], "b")]),
+        .init("MatMul broadcast batches", "MatMul", opset: 13, inputs: [x([2, 1, 3, 4]), x([5, 4, 2], "b")]),
+        .init("MatMul int64 batch · vector", "MatMul", opset: 13,
+              inputs: [fed("a", .int64([2, 2, 3], (0..<12).map { Int64($0) })), fed("b", .int64([3], [1, 2, 3]))]),
+        .init("Gemm transA, transB, C vector", "Gemm", opset: 13, ["transA": .int(1), "transB": .int(1)],
+              inputs: [x([3, 2]), x([4, 3], "b"), floats("c", [1, 2, 3, 4])]),
+        .init("Gemm beta 0 ignores C", "Gemm", opset: 13, ["beta": .float(0)], inputs: [x([2, 3]), x([3, 4], "b"), floats("c", [1, 2, 3, 4, 5, 6, 7])]),
+        .init("Expand", "Expand", opset: 13, inputs: [x([3, 1]), ints("shape", [2, 1, 4])]),
+        .init("Tile with a zero", "Tile", opset: 13, inputs: [x([2, 3]), ints("repeats", [0, 2])]),
+        .init("Flatten axis 0", "Flatten", opset: 13, ["axis": .int(0)], inputs: [x([2, 3])]),
+        .init("Flatten axis = rank", "Flatten", opset: 13, ["axis": .int(2)], inputs: [x([2, 3])]),
+        .init("ArgMax last index, no keepdims", "ArgMax", opset: 13, ["axis": .int(-1), "keepdims": .int(0), "select_last_index": .int(1)],
+              inputs: [x([2, 3])]),
+        .init("Cast int64 to float16", "Cast", opset: 13, ["to": .int(10)], inputs: [fed("x", .int64([2], [1, 2]))]),
+        .init("CastLike bool to float64", "CastLike", opset: 15,
+              inputs: [fed("x", Tensor(unchecked: [2], .bool([true, false]))), fed("like", Tensor(unchecked: [], .double([0])))]),
+        .init("Where broadcast", "Where", opset: 16,
+              inputs: [fed("c", Tensor(unchecked: [2, 1], .bool([true, false]))), x([1, 3]), x([], "y")]),
+        .init("Mean of three", "Mean", opset: 13, inputs: [x([2, 1]), x([3], "b"), x([1], "c")]),
+        .init("Max of one bool", "Max", opset: 13, inputs: [fed("x", Tensor(unchecked: [2], .bool([true, false])))]),
+        .init("Sum uint8", "Sum", opset: 13, inputs: [fed("a", Tensor(unchecked: [2], .uint8([1, 2]))), fed("b", Tensor(unchecked: [1], .uint8([3])))]),
+        .init("Gather 2-D indices", "Gather", opset: 13, ["axis": .int(1)], inputs: [x([3, 4]), ints("indices", [0, -1, 1, 1], shape: [2, 2])]),
+        .init("Gather scalar index", "Gather", opset: 13, inputs: [x([3, 4]), ints("indices", [2], shape: [])]),
+        .init("Concat three, axis -1", "Concat", opset: 13, ["axis": .int(-1)], inputs: [x([2, 1]), x([2, 3], "b"), x([2, 0], "c")]),
+        .init("Transpose default perm", "Transpose", opset: 13, inputs: [x([2, 3, 4])]),
+        .init("Pow int64 base, float exponent", "Pow", opset: 15, inputs: [fed("x", .int64([2, 1], [2, 3])), x([3], "y")]),
+        .init("Equal int32 broadcast", "Equal", opset: 13,
+              inputs: [fed("a", Tensor(unchecked: [2, 1], .int32([1, 2]))), fed("b", Tensor(unchecked: [3], .int32([1, 2, 3])))]),
+        .init("Identity int8", "Identity", opset: 13, inputs: [fed("x", Tensor(unchecked: [2], .int8([1, -1])))]),
+        .init("Relu int8", "Relu", opset: 14, inputs: [fed("x", Tensor(unchecked: [2], .int8([1, -1])))]),
+        .init("Not", "Not", opset: 1, inputs: [fed("x", Tensor(unchecked: [2, 2], .bool([true, false, false, true])))]),
+    ]
+}
+
+extension SingleNodeCase {
+    /// Nodes that the kernel refuses: inference must refuse them too, with the same kind, naming a field.
+    static let refused: [SingleNodeCase] = [
+        .init("Conv 3-D", "Conv", opset: 11, inputs: [x([1, 1, 3, 3, 3]), weights("w", [1, 1, 2, 2, 2])]),
+        .init("Conv int32 X", "Conv", opset: 11, inputs: [fed("x", Tensor(unchecked: [1, 1, 2, 2], .int32([1, 2, 3, 4]))), weights("w", [1, 1, 1, 1])]),
+        .init("Conv bias of the wrong length", "Conv", opset: 11, inputs: [x([1, 1, 3, 3]), weights("w", [2, 1, 1, 1]), floats("b", [1, 2, 3])]),
+        .init("Conv window larger than the input", "Conv", opset: 11, inputs: [x([1, 1, 2, 2]), weights("w", [1, 1, 3, 3])]),
+        .init("ConvTranspose output_shape out of reach", "ConvTranspose", opset: 11, ["output_shape": .ints([20, 20])],
+              inputs: [x([1, 1, 3, 3]), weights("w", [1, 1, 2, 2])]),
+        .init("MaxPool without kernel_shape", "MaxPool", opset: 12, inputs: [x([1, 1, 4, 4])]),
+        .init("MaxPool on a rank-3 X with a 2-D window", "MaxPool", opset: 12, ["kernel_shape": .ints([2, 2])], inputs: [x([1, 4, 4])]),
+        .init("GlobalAveragePool of an empty X", "GlobalAveragePool", opset: 1, inputs: [x([1, 2, 0, 3])]),
+        .init("Softmax of int32", "Softmax", opset: 13, inputs: [fed("x", Tensor(unchecked: [2], .int32([1, 2])))]),
+        .init("Resize of int64", "Resize", opset: 13, inputs: [fed("x", .int64([1, 1, 2, 2], [1, 2, 3, 4])), omitted, floats("scales", [1, 1, 2, 2])]),
+        .init("Resize with scales and sizes", "Resize", opset: 13,
+              inputs: [x([1, 1, 2, 2]), omitted, floats("scales", [1, 1, 2, 2]), ints("sizes", [1, 1, 4, 4])]),
+        .init("Split sizes that do not add up", "Split", opset: 13, inputs: [x([5]), ints("split", [2, 2])], outputs: 2),
+        .init("Slice step 0", "Slice", opset: 13, inputs: [x([4]), ints("starts", [0]), ints("ends", [3]), ints("axes", [0]), ints("steps", [0])]),
+        .init("Gemm C that does not broadcast", "Gemm", opset: 13, inputs: [x([2, 3]), x([3, 4], "b"), floats("c", [1, 2, 3])]),
+        .init("MatMul inner sizes", "MatMul", opset: 13, inputs: [x([2, 3]), x([4, 2], "b")]),
+        .init("Transpose perm not a permutation", "Transpose", opset: 13, ["perm": .ints([0, 0, 1])], inputs: [x([2, 3, 4])]),
+        .init("Unsqueeze repeated axis", "Unsqueeze", opset: 13, inputs: [x([2]), ints("axes", [0, 0])]),
+        .init("Squeeze of a size-2 axis", "Squeeze", opset: 13, inputs: [x([2, 1]), ints("axes", [0])]),
+        .init("ReduceMean repeated axis", "ReduceMean", opset: 18, inputs: [x([2, 3]), ints("axes", [1, -1])]),
+        .init("ArgMax over an empty axis", "ArgMax", opset: 13, ["axis": .int(1)], inputs: [x([2, 0])]),
+        .init("Where with int32 condition", "Where", opset: 16,
+              inputs: [fed("c", Tensor(unchecked: [1], .int32([1]))), x([1]), x([1], "y")]),
+        .init("Add float32 + int64", "Add", opset: 14, inputs: [x([2]), fed("b", .int64([2], [1, 2]))]),
+        .init("Sigmoid of float16", "Sigmoid", opset: 13, inputs: [fed("x", Tensor(unchecked: [1], .float16([1])))]),
+        .init("Tile repeats of the wrong length", "Tile", opset: 13, inputs: [x([2, 3]), ints("repeats", [2])]),
+        .init("Pad reflect on an empty axis", "Pad", opset: 18, ["mode": .string("reflect")], inputs: [x([0, 2]), ints("pads", [1, 0, 1, 0])]),
+        .init("Pad constant_value of another type", "Pad", opset: 18, inputs: [x([2]), ints("pads", [1, 1]), ints("value", [0], shape: [])]),
+        .init("Pad-2 value that does not fit int8", "Pad", opset: 2, ["pads": .ints([1, 1]), "value": .float(300)],
+              inputs: [fed("x", Tensor(unchecked: [2], .int8([1, 2])))]),
+        .init("Cast to string", "Cast", opset: 13, ["to": .int(8)], inputs: [x([2])]),
+        .init("BatchNormalization with too few channels", "BatchNormalization", opset: 15,
+              inputs: [x([2, 3]), floats("scale", [1, 2]), floats("B", [0, 1]), floats("mean", [0, 0]), floats("var", [1, 1])]),
+        .init("Concat without axis", "Concat", opset: 13, inputs: [x([2]), x([2], "b")]),
+        .init("Constant without a value", "Constant", opset: 13, inputs: []),
+        .init("ConstantOfShape with a negative dimension", "ConstantOfShape", opset: 9, inputs: [ints("shape", [2, -3])]),
+        .init("AveragePool with one output too many", "AveragePool", opset: 11, ["kernel_shape": .ints([2])], inputs: [x([1, 1, 4])], outputs: 2),
+    ]
+}
+
+extension ShapeInferenceTests {
+    /// What a kernel refuses, inference refuses too: same kind of error, a field named.
+    @Test(arguments: SingleNodeCase.refused)
+    func refusedNode(_ testCase: SingleNodeCase) {
+        let walk = ShapeWalk(model: testCase.model, feeds: testCase.feeds, label: testCase.label)
+        for problem in walk.problems { Issue.record(Comment(rawValue: problem)) }
+        #expect(walk.refusals.count == 1, "\(testCase.label): not refused by both")
+        if let error = walk.refusalErrors.first, error.kind != .malformedModel {
+            #expect(error.field != nil, "\(testCase.label): \(error) names no field")
+        }
+    }
+
+    /// Inference and the kernel agree on each built node (no refusal expected).
+    @Test(arguments: SingleNodeCase.all)
+    func singleNode(_ testCase: SingleNodeCase) {
+        let walk = ShapeWalk(model: testCase.model, feeds: testCase.feeds, label: testCase.label)
+        #expect(walk.nodesChecked == 1)
+        for problem in walk.problems + walk.refusals { Issue.record(Comment(rawValue: problem)) }
     }
 }
