@@ -128,6 +128,8 @@ struct Operands {
     func integers(_ index: Int, _ name: String) throws -> [Int]? {
         guard let type = optional(index) else { return nil }
         try ShapeInference.requireIntegers(type, name)
+        // An empty input has no values to wait for (Reduce*'s axes written as an empty tensor).
+        if type.count == 0, context.constant(index) == nil { return [] }
         return try value(index, name).map { tensor in try withField(name) { try tensor.integers(name) } }
     }
 
