@@ -111,6 +111,8 @@ import Testing
         }
     }
 
+    static let families = ["1x1", "3x3", "7x7s2", "strided", "dilated", "grouped", "depthwise", "1-D", "odd", "asym-pad"]
+
     static let postOpChoices: [[DNNLPostOp]] = [[], [.relu], [.sum], [.sum, .relu], [.relu, .sum]]
 
     // MARK: Convolution
@@ -141,7 +143,7 @@ import Testing
 
             let expected = try Self.referenceConv(g, oneD: oneD, x: x, w: w, b: b, residual: residual, postOps: postOps)
             let conv = try DNNLConvolution(geometry: g, weights: w, bias: b, postOps: postOps, layout: layout, threads: threads)
-            implementations[conv.implementation, default: 0] += 1
+            implementations["\(Self.families[index % 10]) \(layout == .plain ? "nchw" : "chosen"): \(conv.implementation)", default: 0] += 1
             var actual = [Float](repeating: 0, count: outCount)
             if layout == .plain {
                 #expect(conv.source.isPlain && conv.destination.isPlain, "\(label)")
@@ -163,7 +165,8 @@ import Testing
             worstAbs = max(worstAbs, a)
             worstRel = max(worstRel, r)
         }
-        print("OneDNN conv differential: 200 cases, max abs \(worstAbs), max rel \(worstRel); implementations \(implementations.sorted { $0.key < $1.key })")
+        print("OneDNN conv differential: 200 cases, max abs \(worstAbs), max rel \(worstRel); implementations:")
+        for (key, count) in implementations.sorted(by: { $0.key < $1.key }) { print("  \(key) ×\(count)") }
     }
 
     /// One instance run concurrently from several threads, with different thread counts, gives the same output.

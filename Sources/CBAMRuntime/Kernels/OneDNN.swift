@@ -78,8 +78,8 @@ public enum OneDNN {
     @inline(__always)
     static func setThreads(_ count: Int) { omp_set_num_threads(Int32(Swift.max(1, count))) }
 
-    /// OpenMP's thread count for the calling thread.
-    static var threads: Int { Int(omp_get_max_threads()) }
+    /// OpenMP's thread count for the calling thread (libgomp keeps one per thread).
+    public static var threadsOnThisThread: Int { Int(omp_get_max_threads()) }
 
     /// Runs `body` with OpenMP's thread count set to `count` on this thread, then restores it.
     static func withThreads<T>(_ count: Int, _ body: () throws -> T) rethrows -> T {
