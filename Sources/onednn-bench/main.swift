@@ -171,10 +171,12 @@ func threadsReport() throws {
     let out = UnsafeMutablePointer<Float>.allocate(capacity: count * 2)
     defer { out.deallocate() }
     let shared = UncheckedPointer(out)
+    func osThreads() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1 }
+    print("OS threads at start: \(osThreads())")
     for threads in [1, 2] {
         var y = [Float](repeating: 0, count: count)
         let t = try time(9) { try conv.execute(source: x, destination: &y, threads: threads) }
-        print(String(format: "alone: %dT %.2f ms (%@)", threads, t * 1e3, try conv.implementation(threads: threads)))
+        print(String(format: "alone: %dT %.2f ms (%@); OS threads now %d", threads, t * 1e3, try conv.implementation(threads: threads), osThreads()))
     }
     let report = Mutex<[String]>([])
     DispatchQueue.concurrentPerform(iterations: 2) { i in
@@ -191,6 +193,7 @@ func threadsReport() throws {
         } catch { report.withLock { $0.append("\(error)") } }
     }
     for line in report.withLock({ $0 }).sorted() { print(line) }
+    print("OS threads after the concurrent sessions: \(osThreads()) (libgomp keeps a worker pool per thread that started a parallel region)")
 }
 
 import Synchronization
