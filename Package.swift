@@ -50,6 +50,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Benchmarks of the oneDNN kernels (ResNet-50 convolutions, layouts, threading); never run by the tests.
+        .executableTarget(
+            name: "onednn-bench",
+            dependencies: ["CBAMRuntime"]
+        ),
         .testTarget(
             name: "CBAMRuntimeTests",
             // cbam-run is listed so the binary is built for the end-to-end CLI tests.

@@ -111,6 +111,8 @@ import Testing
         }
     }
 
+    static let families = ["1x1", "3x3", "7x7s2", "strided", "dilated", "grouped", "depthwise", "1-D", "odd", "asym-pad"]
+
     static let postOpChoices: [[DNNLPostOp]] = [[], [.relu], [.sum], [.sum, .relu], [.relu, .sum]]
 
     // MARK: Convolution
@@ -130,7 +132,7 @@ import Testing
             let (g, oneD) = Self.randomGeometry(index % 10, &random)
             let hasBias = Bool.random(using: &random)
             let postOps = Self.postOpChoices[Int.random(in: 0..<Self.postOpChoices.count, using: &random)]
-            let layout: DNNLActivationLayout = index % 4 == 3 ? .chosenByPrimitive : .plain
+            let layout: DNNLActivationLayout = index % 3 == 2 ? .chosenByPrimitive : .plain  // every family gets both
             let threads = Int.random(in: 1...2, using: &random)
             let x = Self.values(g.sourceShape.reduce(1, *), &random)
             let w = Self.values(g.weightShape.reduce(1, *), &random)
@@ -141,7 +143,7 @@ import Testing
 
             let expected = try Self.referenceConv(g, oneD: oneD, x: x, w: w, b: b, residual: residual, postOps: postOps)
             let conv = try DNNLConvolution(geometry: g, weights: w, bias: b, postOps: postOps, layout: layout, threads: threads)
-            implementations[conv.implementation, default: 0] += 1
+            implementations["\(Self.families[index % 10]) \(layout == .plain ? "nchw" : "chosen"): \(conv.implementation)", default: 0] += 1
             var actual = [Float](repeating: 0, count: outCount)
             if layout == .plain {
                 #expect(conv.source.isPlain && conv.destination.isPlain, "\(label)")
@@ -163,7 +165,8 @@ import Testing
             worstAbs = max(worstAbs, a)
             worstRel = max(worstRel, r)
         }
-        print("OneDNN conv differential: 200 cases, max abs \(worstAbs), max rel \(worstRel); implementations \(implementations.sorted { $0.key < $1.key })")
+        print("OneDNN conv differential: 200 cases, max abs \(worstAbs), max rel \(worstRel); implementations:")
+        for (key, count) in implementations.sorted(by: { $0.key < $1.key }) { print("  \(key) ×\(count)") }
     }
 
     /// One instance run concurrently from several threads, with different thread counts, gives the same output.
@@ -191,6 +194,10 @@ import Testing
             }
         }
         #expect(failures.withLock { $0 }.isEmpty)
+        // execute sets OpenMP's count on the calling thread only for its own duration.
+        let before = OneDNN.threadsOnThisThread
+        try conv.execute(source: x, destination: &expected, threads: before == 2 ? 1 : 2)
+        #expect(OneDNN.threadsOnThisThread == before)
         for i in 0..<8 {
             _ = Self.compare(Array(results[(i * count)..<((i + 1) * count)]), expected, tolerance: 1e-5, "worker \(i)")
         }

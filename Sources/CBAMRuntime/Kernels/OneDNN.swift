@@ -78,8 +78,8 @@ public enum OneDNN {
     @inline(__always)
     static func setThreads(_ count: Int) { omp_set_num_threads(Int32(Swift.max(1, count))) }
 
-    /// OpenMP's thread count for the calling thread.
-    static var threads: Int { Int(omp_get_max_threads()) }
+    /// OpenMP's thread count for the calling thread (libgomp keeps one per thread).
+    public static var threadsOnThisThread: Int { Int(omp_get_max_threads()) }
 
     /// Runs `body` with OpenMP's thread count set to `count` on this thread, then restores it.
     static func withThreads<T>(_ count: Int, _ body: () throws -> T) rethrows -> T {
@@ -376,11 +376,18 @@ final class DNNLExecutable: @unchecked Sendable {
                 state.pools[threads]!.append(context)
             }
         }
+        // The primitive runs as many threads as it was built for, but oneDNN's helpers (zero
+        // padding, some reorders) read OpenMP's count at execution: keep the two equal, and
+        // give the caller's thread its own count back afterwards.
+        let previous = omp_get_max_threads()
+        OneDNN.setThreads(threads)
+        defer { omp_set_num_threads(previous) }
+        // Rebinding a blocked layout whose channels are padded to the block zeroes the padding
+        // (in the source too): buffers must be `elementCount` floats of that layout.
         for (i, memory) in context.calls.enumerated() {
             guard let pointer = i == 0 ? p0 : i == 1 ? p1 : p2 else { throw CBAMError(.missingInput, "oneDNN execute: argument \(i) is missing") }
             try OneDNN.check(dnnl_memory_set_data_handle(memory, pointer), "dnnl_memory_set_data_handle")
         }
-        OneDNN.setThreads(threads)
         try OneDNN.check(dnnl_primitive_execute(variant.primitive, context.stream, Int32(context.argCount), context.args),
                          "dnnl_primitive_execute")
         try OneDNN.check(dnnl_stream_wait(context.stream), "dnnl_stream_wait")

@@ -5,11 +5,13 @@ import CDNNL
 // the source and destination pointers. 1-D is run as 2-D with H = 1.
 
 /// What a convolution does to its result before storing it, in order.
-public enum DNNLPostOp: Sendable, Equatable {
+public enum DNNLPostOp: String, Sendable, Equatable, CustomStringConvertible {
     /// dst = result + dst: the destination already holds the residual (Conv + Add).
     case sum
     /// max(0, ·).
     case relu
+
+    public var description: String { rawValue }
 }
 
 /// How the source and destination are laid out.
@@ -167,6 +169,10 @@ public final class DNNLConvolution: @unchecked Sendable {
     public let weights: DNNLLayout
     /// oneDNN's implementation for the build-time thread count, e.g. "brgconv:avx512_core".
     public let implementation: String
+    /// True when oneDNN fell back to its reference kernel ("ref:any"): correct but many times
+    /// slower than im2col + BLAS. Seen for plain NCHW with `[.relu, .sum]` and for CBAM's
+    /// 2→1 7×7 spatial-attention conv in NCHW; a planner should not use such an instance.
+    public var usesReferenceKernel: Bool { implementation.hasPrefix("ref") }
     private let executable: DNNLExecutable
 
     /// Builds the primitive for `threads` OpenMP threads (others are built on first use).
@@ -329,6 +335,8 @@ public final class DNNLDeconvolution: @unchecked Sendable {
 
     public let geometry: Geometry
     public let implementation: String
+    /// True when oneDNN fell back to its reference kernel ("ref:any"), which is slow.
+    public var usesReferenceKernel: Bool { implementation.hasPrefix("ref") }
     private let executable: DNNLExecutable
 
     /// - Parameters:

@@ -15,6 +15,8 @@ public final class DNNLMatMul: @unchecked Sendable {
     /// True when B was given at build and `execute` takes no B.
     public let hasConstantB: Bool
     public let implementation: String
+    /// True when oneDNN fell back to its reference kernel ("ref:any"), which is slow.
+    public var usesReferenceKernel: Bool { implementation.hasPrefix("ref") }
     private let executable: DNNLExecutable
 
     public init(m: Int, n: Int, k: Int, batch: Int = 1, transposeA: Bool = false, transposeB: Bool = false,
