@@ -64,6 +64,29 @@ struct ZooConformanceTests {
     }
 }
 
+/// Every Conv kernel (im2col + sgemm, oneDNN on plain NCHW, oneDNN in its own layout with
+/// reorders) against PyTorch on one export of each zoo model: the plan normally times them and
+/// keeps the fastest, so each must be right on its own.
+@Suite("Conv kernels: each one matches PyTorch")
+struct ConvolutionKernelTests {
+    static let entries = ZooEntry.all.filter { $0.file.hasSuffix("torchscript_op17.onnx") }
+
+    @Test(arguments: entries)
+    func everyKernelMatchesPyTorch(_ entry: ZooEntry) throws {
+        var feeds: [String: Tensor] = [:]
+        for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+        for kernel in [ConvolutionKernel.im2col, .oneDNN, .oneDNNBlocked] {
+            let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2, convolution: kernel))
+            let results = try session.run(feeds)
+            for output in entry.outputs {
+                let expected = try NPY.read(contentsOf: Repo.path("Models/" + output.file))
+                let comparison = Comparison(actual: try #require(results[output.name]), expected: expected, atol: entry.atol, rtol: entry.rtol)
+                #expect(comparison.passed, "\(entry.name) with \(kernel): \(comparison)")
+            }
+        }
+    }
+}
+
 @Suite("Attention maps equal PyTorch's")
 struct AttentionConformanceTests {
     static let entries = ZooEntry.all.filter { $0.attention != nil }

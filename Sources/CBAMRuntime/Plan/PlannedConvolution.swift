@@ -1,12 +1,14 @@
+import Dispatch
 import Foundation
 
-// Planned Conv (1-D and 2-D, float32, constant weights). The fast path is a oneDNN
-// convolution primitive built once per plan, with bias, the residual Add (`sum`) and
-// Relu as post-ops, reading and writing plain NCHW in the arena. Where oneDNN is
-// switched off (`CBAM_CONV=im2col`) or refuses a geometry, im2col into the step's
-// scratch memory and one sgemm per (batch item, group) write straight into the
-// output's place, then one pass adds the bias and the residual and applies Relu. The
-// reference `ConvKernel` stays beside both for the differential tests.
+// Planned Conv (1-D and 2-D, float32, constant weights), with bias, the residual Add
+// and Relu of `cbam::FusedConv`. Three ways to compute it, chosen per Conv when the
+// plan is compiled by timing them on this CPU (or forced with CBAM_CONV):
+//   im2col + sgemm  columns in the step's scratch memory, one sgemm per (item, group)
+//                   straight into the output's place, then one epilogue pass;
+//   onednn-plain    a oneDNN primitive on plain NCHW, post-ops sum and eltwise_relu;
+//   onednn-blocked  the primitive in the layout it prefers, reorders around it.
+// The reference `ConvKernel` stays beside them for the differential tests.
 
 extension PlannedKernels {
     static func registerConvolution(_ table: inout [String: Builder]) {
@@ -72,26 +74,13 @@ extension PlannedKernels {
         let threads = macsPerItem >= Parallel.minimumMACs ? context.threads : 1
         let perItem = threads > 1 && items >= threads
         let columnsBytes = pointwise ? 0 : k * p * MemoryLayout<Float>.stride
-        let scratch = context.scratch(bytes: columnsBytes * (perItem ? threads : 1))
         let weights = UncheckedSendable(try weight.floats("W"))
-        if useOneDNN, let dnnl = try? oneDNNConvolution(x: x, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
-                                                       group: group, m: m, kernel: (kh, kw), strides: (sh, sw), dilations: (dh, dw),
-                                                       padBegin: padBegin, output: (oh, ow), threads: context.threads) {
-            let threads = context.threads
-            let copyResidual = residual.map { r in (r, r.count) }
-            return PlannedKernel(detail: "onednn:" + dnnl.implementation) { memory in
-                let target = y.floats(memory)
-                // The sum post-op adds into what the destination holds: the residual.
-                if let (r, count) = copyResidual { target.update(from: r.floats(memory), count: count) }
-                try dnnl.execute(source: x.floats(memory), destination: target, threads: threads)
-            }
-        }
 
+        // Candidate 1, always there: im2col into scratch and sgemm per (item, group), then the epilogue.
         let epilogue = EpilogueParameters(bias: bias, relu: relu, rows: mg, columns: p)
-        return PlannedKernel(detail: pointwise ? "sgemm" : "im2col+sgemm") { memory in
-            let source = UnsafePointer(x.floats(memory)), target = y.floats(memory)
-            let added = residual.map { UnsafePointer($0.floats(memory)) }
-            let columns = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
+        let im2colCandidate = ConvCandidate(name: pointwise ? "sgemm" : "im2col+sgemm",
+                                            scratchBytes: columnsBytes * (perItem ? threads : 1)) { source, target, added, scratch in
+            let columns = scratch.assumingMemoryBound(to: Float.self)
             weights.value.withUnsafeBufferPointer { wp in
                 let w0 = wp.baseAddress!
                 @inline(__always) func unfold(_ image: UnsafePointer<Float>, into buffer: UnsafeMutablePointer<Float>, channels: Range<Int>) {
@@ -133,37 +122,134 @@ extension PlannedKernels {
                 }
             }
         }
+        var candidates = [im2colCandidate]
+        if context.convolution != .im2col {
+            let geometry = oneDNNGeometry(x: x, m: m, group: group, kernel: (kh, kw), strides: (sh, sw), dilations: (dh, dw),
+                                          padBegin: padBegin, output: (oh, ow))
+            candidates += oneDNNCandidates(geometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                                           threads: context.threads)
+        }
+        let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
+                                           x: x.count, y: y.count, residual: residual != nil)
+        let scratch = context.scratch(bytes: chosen.scratchBytes)
+        return PlannedKernel(detail: chosen.name) { memory in
+            try chosen.run(UnsafePointer(x.floats(memory)), y.floats(memory), residual.map { UnsafePointer($0.floats(memory)) },
+                           scratch.pointer(memory))
+        }
     }
 }
 
-/// oneDNN for Conv unless `CBAM_CONV=im2col` asks for the im2col + sgemm path.
-private let useOneDNN = ProcessInfo.processInfo.environment["CBAM_CONV"] != "im2col"
+/// One way to compute a planned Conv: `run(x, y, residual, scratch)` on plain NCHW buffers.
+struct ConvCandidate {
+    let name: String
+    let scratchBytes: Int
+    let run: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutableRawPointer) throws -> Void
 
-/// A oneDNN convolution for a planned Conv with plain NCHW source and destination, or nil
-/// when oneDNN would only run its reference kernel (the im2col path is faster then).
-private func oneDNNConvolution(x: Operand, weights: [Float], bias: [Float]?, residual: Bool, relu: Bool, group: Int, m: Int,
-                               kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int), padBegin: [Int],
-                               output: (Int, Int), threads: Int) throws -> DNNLConvolution? {
+    init(name: String, scratchBytes: Int,
+         _ run: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutableRawPointer) throws -> Void) {
+        self.name = name
+        self.scratchBytes = scratchBytes
+        self.run = run
+    }
+
+    /// The candidate that runs fastest on this machine, timed now on zero buffers of the
+    /// step's sizes (median of 3 runs after one warm-up). Which kernel wins depends on the
+    /// CPU and the shape: oneDNN's blocked kernels win on large maps, im2col + sgemm on tiny
+    /// ones, where a primitive's fixed cost dominates. Below 2^16 MACs nothing is timed.
+    static func fastest(_ candidates: [ConvCandidate], choice: ConvolutionKernel, macs: Int, x: Int, y: Int, residual: Bool) -> ConvCandidate {
+        if choice == .im2col { return candidates[0] }
+        if choice != .fastest, let forced = candidates.first(where: { $0.name.hasPrefix(choice.prefix) }) { return forced }
+        guard candidates.count > 1, macs >= 1 << 16 else { return candidates[0] }
+        let source = AlignedBuffer(byteCount: x * 4), target = AlignedBuffer(byteCount: y * 4)
+        let added = residual ? AlignedBuffer(byteCount: y * 4) : nil
+        for buffer in [source, target] + (added.map { [$0] } ?? []) { buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.byteCount) }
+        var best = candidates[0], bestTime = Double.infinity
+        for candidate in candidates {
+            let scratch = AlignedBuffer(byteCount: candidate.scratchBytes)
+            var times: [Double] = []
+            for attempt in 0..<4 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                do {
+                    try candidate.run(UnsafePointer(source.pointer.assumingMemoryBound(to: Float.self)), target.pointer.assumingMemoryBound(to: Float.self),
+                                      added.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Float.self)) }, scratch.pointer)
+                } catch { times = []; break }
+                if attempt > 0 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start)) }
+            }
+            guard !times.isEmpty else { continue }
+            let median = times.sorted()[times.count / 2]
+            if median < bestTime { best = candidate; bestTime = median }
+        }
+        return best
+    }
+}
+
+extension ConvolutionKernel {
+    var prefix: String {
+        switch self {
+        case .fastest: return ""
+        case .im2col: return "im2col"
+        case .oneDNN: return "onednn-plain"
+        case .oneDNNBlocked: return "onednn-blocked"
+        }
+    }
+}
+
+private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int),
+                            padBegin: [Int], output: (Int, Int)) -> DNNLConvolution.Geometry {
     let spatial = Array(x.shape.dropFirst(2))
     let (h, w) = spatial.count == 1 ? (1, spatial[0]) : (spatial[0], spatial[1])
     let (padTop, padLeft) = padBegin.count == 1 ? (0, padBegin[0]) : (padBegin[0], padBegin[1])
     // End pads that give exactly the planned output size.
     let padBottom = (output.0 - 1) * strides.0 + (kernel.0 - 1) * dilations.0 + 1 - h - padTop
     let padRight = (output.1 - 1) * strides.1 + (kernel.1 - 1) * dilations.1 + 1 - w - padLeft
-    let geometry = DNNLConvolution.Geometry(
+    return DNNLConvolution.Geometry(
         batch: x.shape[0], channels: x.shape[1], height: h, width: w, outputChannels: m,
         kernelHeight: kernel.0, kernelWidth: kernel.1, strideHeight: strides.0, strideWidth: strides.1,
         dilationHeight: dilations.0, dilationWidth: dilations.1,
         padTop: padTop, padLeft: padLeft, padBottom: padBottom, padRight: padRight, group: group)
+}
+
+/// oneDNN candidates: the primitive on plain NCHW, and the primitive in the layout it
+/// prefers (nhwc or nChw16c on AVX-512, nChw8c on AVX2) with reorders from and to plain
+/// NCHW around it. oneDNN's reference kernels are not offered: they are slower than im2col.
+private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, relu: Bool,
+                              threads: Int) -> [ConvCandidate] {
     let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (relu ? [.relu] : [])
-    let convolution = try weights.withUnsafeBufferPointer { wp in
-        try bias.map { b in
-            try b.withUnsafeBufferPointer { bp in
-                try DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, bias: bp.baseAddress, postOps: postOps, threads: threads)
-            }
-        } ?? DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, postOps: postOps, threads: threads)
+    func make(_ layout: DNNLActivationLayout) -> DNNLConvolution? {
+        try? weights.withUnsafeBufferPointer { wp in
+            try bias.map { b in
+                try b.withUnsafeBufferPointer { bp in
+                    try DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, bias: bp.baseAddress, postOps: postOps, layout: layout, threads: threads)
+                }
+            } ?? DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, postOps: postOps, layout: layout, threads: threads)
+        }
     }
-    return convolution.implementation.hasPrefix("ref") ? nil : convolution
+    var result: [ConvCandidate] = []
+    let count = geometry.destinationShape.reduce(1, *)
+    if let plain = make(.plain), !plain.usesReferenceKernel {
+        result.append(ConvCandidate(name: "onednn-plain:" + plain.implementation, scratchBytes: 0) { x, y, added, _ in
+            // The sum post-op adds into what the destination holds: the residual.
+            if let added { y.update(from: added, count: count) }
+            try plain.execute(source: x, destination: y, threads: threads)
+        })
+    }
+    if let blocked = make(.chosenByPrimitive), !blocked.usesReferenceKernel, !(blocked.source.isPlain && blocked.destination.isPlain),
+       let plainSource = try? DNNLLayout.plain(geometry.sourceShape), let plainDestination = try? DNNLLayout.plain(geometry.destinationShape),
+       let into = try? DNNLReorder(from: plainSource, to: blocked.source),
+       let outOf = try? DNNLReorder(from: blocked.destination, to: plainDestination),
+       let residualInto = try? DNNLReorder(from: plainDestination, to: blocked.destination) {
+        let sourceBytes = (blocked.source.elementCount * 4 + 63) / 64 * 64
+        let destinationBytes = blocked.destination.elementCount * 4
+        result.append(ConvCandidate(name: "onednn-blocked:" + blocked.implementation + " " + blocked.source.tag,
+                                    scratchBytes: sourceBytes + destinationBytes) { x, y, added, scratch in
+            let s = scratch.assumingMemoryBound(to: Float.self), d = (scratch + sourceBytes).assumingMemoryBound(to: Float.self)
+            try into.execute(source: x, destination: s, threads: threads)
+            if let added { try residualInto.execute(source: added, destination: d, threads: threads) }
+            try blocked.execute(source: UnsafePointer(s), destination: d, threads: threads)
+            try outOf.execute(source: UnsafePointer(d), destination: y, threads: threads)
+        })
+    }
+    return result
 }
 
 /// What follows a convolution's sgemm on each output row: + bias, + residual, Relu.

@@ -7,11 +7,14 @@ final class PlanContext {
     let inputs: [Operand?]
     let outputs: [Operand?]
     let threads: Int
+    /// How Conv steps choose their kernel.
+    let convolution: ConvolutionKernel
     /// Scratch bytes the kernel asked for (shared by all steps, one step at a time).
     private(set) var scratchBytes = 0
 
-    init(node: NodeContext, inputs: [Operand?], outputs: [Operand?], threads: Int) {
+    init(node: NodeContext, inputs: [Operand?], outputs: [Operand?], threads: Int, convolution: ConvolutionKernel = .fastest) {
         self.node = node
+        self.convolution = convolution
         self.inputs = inputs
         self.outputs = outputs
         self.threads = Swift.max(1, threads)

@@ -8,6 +8,7 @@ struct Planner {
     let threads: Int
     let limits: ResourceLimits
     let optimize: Bool
+    let convolution: ConvolutionKernel
     let registry: OpRegistry
 
     /// Ops whose output is the input's bytes under another shape: no step, no copy.
@@ -116,7 +117,7 @@ struct Planner {
                 let outputs = try node.outputs.map(operand)
                 let constants = node.inputs.map { $0.isEmpty ? nil : typed.constants[$0] }
                 let context = PlanContext(node: NodeContext(node: node, opset: entry.opset, threads: threads, constants: constants),
-                                          inputs: inputs, outputs: outputs, threads: threads)
+                                          inputs: inputs, outputs: outputs, threads: threads, convolution: convolution)
                 let kernel: PlannedKernel
                 if let builder = PlannedKernels.builder(for: node), let planned = try builder(context) {
                     kernel = planned

@@ -65,11 +65,37 @@ public struct SessionOptions: Sendable {
     /// Runs the rewrite passes (BatchNorm folding, Conv fusions, in-place elementwise ops).
     /// Off, the plan runs every node as the file has it: the reference for differential tests.
     public var optimize: Bool
+    /// How each Conv picks its kernel (default: the fastest on this CPU, timed when the plan is compiled).
+    public var convolution: ConvolutionKernel
 
-    public init(threads: Int = 1, limits: ResourceLimits = ResourceLimits(), optimize: Bool = true) {
+    public init(threads: Int = 1, limits: ResourceLimits = ResourceLimits(), optimize: Bool = true,
+                convolution: ConvolutionKernel = .fromEnvironment) {
         self.threads = max(1, threads)
         self.limits = limits
         self.optimize = optimize
+        self.convolution = convolution
+    }
+}
+
+/// The ways a planned Conv can compute. The plan times the candidates on the CPU it runs on
+/// and keeps the fastest; the others are there to compare (`CBAM_CONV=im2col|onednn|blocked`).
+public enum ConvolutionKernel: String, Sendable, CaseIterable {
+    case fastest
+    /// im2col into scratch memory and OpenBLAS sgemm, then bias, residual and Relu in one pass.
+    case im2col
+    /// A oneDNN primitive on plain NCHW, with post-ops.
+    case oneDNN
+    /// A oneDNN primitive in the layout it prefers, with reorders around it.
+    case oneDNNBlocked
+
+    /// `CBAM_CONV` from the environment (im2col, onednn, blocked), else `fastest`.
+    public static var fromEnvironment: ConvolutionKernel {
+        switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
+        case "im2col"?: return .im2col
+        case "onednn"?: return .oneDNN
+        case "blocked"?: return .oneDNNBlocked
+        default: return .fastest
+        }
     }
 }
 
@@ -269,7 +295,8 @@ public final class Session: @unchecked Sendable {
         }
         planLock.unlock()
         let planner = Planner(model: model, order: order, threads: options.threads, limits: options.limits,
-                              optimize: options.optimize, registry: registry, sessionConstants: sessionConstants)
+                              optimize: options.optimize, convolution: options.convolution, registry: registry,
+                              sessionConstants: sessionConstants)
         let plan = try planner.compile(inputTypes: key.types.filter { constants[$0.key] == nil }, inputConstants: constants)
         planLock.lock()
         plans.append((key, plan))
