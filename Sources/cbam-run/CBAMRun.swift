@@ -24,8 +24,21 @@ struct CBAMRun: ParsableCommand {
               cbam-run model.onnx --input x=image.npy --output-dir out/
               cbam-run inspect model.onnx
             """,
+        version: CBAMRun.versionText,
         subcommands: [Run.self, Inspect.self, Bench.self],
         defaultSubcommand: Run.self)
+}
+
+extension CBAMRun {
+    /// `cbam-run --version`: the version, the CPU, and what the math libraries run on it.
+    static var versionText: String {
+        """
+        cbam-run 0.3.0
+        cpu: \(CPUInfo.modelName)
+        oneDNN \(OneDNN.version): kernels for \(OneDNN.isaName) (chosen from the CPU's feature bits)
+        OpenBLAS: \(CPUInfo.openBLASCore) (im2col + sgemm candidate for small convolutions, Gemm, MatMul)
+        """
+    }
 }
 
 /// Flags shared by the subcommands that build a session.

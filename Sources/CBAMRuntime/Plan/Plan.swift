@@ -129,7 +129,7 @@ final class Plan: @unchecked Sendable {
             let outputs = step.outputs.map { operand -> Tensor in operand.map(tensor) ?? Tensor.float([0], []) }
             try observer.nodeDidRun(NodeEvent(index: eventIndex, node: step.entry.node, inputs: inputs, outputs: outputs,
                                               seconds: seconds, startNanoseconds: timed ? start : nil,
-                                              replaced: step.entry.replaces, macs: step.macs))
+                                              replaced: step.entry.replaces, macs: step.macs, kernel: step.kernel.detail))
             eventIndex += 1
             // A fused step that also writes some of its inner nodes' outputs (a fused attention
             // gate writes its sigmoid map) reports those nodes too, so observers find them by name.

@@ -16,6 +16,8 @@ public final class Profiler: RunObserver {
         public let macs: Int
         /// The model's nodes the step stands for (more than one where the plan fused them).
         public let replaced: [String]
+        /// How the step computed (the kernel the plan chose).
+        public let kernel: String
 
         /// Billions of floating-point operations per second (2 per multiply-accumulate).
         public var gflops: Double? { macs > 0 && seconds > 0 ? 2 * Double(macs) / seconds / 1e9 : nil }
@@ -29,7 +31,7 @@ public final class Profiler: RunObserver {
     public func nodeDidRun(_ event: NodeEvent) throws {
         records.append(Record(node: event.node.ref.name, opType: event.node.opType, seconds: event.seconds ?? 0,
                               startNanoseconds: event.startNanoseconds ?? 0, outputShapes: event.outputs.map(\.shape),
-                              macs: event.macs, replaced: event.replaced.map(\.ref.name)))
+                              macs: event.macs, replaced: event.replaced.map(\.ref.name), kernel: event.kernel))
     }
 
     public var totalSeconds: Double { records.reduce(0) { $0 + $1.seconds } }
@@ -48,12 +50,12 @@ public final class Profiler: RunObserver {
         }
         lines.append(pad("total", 24) + String(format: " %10.3f %7.1f%% %7d", totalSeconds * 1000, 100.0, records.count))
         lines.append("")
-        lines.append("slowest nodes              ms    share  op               GFLOP/s  output shape")
+        lines.append("slowest nodes              ms    share  op               GFLOP/s  output shape         kernel")
         for record in records.sorted(by: { $0.seconds > $1.seconds }).prefix(topNodes) {
             let shape = record.outputShapes.first.map(Shape.describe) ?? ""
             let rate = record.gflops.map { String(format: "%7.1f", $0) } ?? "       "
             lines.append(pad(String(record.node.suffix(24)), 24) + String(format: " %8.3f %7.1f%%  ", record.seconds * 1000, 100 * record.seconds / total)
-                         + pad(record.opType, 16) + " " + rate + "  " + shape)
+                         + pad(record.opType, 16) + " " + rate + "  " + pad(shape, 20) + " " + record.kernel)
         }
         let fused = records.filter { $0.replaced.count > 1 }
         if !fused.isEmpty {
@@ -74,7 +76,7 @@ public final class Profiler: RunObserver {
             ["name": record.node, "cat": "Node", "ph": "X", "pid": 1, "tid": 1,
              "ts": Double(record.startNanoseconds - origin) / 1000, "dur": record.seconds * 1e6,
              "args": ["op_name": record.opType, "output_shape": record.outputShapes.map(Shape.describe).joined(separator: " "),
-                      "macs": record.macs, "gflops": record.gflops ?? 0, "nodes": record.replaced]]
+                      "macs": record.macs, "gflops": record.gflops ?? 0, "nodes": record.replaced, "kernel": record.kernel]]
         }
         return try JSONSerialization.data(withJSONObject: ["traceEvents": events, "displayTimeUnit": "ms"], options: [.prettyPrinted])
     }

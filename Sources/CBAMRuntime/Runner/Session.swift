@@ -19,9 +19,11 @@ public struct NodeEvent {
     public let replaced: [Node]
     /// Multiply-accumulates of the step, from the plan.
     public let macs: Int
+    /// How the step computes ("onednn-blocked:brgconv:avx512_core nhwc", "im2col+sgemm", "reference", …).
+    public let kernel: String
 
     public init(index: Int, node: Node, inputs: [Tensor?], outputs: [Tensor], seconds: Double? = nil,
-                startNanoseconds: UInt64? = nil, replaced: [Node]? = nil, macs: Int = 0) {
+                startNanoseconds: UInt64? = nil, replaced: [Node]? = nil, macs: Int = 0, kernel: String = "") {
         self.index = index
         self.node = node
         self.inputs = inputs
@@ -30,6 +32,7 @@ public struct NodeEvent {
         self.startNanoseconds = startNanoseconds
         self.replaced = replaced ?? [node]
         self.macs = macs
+        self.kernel = kernel
     }
 }
 
