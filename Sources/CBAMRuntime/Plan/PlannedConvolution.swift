@@ -14,6 +14,40 @@ extension PlannedKernels {
     static func registerConvolution(_ table: inout [String: Builder]) {
         table["Conv"] = { try convolution($0) }
         table[Passes.domain + "::FusedConv"] = { try convolution($0) }
+        table["ConvTranspose"] = { try transposedConvolution($0) }
+    }
+
+    /// ConvTranspose (1-D and 2-D, constant weights) as a oneDNN deconvolution on plain NCHW;
+    /// nil (the reference kernel) where oneDNN would use its reference implementation or
+    /// refuses the geometry (negative end pads from output_padding, say).
+    private static func transposedConvolution(_ context: PlanContext) throws -> PlannedKernel? {
+        let node = context.node
+        let x = try context.input(0, "X"), y = try context.output(0)
+        guard context.convolution != .im2col, let weight = node.constant(1), x.type.dataType == .float, weight.dataType == .float,
+              x.shape.count == 3 || x.shape.count == 4, weight.rank == x.shape.count else { return nil }
+        if context.inputs.count > 2, context.inputs[2] != nil, node.constant(2) == nil { return nil }
+        let reference = try ConvTransposeKernel(node)
+        let geometry = try reference.window.geometry(weight: weight)
+        let (outSpatial, padBegin) = try reference.resolve(input: Array(x.shape.dropFirst(2)), geometry: geometry)
+        let group = reference.group
+        let m = weight.shape[1] * group
+        guard y.shape == [x.shape[0], m] + outSpatial else { return nil }
+        func pair(_ v: [Int], _ fill: Int) -> (Int, Int) { v.count == 1 ? (fill, v[0]) : (v[0], v[1]) }
+        let (h, w) = pair(Array(x.shape.dropFirst(2)), 1), (oh, ow) = pair(outSpatial, 1)
+        let (kh, kw) = pair(geometry.kernel, 1), (sh, sw) = pair(geometry.strides, 1), (dh, dw) = pair(geometry.dilations, 1)
+        let (pt, pl) = pair(padBegin, 0)
+        let dnnlGeometry = DNNLDeconvolution.Geometry(
+            batch: x.shape[0], channels: x.shape[1], height: h, width: w, outputChannels: m, kernelHeight: kh, kernelWidth: kw,
+            strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, padTop: pt, padLeft: pl,
+            outputHeight: oh, outputWidth: ow, group: group)
+        guard dnnlGeometry.padBottom >= 0, dnnlGeometry.padRight >= 0,
+              let deconvolution = try? DNNLDeconvolution(geometry: dnnlGeometry, weights: try weight.floats("W"),
+                                                         bias: try node.constant(2)?.floats("B"), threads: context.threads),
+              !deconvolution.usesReferenceKernel else { return nil }
+        let threads = context.threads
+        return PlannedKernel(detail: "onednn-deconv:" + deconvolution.implementation) { memory in
+            try deconvolution.execute(source: x.floats(memory), destination: y.floats(memory), threads: threads)
+        }
     }
 
     /// BatchNormalization left after folding (one that follows no Conv, such as SKUnit's
