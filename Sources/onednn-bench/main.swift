@@ -196,38 +196,40 @@ func spinBench(idleMs: Int) throws {
 struct UncheckedPointer: @unchecked Sendable { let pointer: UnsafeMutablePointer<Float>; init(_ p: UnsafeMutablePointer<Float>) { pointer = p } }
 
 func threadsReport() throws {
-    // Two "sessions" on two threads, one with 1 OpenMP thread and one with 2, each executing its own conv.
+    // "Sessions" on two threads, each executing the same conv with its own thread count.
+    // A primitive built for 1 thread starts no OpenMP region, so a 1-thread session creates no
+    // libgomp worker; each thread that runs a 2-thread primitive gets a worker pool of its own.
     let g = geometry((128, 128, 28, 3, 1))
     let w = [Float](repeating: 0.01, count: g.weightShape.reduce(1, *))
-    let x = [Float](repeating: 0.5, count: g.sourceShape.reduce(1, *))
+    let x = Buffer(g.sourceShape.reduce(1, *))
     let conv = try DNNLConvolution(geometry: g, weights: w, threads: 1)
     let count = g.destinationShape.reduce(1, *)
-    let out = UnsafeMutablePointer<Float>.allocate(capacity: count * 2)
-    defer { out.deallocate() }
-    let shared = UncheckedPointer(out)
+    let out = Buffer(count * 2)
     func osThreads() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1 }
+    let shared = UncheckedPointer(out.pointer), input = UncheckedPointer(x.pointer)
+    func sessions(_ counts: [Int]) -> [String] {
+        let report = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: counts.count) { i in
+            do {
+                var times: [Double] = []
+                for _ in 0..<9 {
+                    let t0 = now()
+                    try conv.execute(source: input.pointer, destination: shared.pointer + i * count, threads: counts[i])
+                    times.append(now() - t0)
+                }
+                let line = String(format: "session %d with %dT: %.2f ms per conv (%@)", i, counts[i], median(times) * 1e3, try conv.implementation(threads: counts[i]))
+                report.withLock { $0.append(line) }
+            } catch { report.withLock { $0.append("\(error)") } }
+        }
+        return report.withLock { $0 }.sorted()
+    }
     print("OS threads at start: \(osThreads())")
-    for threads in [1, 2] {
-        var y = [Float](repeating: 0, count: count)
-        let t = try time(9) { try conv.execute(source: x, destination: &y, threads: threads) }
-        print(String(format: "alone: %dT %.2f ms (%@); OS threads now %d", threads, t * 1e3, try conv.implementation(threads: threads), osThreads()))
-    }
-    let report = Mutex<[String]>([])
-    DispatchQueue.concurrentPerform(iterations: 2) { i in
-        let threads = i + 1
-        do {
-            var times: [Double] = []
-            for _ in 0..<9 {
-                let t0 = now()
-                try conv.execute(source: x, destination: shared.pointer + i * count, threads: threads)
-                times.append(now() - t0)
-            }
-            let line = String(format: "concurrent: session with %dT: %.2f ms, omp_get_max_threads on its thread = %d", threads, median(times) * 1e3, OneDNN.threadsOnThisThread)
-            report.withLock { $0.append(line) }
-        } catch { report.withLock { $0.append("\(error)") } }
-    }
-    for line in report.withLock({ $0 }).sorted() { print(line) }
-    print("OS threads after the concurrent sessions: \(osThreads()) (libgomp keeps a worker pool per thread that started a parallel region)")
+    for line in sessions([1, 1]) { print("  \(line)") }
+    print("OS threads after two concurrent 1T sessions: \(osThreads())")
+    for line in sessions([1, 2]) { print("  \(line)") }
+    print("OS threads after a 1T and a 2T session side by side: \(osThreads())")
+    for line in sessions([2, 2]) { print("  \(line)") }
+    print("OS threads after two 2T sessions side by side: \(osThreads())")
 }
 
 import Synchronization
