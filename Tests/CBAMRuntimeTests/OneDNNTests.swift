@@ -306,9 +306,10 @@ import Testing
     // MARK: Deconvolution
 
     @Test func deconvolutionMatchesReference() throws {
-        var random = Random(state: 0xDEC0)
+        let environment = ProcessInfo.processInfo.environment
+        var random = Random(state: environment["ONEDNN_TEST_SEED"].flatMap { UInt64($0) } ?? 0xDEC0)
         var worstRel: Float = 0
-        for index in 0..<40 {
+        for index in 0..<(environment["ONEDNN_TEST_CASES"].flatMap { Int($0) } ?? 40) {
             func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
             let group = [1, 1, 2, 4][int(0...3)]
             let k = int(1...4), s = int(1...3), d = index % 5 == 4 ? 2 : 1
@@ -353,9 +354,10 @@ import Testing
     // MARK: MatMul
 
     @Test func matMulMatchesReference() throws {
-        var random = Random(state: 0x3A7)
+        let environment = ProcessInfo.processInfo.environment
+        var random = Random(state: environment["ONEDNN_TEST_SEED"].flatMap { UInt64($0) } ?? 0x3A7)
         var worstRel: Float = 0
-        for index in 0..<60 {
+        for index in 0..<(environment["ONEDNN_TEST_CASES"].flatMap { Int($0) } ?? 60) {
             func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
             let (m, n, k) = (int(1...40), int(1...40), int(1...64))
             let batch = index % 3 == 0 ? int(2...3) : 1

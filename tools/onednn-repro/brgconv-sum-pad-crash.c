@@ -1,7 +1,9 @@
-// oneDNN 2.6.3 (Debian 12's libdnnl) crashes in brgconv:avx512_core (f32) when a pad reaches
-// the kernel's extent — the first output row sees only padding — and the post-ops are sum then
-// ReLU. Sum alone or ReLU alone is fine. DNNLConvolution steers such geometries away from
-// brgconv (Geometry.hasPaddingOnlyOutputs). With sum alone the same geometry gives wrong values.
+// oneDNN 2.6.3 (Debian 12's libdnnl), brgconv:avx512_core (f32): when a pad reaches the
+// kernel's extent (here the top pad equals the kernel height, so the first output row sees
+// only padding), the post-ops sum then ReLU crash with SIGSEGV inside the JIT code. With sum
+// alone the run completes but the values are wrong (found by the Swift differential sweep,
+// OneDNNTests; this program shows the crash only). DNNLConvolution keeps such geometries
+// off brgconv (Geometry.hasPaddingOnlyOutputs).
 //
 //   gcc -O2 brgconv-sum-pad-crash.c -o crash -ldnnl
 //   ./crash PAD_TOP STRIDE_W SUM RELU     e.g. ./crash 2 2 1 1 → SIGSEGV on AVX-512; ./crash 1 2 1 1 → ok
