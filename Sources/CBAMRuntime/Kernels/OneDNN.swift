@@ -32,8 +32,10 @@ public enum OneDNN {
         do {
             try check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
             return .success(Handle(engine!))
+        } catch let error as CBAMError {
+            return .failure(error)
         } catch {
-            return .failure(error as! CBAMError)
+            return .failure(CBAMError(.unsupportedOp, "oneDNN: \(error)"))
         }
     }()
 
