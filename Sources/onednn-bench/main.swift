@@ -3,10 +3,23 @@
 //   .build/release/onednn-bench resnet50 [runs]   GFLOP/s of ResNet-50's 53 convolutions, batch 1, 1 and 2 threads, plain vs chosen layouts
 //   .build/release/onednn-bench postops           which implementation each post-op order and layout gets
 //   .build/release/onednn-bench threads           per-thread OpenMP counts, concurrent sessions with different counts
+//   .build/release/onednn-bench overhead          µs per execute of tiny convolutions
 //   .build/release/onednn-bench spin [ms]         does libgomp's spinning slow a DispatchQueue.concurrentPerform loop after a conv?
 import CBAMRuntime
 import Dispatch
 import Foundation
+
+/// A 64-byte aligned float buffer.
+final class Buffer {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(_ count: Int) {
+        self.count = count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
+        pointer.initialize(repeating: 0, count: count)
+    }
+    deinit { pointer.deallocate() }
+}
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -50,30 +63,35 @@ func resnet50Bench(runs: Int) throws {
     let layers = resnet50()
     let totalFlops = layers.map { geometry($0).flops }.reduce(0, +)
     print("ResNet-50 convolutions: \(layers.count), \(String(format: "%.2f", totalFlops / 1e9)) GFLOP at batch 1; bias + ReLU post-op; median of \(runs) runs")
-    struct Row { var plain = 0.0, chosen = 0.0, reorderIn = 0.0, reorderOut = 0.0; var implPlain = "", implChosen = "", layout = "" }
+    struct Row { var plain = 0.0, chosen = 0.0, unaligned = 0.0, reorderIn = 0.0, reorderOut = 0.0; var implPlain = "", implChosen = "", layout = "" }
     var rows = [[Row]](repeating: [Row](repeating: Row(), count: layers.count), count: 3)
     for threads in [1, 2] {
         for (i, layer) in layers.enumerated() {
             let g = geometry(layer)
             let w = (0..<g.weightShape.reduce(1, *)).map { Float(($0 % 17) - 8) * 0.01 }
             let b = [Float](repeating: 0.1, count: g.outputChannels)
-            let x = (0..<g.sourceShape.reduce(1, *)).map { Float(($0 % 13) - 6) * 0.1 }
-            var y = [Float](repeating: 0, count: g.destinationShape.reduce(1, *))
+            // 64-byte aligned buffers, as a planner's arena would give (Swift arrays are only
+            // 16-byte aligned: the "unaligned" column shows what that costs).
+            let x = Buffer(g.sourceShape.reduce(1, *)), y = Buffer(g.destinationShape.reduce(1, *))
+            for i in 0..<x.count { x.pointer[i] = Float((i % 13) - 6) * 0.1 }
             let plain = try DNNLConvolution(geometry: g, weights: w, bias: b, postOps: [.relu], threads: threads)
             let chosen = try DNNLConvolution(geometry: g, weights: w, bias: b, postOps: [.relu], layout: .chosenByPrimitive, threads: threads)
             var row = Row()
             row.implPlain = plain.implementation
             row.implChosen = chosen.implementation
             row.layout = "\(chosen.source)→\(chosen.destination)"
-            row.plain = try time(runs) { try plain.execute(source: x, destination: &y, threads: threads) }
-            var xb = [Float](repeating: 0, count: chosen.source.elementCount)
-            var yb = [Float](repeating: 0, count: chosen.destination.elementCount)
+            row.plain = try time(runs) { try plain.execute(source: x.pointer, destination: y.pointer, threads: threads) }
+            let xb = Buffer(chosen.source.elementCount), yb = Buffer(chosen.destination.elementCount)
             let toSource = try DNNLReorder(from: .plain(g.sourceShape), to: chosen.source)
             let fromDestination = try DNNLReorder(from: chosen.destination, to: .plain(g.destinationShape))
-            try toSource.execute(source: x, destination: &xb, threads: threads)
-            row.chosen = try time(runs) { try chosen.execute(source: xb, destination: &yb, threads: threads) }
-            row.reorderIn = try time(runs) { try toSource.execute(source: x, destination: &xb, threads: threads) }
-            row.reorderOut = try time(runs) { try fromDestination.execute(source: yb, destination: &y, threads: threads) }
+            try toSource.execute(source: x.pointer, destination: xb.pointer, threads: threads)
+            row.chosen = try time(runs) { try chosen.execute(source: xb.pointer, destination: yb.pointer, threads: threads) }
+            row.reorderIn = try time(runs) { try toSource.execute(source: x.pointer, destination: xb.pointer, threads: threads) }
+            row.reorderOut = try time(runs) { try fromDestination.execute(source: yb.pointer, destination: y.pointer, threads: threads) }
+            // The same chosen-layout conv on 4-byte-offset buffers (cache-line splits on every vector load).
+            let xu = Buffer(chosen.source.elementCount + 1), yu = Buffer(chosen.destination.elementCount + 1)
+            xu.pointer.update(from: xb.pointer, count: chosen.source.elementCount)
+            row.unaligned = try time(runs) { try chosen.execute(source: xu.pointer + 1, destination: yu.pointer + 1, threads: threads) }
             rows[threads][i] = row
         }
     }
@@ -93,9 +111,10 @@ func resnet50Bench(runs: Int) throws {
         let r = rows[threads]
         let plain = r.map(\.plain).reduce(0, +), chosen = r.map(\.chosen).reduce(0, +)
         let reorders = r.map { $0.reorderIn + $0.reorderOut }.reduce(0, +)
-        print(String(format: "%dT total: plain NCHW %.1f ms (%.0f GFLOP/s), chosen layouts %.1f ms (%.0f GFLOP/s), chosen + reorder in/out at every conv %.1f ms (%.0f GFLOP/s)",
+        let unaligned = r.map(\.unaligned).reduce(0, +)
+        print(String(format: "%dT total: plain NCHW %.1f ms (%.0f GFLOP/s), chosen layouts %.1f ms (%.0f GFLOP/s), chosen + reorder in/out at every conv %.1f ms (%.0f GFLOP/s), chosen on unaligned buffers %.1f ms (%.0f GFLOP/s)",
                      threads, plain * 1e3, totalFlops / plain / 1e9, chosen * 1e3, totalFlops / chosen / 1e9,
-                     (chosen + reorders) * 1e3, totalFlops / (chosen + reorders) / 1e9))
+                     (chosen + reorders) * 1e3, totalFlops / (chosen + reorders) / 1e9, unaligned * 1e3, totalFlops / unaligned / 1e9))
     }
 }
 
@@ -155,6 +174,21 @@ func spinBench(idleMs: Int) throws {
         convTimes.append(now() - t0)
         afterConv.append(loop())  // right after the conv: workers may still spin
     }
+    // CPU burnt per conv including the workers' spin afterwards: process CPU time over a conv and a 100 ms sleep.
+    func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+    var burnt: [Double] = []
+    for _ in 0..<10 {
+        usleep(100_000)
+        let c0 = cpuSeconds()
+        try conv.execute(source: x, destination: &y, threads: 2)
+        usleep(100_000)
+        burnt.append(cpuSeconds() - c0)
+    }
+    print(String(format: "CPU time per 2T conv incl. spinning afterwards: %.1f ms (conv wall %.2f ms)", median(burnt) * 1e3, median(convTimes) * 1e3))
     print(String(format: "conv 2T %.2f ms; concurrentPerform(2) loop: idle before %.2f ms, right after a 2-thread conv %.2f ms (x%.2f)",
                  median(convTimes) * 1e3, median(baseline) * 1e3, median(afterConv) * 1e3, median(afterConv) / median(baseline)))
 }
@@ -162,41 +196,57 @@ func spinBench(idleMs: Int) throws {
 struct UncheckedPointer: @unchecked Sendable { let pointer: UnsafeMutablePointer<Float>; init(_ p: UnsafeMutablePointer<Float>) { pointer = p } }
 
 func threadsReport() throws {
-    // Two "sessions" on two threads, one with 1 OpenMP thread and one with 2, each executing its own conv.
+    // "Sessions" on two threads, each executing the same conv with its own thread count.
+    // A primitive built for 1 thread starts no OpenMP region, so a 1-thread session creates no
+    // libgomp worker; each thread that runs a 2-thread primitive gets a worker pool of its own.
     let g = geometry((128, 128, 28, 3, 1))
     let w = [Float](repeating: 0.01, count: g.weightShape.reduce(1, *))
-    let x = [Float](repeating: 0.5, count: g.sourceShape.reduce(1, *))
+    let x = Buffer(g.sourceShape.reduce(1, *))
     let conv = try DNNLConvolution(geometry: g, weights: w, threads: 1)
     let count = g.destinationShape.reduce(1, *)
-    let out = UnsafeMutablePointer<Float>.allocate(capacity: count * 2)
-    defer { out.deallocate() }
-    let shared = UncheckedPointer(out)
+    let out = Buffer(count * 2)
     func osThreads() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1 }
+    let shared = UncheckedPointer(out.pointer), input = UncheckedPointer(x.pointer)
+    func sessions(_ counts: [Int]) -> [String] {
+        let report = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: counts.count) { i in
+            do {
+                var times: [Double] = []
+                for _ in 0..<9 {
+                    let t0 = now()
+                    try conv.execute(source: input.pointer, destination: shared.pointer + i * count, threads: counts[i])
+                    times.append(now() - t0)
+                }
+                let line = String(format: "session %d with %dT: %.2f ms per conv (%@)", i, counts[i], median(times) * 1e3, try conv.implementation(threads: counts[i]))
+                report.withLock { $0.append(line) }
+            } catch { report.withLock { $0.append("\(error)") } }
+        }
+        return report.withLock { $0 }.sorted()
+    }
     print("OS threads at start: \(osThreads())")
-    for threads in [1, 2] {
-        var y = [Float](repeating: 0, count: count)
-        let t = try time(9) { try conv.execute(source: x, destination: &y, threads: threads) }
-        print(String(format: "alone: %dT %.2f ms (%@); OS threads now %d", threads, t * 1e3, try conv.implementation(threads: threads), osThreads()))
-    }
-    let report = Mutex<[String]>([])
-    DispatchQueue.concurrentPerform(iterations: 2) { i in
-        let threads = i + 1
-        do {
-            var times: [Double] = []
-            for _ in 0..<9 {
-                let t0 = now()
-                try conv.execute(source: x, destination: shared.pointer + i * count, threads: threads)
-                times.append(now() - t0)
-            }
-            let line = String(format: "concurrent: session with %dT: %.2f ms, omp_get_max_threads on its thread = %d", threads, median(times) * 1e3, OneDNN.threadsOnThisThread)
-            report.withLock { $0.append(line) }
-        } catch { report.withLock { $0.append("\(error)") } }
-    }
-    for line in report.withLock({ $0 }).sorted() { print(line) }
-    print("OS threads after the concurrent sessions: \(osThreads()) (libgomp keeps a worker pool per thread that started a parallel region)")
+    for line in sessions([1, 1]) { print("  \(line)") }
+    print("OS threads after two concurrent 1T sessions: \(osThreads())")
+    for line in sessions([1, 2]) { print("  \(line)") }
+    print("OS threads after a 1T and a 2T session side by side: \(osThreads())")
+    for line in sessions([2, 2]) { print("  \(line)") }
+    print("OS threads after two 2T sessions side by side: \(osThreads())")
 }
 
 import Synchronization
+
+/// Time per execute of a tiny convolution: the fixed cost of a call (binding, lock, OpenMP setup).
+func overheadReport() throws {
+    for (name, g) in [("1x1 4→4 @2x2", geometry((4, 4, 2, 1, 1))), ("1x1 256→16 @1x1 (SE/CBAM MLP)", geometry((256, 16, 1, 1, 1)))] {
+        let w = [Float](repeating: 0.01, count: g.weightShape.reduce(1, *))
+        let x = Buffer(g.sourceShape.reduce(1, *)), y = Buffer(g.destinationShape.reduce(1, *))
+        for threads in [1, 2] {
+            let conv = try DNNLConvolution(geometry: g, weights: w, postOps: [.relu], threads: threads)
+            let calls = 20_000
+            let t = try time(5) { for _ in 0..<calls { try conv.execute(source: x.pointer, destination: y.pointer, threads: threads) } }
+            print(String(format: "%@, %dT (%@): %.2f µs per execute", name, threads, conv.implementation, t / Double(calls) * 1e6))
+        }
+    }
+}
 
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first ?? "resnet50" {
@@ -204,5 +254,6 @@ case "resnet50": try resnet50Bench(runs: arguments.dropFirst().first.flatMap { I
 case "postops": try postOpsReport()
 case "spin": try spinBench(idleMs: arguments.dropFirst().first.flatMap { Int($0) } ?? 50)
 case "threads": try threadsReport()
+case "overhead": try overheadReport()
 default: print("usage: onednn-bench resnet50 [runs] | postops | spin [idle-ms] | threads")
 }

@@ -125,14 +125,22 @@ import Testing
     /// 200 seeded random convolutions against ConvKernel: every family, batch 1–3, with and
     /// without bias, every post-op order, plain and primitive-chosen layouts, 1 and 2 threads.
     @Test func convolutionMatchesReference() throws {
-        var random = Random(state: 0x0DD_C0DE)
+        // ONEDNN_TEST_SEED / ONEDNN_TEST_CASES widen the sweep by hand (e.g. 5000 cases).
+        let environment = ProcessInfo.processInfo.environment
+        var random = Random(state: environment["ONEDNN_TEST_SEED"].flatMap { UInt64($0) } ?? 0x0DD_C0DE)
+        let caseCount = environment["ONEDNN_TEST_CASES"].flatMap { Int($0) } ?? 200
         var worstAbs: Float = 0, worstRel: Float = 0
         var implementations: [String: Int] = [:]
-        for index in 0..<200 {
+        for index in 0..<caseCount {
             let (g, oneD) = Self.randomGeometry(index % 10, &random)
             let hasBias = Bool.random(using: &random)
             let postOps = Self.postOpChoices[Int.random(in: 0..<Self.postOpChoices.count, using: &random)]
-            let layout: DNNLActivationLayout = index % 3 == 2 ? .chosenByPrimitive : .plain  // every family gets both
+            // Every family gets each layout: plain NCHW, the primitive's choice, and given NHWC.
+            let layout: DNNLActivationLayout = switch index % 3 {
+            case 0: .plain
+            case 1: .chosenByPrimitive
+            default: .given(source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape))
+            }
             let threads = Int.random(in: 1...2, using: &random)
             let x = Self.values(g.sourceShape.reduce(1, *), &random)
             let w = Self.values(g.weightShape.reduce(1, *), &random)
@@ -141,9 +149,11 @@ import Testing
             let residual = postOps.contains(.sum) ? Self.values(outCount, &random) : nil
             let label = "case \(index): \(g) bias \(hasBias) \(postOps) \(layout) threads \(threads)"
 
+            if ProcessInfo.processInfo.environment["ONEDNN_TEST_TRACE"] != nil { FileHandle.standardError.write(Data((label + "\n").utf8)) }
             let expected = try Self.referenceConv(g, oneD: oneD, x: x, w: w, b: b, residual: residual, postOps: postOps)
             let conv = try DNNLConvolution(geometry: g, weights: w, bias: b, postOps: postOps, layout: layout, threads: threads)
-            implementations["\(Self.families[index % 10]) \(layout == .plain ? "nchw" : "chosen"): \(conv.implementation)", default: 0] += 1
+            let layoutName = switch layout { case .plain: "nchw"; case .chosenByPrimitive: "chosen"; case .given: "nhwc" }
+            implementations["\(Self.families[index % 10]) \(layoutName): \(conv.implementation)", default: 0] += 1
             var actual = [Float](repeating: 0, count: outCount)
             if layout == .plain {
                 #expect(conv.source.isPlain && conv.destination.isPlain, "\(label)")
@@ -165,8 +175,34 @@ import Testing
             worstAbs = max(worstAbs, a)
             worstRel = max(worstRel, r)
         }
-        print("OneDNN conv differential: 200 cases, max abs \(worstAbs), max rel \(worstRel); implementations:")
+        print("OneDNN conv differential: \(caseCount) cases, max abs \(worstAbs), max rel \(worstRel); implementations:")
         for (key, count) in implementations.sorted(by: { $0.key < $1.key }) { print("  \(key) ×\(count)") }
+    }
+
+    /// oneDNN 2.6.3's brgconv crashes on a top pad as tall as the kernel with sum + ReLU
+    /// (tools/onednn-repro): DNNLConvolution must pick another kernel, in every layout.
+    @Test func brgconvPadCrashIsAvoided() throws {
+        var random = Random(state: 7)
+        let g = DNNLConvolution.Geometry(batch: 1, channels: 2, height: 5, width: 9, outputChannels: 10, kernelHeight: 2, kernelWidth: 2,
+                                         strideWidth: 2, padTop: 2, padLeft: 1, padBottom: 1, padRight: 1)
+        let x = Self.values(g.sourceShape.reduce(1, *), &random), w = Self.values(g.weightShape.reduce(1, *), &random)
+        let residual = Self.values(g.destinationShape.reduce(1, *), &random)
+        let expected = try Self.referenceConv(g, oneD: false, x: x, w: w, b: nil, residual: residual, postOps: [.sum, .relu])
+        for layout in [DNNLActivationLayout.plain, .chosenByPrimitive,
+                       .given(source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape))] {
+            let conv = try DNNLConvolution(geometry: g, weights: w, postOps: [.sum, .relu], layout: layout)
+            #expect(!conv.implementation.hasPrefix("brgconv"))
+            let toSource = try DNNLReorder(from: .plain(g.sourceShape), to: conv.source)
+            let toDestination = try DNNLReorder(from: .plain(g.destinationShape), to: conv.destination)
+            let back = try DNNLReorder(from: conv.destination, to: .plain(g.destinationShape))
+            var xl = [Float](repeating: 0, count: conv.source.elementCount), yl = [Float](repeating: 0, count: conv.destination.elementCount)
+            var y = [Float](repeating: 0, count: residual.count)
+            try toSource.execute(source: x, destination: &xl)
+            try toDestination.execute(source: residual, destination: &yl)
+            try conv.execute(source: xl, destination: &yl)
+            try back.execute(source: yl, destination: &y)
+            _ = Self.compare(y, expected, "\(layout) \(conv.implementation)")
+        }
     }
 
     /// One instance run concurrently from several threads, with different thread counts, gives the same output.
@@ -201,6 +237,20 @@ import Testing
         for i in 0..<8 {
             _ = Self.compare(Array(results[(i * count)..<((i + 1) * count)]), expected, tolerance: 1e-5, "worker \(i)")
         }
+    }
+
+    /// libgomp keeps OpenMP's thread count per thread: two threads that set different counts
+    /// at the same time each read back their own, so sessions with different counts coexist.
+    @Test func openMPThreadCountIsPerThread() {
+        let seen = Mutex<[Int: Int]>([:])
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            OneDNN.withThreads(i + 1) {
+                usleep(50_000)  // both threads are inside withThreads now
+                let count = OneDNN.threadsOnThisThread
+                seen.withLock { $0[i + 1] = count }
+            }
+        }
+        #expect(seen.withLock { $0 } == [1: 1, 2: 2])
     }
 
     // MARK: Refusals
@@ -243,16 +293,23 @@ import Testing
         let plain = try DNNLConvolution(geometry: g, weights: w)
         #expect(plain.source.description == "nchw" && plain.destination.description == "nchw")
         let chosen = try DNNLConvolution(geometry: g, weights: w, layout: .chosenByPrimitive)
-        print("OneDNN layouts for 64→64 3×3 on \(OneDNN.isaName): src \(chosen.source), dst \(chosen.destination), weights \(chosen.weights.tag), impl \(chosen.implementation); plain impl \(plain.implementation)")
+        let blocked = try DNNLConvolution(geometry: g, weights: w, layout: .given(source: .channelsBlocked(g.sourceShape, block: 16),
+                                                                                 destination: .channelsBlocked(g.destinationShape, block: 16)))
+        #expect(blocked.source.description == "nChw16c" && blocked.destination.description == "nChw16c")
+        #expect(try DNNLLayout.channelsLast([1, 3, 4, 5]).description == "nhwc")
+        // A given layout must match the geometry.
+        #expect(thrownCBAMError { _ = try DNNLConvolution(geometry: g, weights: w, layout: .given(source: .plain([1, 2, 3, 4]), destination: .plain(g.destinationShape))) }?.kind == .shapeMismatch)
+        print("OneDNN layouts for 64→64 3×3 on \(OneDNN.isaName): src \(chosen.source), dst \(chosen.destination), weights \(chosen.weights.tag), impl \(chosen.implementation); plain impl \(plain.implementation); nChw16c impl \(blocked.implementation)")
         #expect(chosen.source.elementCount >= g.sourceShape.reduce(1, *))
     }
 
     // MARK: Deconvolution
 
     @Test func deconvolutionMatchesReference() throws {
-        var random = Random(state: 0xDEC0)
+        let environment = ProcessInfo.processInfo.environment
+        var random = Random(state: environment["ONEDNN_TEST_SEED"].flatMap { UInt64($0) } ?? 0xDEC0)
         var worstRel: Float = 0
-        for index in 0..<40 {
+        for index in 0..<(environment["ONEDNN_TEST_CASES"].flatMap { Int($0) } ?? 40) {
             func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
             let group = [1, 1, 2, 4][int(0...3)]
             let k = int(1...4), s = int(1...3), d = index % 5 == 4 ? 2 : 1
@@ -297,9 +354,10 @@ import Testing
     // MARK: MatMul
 
     @Test func matMulMatchesReference() throws {
-        var random = Random(state: 0x3A7)
+        let environment = ProcessInfo.processInfo.environment
+        var random = Random(state: environment["ONEDNN_TEST_SEED"].flatMap { UInt64($0) } ?? 0x3A7)
         var worstRel: Float = 0
-        for index in 0..<60 {
+        for index in 0..<(environment["ONEDNN_TEST_CASES"].flatMap { Int($0) } ?? 60) {
             func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
             let (m, n, k) = (int(1...40), int(1...40), int(1...64))
             let batch = index % 3 == 0 ? int(2...3) : 1

@@ -13,6 +13,15 @@ import Synchronization
 // thread's own setting in libgomp, so sessions with different counts do not disturb each
 // other. Each thread that calls execute with threads > 1 gets its own pool of libgomp
 // workers.
+//
+// Spinning. libgomp's idle workers spin (GOMP_SPINCOUNT, 300 000 by default) before they
+// sleep. On a quiet machine that is what makes 2-thread primitives fast (a parallel region
+// costs ~5 µs instead of ~20 µs passive); on a machine whose cores are shared with other
+// processes it is ruinous (ResNet-50's convolutions on 2 threads: ~20 GFLOP/s instead of
+// ~180) and the spin can slow a DispatchQueue.concurrentPerform loop that follows. libgomp
+// reads OMP_WAIT_POLICY / GOMP_SPINCOUNT once, when the process starts, so only the
+// environment (or a re-exec with it set) can change that: OMP_WAIT_POLICY=passive is the
+// safe choice, GOMP_SPINCOUNT=10000 the compromise that kept both. See docs/onednn.md.
 
 /// Process-wide oneDNN state and helpers.
 public enum OneDNN {
@@ -23,8 +32,10 @@ public enum OneDNN {
         do {
             try check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
             return .success(Handle(engine!))
+        } catch let error as CBAMError {
+            return .failure(error)
         } catch {
-            return .failure(error as! CBAMError)
+            return .failure(CBAMError(.unsupportedOp, "oneDNN: \(error)"))
         }
     }()
 
@@ -189,8 +200,14 @@ public struct DNNLLayout: @unchecked Sendable, Equatable, CustomStringConvertibl
         let blocks = withUnsafeBytes(of: blocking.inner_blks) { Array($0.bindMemory(to: dnnl_dim_t.self).prefix(Int(blocking.inner_nblks))) }
         let indices = withUnsafeBytes(of: blocking.inner_idxs) { Array($0.bindMemory(to: dnnl_dim_t.self).prefix(Int(blocking.inner_nblks))) }
         let letters = Array("abcdefghijkl")
-        // Outer dims from the largest stride to the smallest (ties keep logical order).
-        let order = (0..<rank).sorted { strides[$0] != strides[$1] ? strides[$0] > strides[$1] : $0 < $1 }
+        // Outer dims from the largest stride to the smallest. A tie involves a dim of size 1,
+        // whose place does not matter: put it first, then keep logical order.
+        let dims = self.dims
+        let order = (0..<rank).sorted {
+            if strides[$0] != strides[$1] { return strides[$0] > strides[$1] }
+            if (dims[$0] == 1) != (dims[$1] == 1) { return dims[$0] == 1 }
+            return $0 < $1
+        }
         var name = order.map { axis in
             indices.contains(dnnl_dim_t(axis)) ? String(letters[axis]).uppercased() : String(letters[axis])
         }.joined()

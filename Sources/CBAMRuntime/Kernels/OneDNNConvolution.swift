@@ -18,9 +18,30 @@ public enum DNNLPostOp: String, Sendable, Equatable, CustomStringConvertible {
 public enum DNNLActivationLayout: Sendable, Equatable {
     /// Plain NCHW float32, as the rest of cbam-run stores tensors.
     case plain
-    /// Whatever the primitive prefers (blocked nChw16c on AVX-512, nChw8c on AVX2, …); see
-    /// `source` / `destination` for the chosen layouts and `DNNLReorder` to convert.
+    /// Whatever the primitive prefers (on this oneDNN: NHWC for brgconv on AVX-512, nChw8c on
+    /// AVX2, nChw4c for some grouped convs); see `source` / `destination` for the chosen
+    /// layouts and `DNNLReorder` to convert.
     case chosenByPrimitive
+    /// Exactly these (e.g. the previous conv's destination layout, so a chain needs no reorder).
+    case given(source: DNNLLayout, destination: DNNLLayout)
+}
+
+extension DNNLLayout {
+    /// NHWC (channels last) for 4-D `[N, C, H, W]` dims.
+    public static func channelsLast(_ dims: [Int]) throws -> DNNLLayout {
+        guard dims.count == 4 else { throw CBAMError(.shapeMismatch, "channels-last needs 4-D dims, got \(dims)") }
+        return DNNLLayout(try OneDNN.descriptor(dims, dnnl_nhwc))
+    }
+
+    /// NCHW with channels in blocks of 8 (nChw8c, AVX2's) or 16 (nChw16c, AVX-512's) for 4-D dims.
+    public static func channelsBlocked(_ dims: [Int], block: Int) throws -> DNNLLayout {
+        guard dims.count == 4 else { throw CBAMError(.shapeMismatch, "a blocked layout needs 4-D dims, got \(dims)") }
+        switch block {
+        case 8: return DNNLLayout(try OneDNN.descriptor(dims, dnnl_nChw8c))
+        case 16: return DNNLLayout(try OneDNN.descriptor(dims, dnnl_nChw16c))
+        default: throw CBAMError(.invalidAttribute, "channel blocks of 8 or 16 are supported, got \(block)")
+        }
+    }
 }
 
 extension OneDNN {
@@ -53,14 +74,27 @@ extension OneDNN {
         }
     }
 
-    /// Creates a primitive descriptor from an initialised op descriptor.
+    /// Creates a primitive descriptor from an initialised op descriptor: oneDNN's first choice,
+    /// or the first implementation whose name `avoiding` does not reject.
     static func primitiveDesc<Desc>(_ desc: inout Desc, attributes attr: dnnl_primitive_attr_t, engine: dnnl_engine_t,
-                                    _ what: String) throws -> dnnl_primitive_desc_t {
-        var pd: dnnl_primitive_desc_t?
+                                    _ what: String, avoiding: ((String) -> Bool)? = nil) throws -> dnnl_primitive_desc_t {
         try withUnsafePointer(to: &desc) { pointer in
-            try check(dnnl_primitive_desc_create(&pd, const_dnnl_op_desc_t(pointer), attr, engine, nil), "dnnl_primitive_desc_create (\(what))")
+            guard let avoiding else {
+                var pd: dnnl_primitive_desc_t?
+                try check(dnnl_primitive_desc_create(&pd, const_dnnl_op_desc_t(pointer), attr, engine, nil), "dnnl_primitive_desc_create (\(what))")
+                return pd!
+            }
+            var iterator: dnnl_primitive_desc_iterator_t?
+            try check(dnnl_primitive_desc_iterator_create(&iterator, const_dnnl_op_desc_t(pointer), attr, engine, nil),
+                      "dnnl_primitive_desc_iterator_create (\(what))")
+            defer { dnnl_primitive_desc_iterator_destroy(iterator) }
+            repeat {
+                guard let pd = dnnl_primitive_desc_iterator_fetch(iterator) else { break }
+                if !avoiding(implementation(pd)) { return pd }
+                dnnl_primitive_desc_destroy(pd)
+            } while dnnl_primitive_desc_iterator_next(iterator) == dnnl_success
+            throw CBAMError(.unsupportedOp, "oneDNN has no usable implementation for this \(what)")
         }
-        return pd!
     }
 
     static func checkSizes(_ values: [(String, Int)], minimum: Int) throws {
@@ -140,6 +174,16 @@ public final class DNNLConvolution: @unchecked Sendable {
                 * Double(channels / Swift.max(group, 1)) * Double(kernelHeight * kernelWidth)
         }
 
+        /// True when a pad reaches the dilated kernel's extent, so that some output rows or
+        /// columns see only padding. oneDNN 2.6.3's brgconv (f32, AVX-512) mishandles those
+        /// with a sum post-op: wrong values with sum alone, a SIGSEGV inside its JIT code with
+        /// sum + ReLU (tools/onednn-repro/brgconv-sum-pad-crash.c). Found by the differential
+        /// sweep; such convolutions never get brgconv (they are rare, and the cost is small).
+        var hasPaddingOnlyOutputs: Bool {
+            let extentH = (kernelHeight - 1) * dilationHeight + 1, extentW = (kernelWidth - 1) * dilationWidth + 1
+            return Swift.max(padTop, padBottom) >= extentH || Swift.max(padLeft, padRight) >= extentW
+        }
+
         func validate() throws {
             try OneDNN.checkSizes([("batch", batch), ("channels", channels), ("height", height), ("width", width),
                                    ("output channels", outputChannels), ("kernel height", kernelHeight),
@@ -214,15 +258,26 @@ public final class DNNLConvolution: @unchecked Sendable {
                 strides, dilations, padL, padR), "dnnl_dilated_convolution_forward_desc_init")
             let attr = try OneDNN.attributes(postOps)
             defer { dnnl_primitive_attr_destroy(attr) }
-            return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "convolution")
+            return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "convolution",
+                                            avoiding: g.hasPaddingOnlyOutputs ? { $0.hasPrefix("brgconv") } : nil)
         }
 
         // Settle the activation layouts once, for the build-time thread count; primitives for
         // other counts are then asked for exactly these (and refuse if they cannot).
-        let tag = layout == .plain ? dnnl_nchw : dnnl_format_tag_any
+        let requested: (source: dnnl_memory_desc_t, destination: dnnl_memory_desc_t)
+        switch layout {
+        case .plain:
+            requested = (try OneDNN.descriptor(g.sourceShape, dnnl_nchw), try OneDNN.descriptor(g.destinationShape, dnnl_nchw))
+        case .chosenByPrimitive:
+            requested = (try OneDNN.descriptor(g.sourceShape, dnnl_format_tag_any), try OneDNN.descriptor(g.destinationShape, dnnl_format_tag_any))
+        case .given(let source, let destination):
+            guard source.dims == g.sourceShape, destination.dims == g.destinationShape else {
+                throw CBAMError(.shapeMismatch, "layouts for \(source.dims) → \(destination.dims) given for a \(g.sourceShape) → \(g.destinationShape) convolution")
+            }
+            requested = (source.desc, destination.desc)
+        }
         let (sourceLayout, destinationLayout) = try OneDNN.withThreads(threads) {
-            let pd = try build(source: try OneDNN.descriptor(g.sourceShape, tag),
-                               destination: try OneDNN.descriptor(g.destinationShape, tag))
+            let pd = try build(source: requested.source, destination: requested.destination)
             defer { dnnl_primitive_desc_destroy(pd) }
             guard let s = OneDNN.query(pd, argument: DNNLArgument.source),
                   let d = OneDNN.query(pd, argument: DNNLArgument.destination) else {
