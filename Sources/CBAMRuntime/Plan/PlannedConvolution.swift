@@ -105,15 +105,16 @@ extension PlannedKernels {
         // otherwise one unit at a time with its columns and sgemm split across workers.
         let items = n * group
         let macsPerItem = mg * k * p
-        let threads = macsPerItem >= Parallel.minimumMACs ? context.threads : 1
-        let perItem = threads > 1 && items >= threads
+        let allThreads = macsPerItem >= Parallel.minimumMACs ? context.threads : 1
         let columnsBytes = pointwise ? 0 : k * p * MemoryLayout<Float>.stride
         let weights = UncheckedSendable(try weight.floats("W"))
 
         // Candidate 1, always there: im2col into scratch and sgemm per (item, group), then the epilogue.
         let epilogue = EpilogueParameters(bias: bias, relu: relu, rows: mg, columns: p)
-        let im2colCandidate = ConvCandidate(name: pointwise ? "sgemm" : "im2col+sgemm",
-                                            scratchBytes: columnsBytes * (perItem ? threads : 1)) { source, target, added, scratch in
+        func im2colCandidate(threads: Int) -> ConvCandidate {
+        let perItem = threads > 1 && items >= threads
+        return ConvCandidate(name: (pointwise ? "sgemm" : "im2col+sgemm") + (threads > 1 ? "" : " 1T"),
+                             scratchBytes: columnsBytes * (perItem ? threads : 1)) { source, target, added, scratch in
             let columns = scratch.assumingMemoryBound(to: Float.self)
             weights.value.withUnsafeBufferPointer { wp in
                 let w0 = wp.baseAddress!
@@ -156,12 +157,18 @@ extension PlannedKernels {
                 }
             }
         }
-        var candidates = [im2colCandidate]
+        }
+        // With several threads, one-thread variants compete too: a small convolution's team
+        // hand-offs can cost more than they share.
+        let threadCounts = allThreads > 1 ? [allThreads, 1] : [1]
+        var candidates = threadCounts.map { im2colCandidate(threads: $0) }
         if context.convolution != .im2col {
             let geometry = oneDNNGeometry(x: x, m: m, group: group, kernel: (kh, kw), strides: (sh, sw), dilations: (dh, dw),
                                           padBegin: padBegin, output: (oh, ow))
-            candidates += oneDNNCandidates(geometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
-                                           threads: context.threads)
+            for threads in context.threads > 1 ? [context.threads, 1] : [1] {
+                candidates += oneDNNCandidates(geometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                                               threads: threads)
+            }
         }
         let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                            x: x.count, y: y.count, residual: residual != nil)
