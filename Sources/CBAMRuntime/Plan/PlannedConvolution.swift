@@ -201,6 +201,13 @@ struct ConvCandidate {
         if choice == .im2col { return candidates[0] }
         if choice != .fastest, let forced = candidates.first(where: { $0.name.hasPrefix(choice.prefix) }) { return forced }
         guard candidates.count > 1, macs >= 1 << 16 else { return candidates[0] }
+        // A large convolution with one of oneDNN's own-layout kernels (not its gemm fallback) takes
+        // it without timing: measured 1.6–1.8× plain NCHW on AVX-512 (docs/onednn.md), and
+        // timing a large candidate on a busy machine costs compile time and can mislead.
+        if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: candidates \(candidates.map(\.name))\n".utf8)) }
+        if macs >= 1 << 24, let blocked = candidates.first(where: { $0.name.hasPrefix("onednn-blocked:") && !$0.name.contains("gemm") }) {
+            return blocked
+        }
         let source = AlignedBuffer(byteCount: x * 4), target = AlignedBuffer(byteCount: y * 4)
         let added = residual ? AlignedBuffer(byteCount: y * 4) : nil
         for buffer in [source, target] + (added.map { [$0] } ?? []) { buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.byteCount) }
@@ -218,11 +225,15 @@ struct ConvCandidate {
             }
             guard !times.isEmpty else { continue }
             let median = times.sorted()[times.count / 2]
+            if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: \(candidate.name) \(median / 1e6) ms\n".utf8)) }
             if median < bestTime { best = candidate; bestTime = median }
         }
         return best
     }
 }
+
+/// `CBAM_CONV_TRACE=1` prints every timed Conv candidate to standard error.
+private let traceChoices = ProcessInfo.processInfo.environment["CBAM_CONV_TRACE"] == "1"
 
 extension ConvolutionKernel {
     var prefix: String {
@@ -240,9 +251,11 @@ private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), 
     let spatial = Array(x.shape.dropFirst(2))
     let (h, w) = spatial.count == 1 ? (1, spatial[0]) : (spatial[0], spatial[1])
     let (padTop, padLeft) = padBegin.count == 1 ? (0, padBegin[0]) : (padBegin[0], padBegin[1])
-    // End pads that give exactly the planned output size.
-    let padBottom = (output.0 - 1) * strides.0 + (kernel.0 - 1) * dilations.0 + 1 - h - padTop
-    let padRight = (output.1 - 1) * strides.1 + (kernel.1 - 1) * dilations.1 + 1 - w - padLeft
+    // End pads that give exactly the planned output size. A stride that leaves the last rows
+    // unread (1×1 stride 2 on an even size) gives a negative figure, which oneDNN refuses;
+    // 0 gives the same output size, its formula rounding down as ONNX's does.
+    let padBottom = Swift.max(0, (output.0 - 1) * strides.0 + (kernel.0 - 1) * dilations.0 + 1 - h - padTop)
+    let padRight = Swift.max(0, (output.1 - 1) * strides.1 + (kernel.1 - 1) * dilations.1 + 1 - w - padLeft)
     return DNNLConvolution.Geometry(
         batch: x.shape[0], channels: x.shape[1], height: h, width: w, outputChannels: m,
         kernelHeight: kernel.0, kernelWidth: kernel.1, strideHeight: strides.0, strideWidth: strides.1,
