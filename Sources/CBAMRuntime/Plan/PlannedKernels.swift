@@ -57,6 +57,7 @@ enum PlannedKernels {
         registerConvolution(&table)
         registerPooling(&table)
         registerNormalization(&table)
+        registerGates(&table)
         return table
     }()
 
