@@ -148,13 +148,18 @@ extension PlannedKernels {
         let weights = UncheckedSendable(try weight.floats("W"))
         let shift = bias?.first ?? 0
         let (padTop, padLeft, dh, dw) = (pads[0], pads[1], dilations[0], dilations[1])
-        let scratch = context.scratch(bytes: 2 * pixels * MemoryLayout<Float>.stride)
+        // The two statistics planes, zero-padded so every tap reads in bounds: input pixel
+        // (r, c) sits at (r + padTop, c + padLeft), and each row has room for whole SIMD8
+        // chunks of output columns.
+        let paddedWidth = (w + 7) / 8 * 8 + (kw - 1) * dw, paddedHeight = h + (kh - 1) * dh
+        let plane = paddedHeight * paddedWidth
+        let scratch = context.scratch(bytes: (2 * pixels + 2 * plane) * MemoryLayout<Float>.stride)
         let workers = x.count >= Parallel.minimumElements ? context.threads : 1
-        let inverse = 1 / Float(c)
+        let divisor = Float(c)
         return PlannedKernel(detail: "stats+conv+scale") { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gates = map.floats(memory)
             let statistics = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
-            let (maxima, means) = (statistics, statistics + pixels)
+            let (maxima, means, padded) = (statistics, statistics + pixels, statistics + 2 * pixels)
             // Concat order: channel 0 of W reads the first of (max, mean) as the model wrote it.
             let (first, second) = meanFirst ? (UnsafePointer(means), UnsafePointer(maxima)) : (UnsafePointer(maxima), UnsafePointer(means))
             weights.value.withUnsafeBufferPointer { wp in
@@ -167,32 +172,19 @@ extension PlannedKernels {
                         let share = Parallel.share(worker, of: workers, count: pixels)
                         guard !share.isEmpty else { return }
                         channelStatistics(image + share.lowerBound, channels: c, stride: pixels, count: share.count,
-                                          maxima: maxima + share.lowerBound, means: means + share.lowerBound, inverse: inverse)
+                                          maxima: maxima + share.lowerBound, means: means + share.lowerBound, divisor: divisor)
+                    }
+                    padded.update(repeating: 0, count: 2 * plane)
+                    for row in 0..<h {
+                        let offset = (row + padTop) * paddedWidth + padLeft
+                        (padded + offset).update(from: first + row * w, count: w)
+                        (padded + plane + offset).update(from: second + row * w, count: w)
                     }
                     // The k×k convolution 2 → 1 and the sigmoid, rows split across workers.
                     Parallel.forEach(workers) { worker in
                         for row in Parallel.share(worker, of: workers, count: h) {
-                            let line = gate + row * w
-                            line.update(repeating: shift, count: w)
-                            for channel in 0..<2 {
-                                let plane = channel == 0 ? first : second
-                                for i in 0..<kh {
-                                    let sourceRow = row - padTop + i * dh
-                                    guard sourceRow >= 0 && sourceRow < h else { continue }
-                                    let input = plane + sourceRow * w
-                                    for j in 0..<kw {
-                                        let tap = w0[(channel * kh + i) * kw + j]
-                                        let offset = j * dw - padLeft
-                                        let lower = Swift.max(0, -offset), upper = Swift.min(w, w - offset)
-                                        var column = lower
-                                        while column < upper {
-                                            line[column] += tap * input[column + offset]
-                                            column += 1
-                                        }
-                                    }
-                                }
-                            }
-                            VectorMath.map(UnsafePointer(line), line, w) { 1 / (1 + VectorMath.exp(-$0)) }
+                            spatialRow(UnsafePointer(padded) + row * paddedWidth, plane: plane, rowStride: paddedWidth, width: w,
+                                       weights: w0, kh: kh, kw: kw, dh: dh, dw: dw, bias: shift, into: gate + row * w)
                         }
                     }
                     // Pass 2: y = x · s, the map applied to every channel.
@@ -207,38 +199,83 @@ extension PlannedKernels {
         }
     }
 
-    /// For `count` pixels: the max and the mean over `channels` planes `stride` apart.
+    /// One output row of the gate: bias + Σ over both planes and all taps, then the
+    /// sigmoid. `input` is the padded top-left of the row's window in plane 0; eight
+    /// output columns per accumulator, all taps applied before the store.
+    @inline(__always)
+    static func spatialRow(_ input: UnsafePointer<Float>, plane: Int, rowStride: Int, width: Int, weights: UnsafePointer<Float>,
+                           kh: Int, kw: Int, dh: Int, dw: Int, bias: Float, into output: UnsafeMutablePointer<Float>) {
+        var column = 0
+        while column < width {
+            var sum = SIMD8<Float>(repeating: bias)
+            for channel in 0..<2 {
+                for i in 0..<kh {
+                    let line = input + channel * plane + i * dh * rowStride + column
+                    let taps = weights + (channel * kh + i) * kw
+                    for j in 0..<kw {
+                        sum += SIMD8<Float>(repeating: taps[j]) * UnsafeRawPointer(line + j * dw).loadUnaligned(as: SIMD8<Float>.self)
+                    }
+                }
+            }
+            let gate = 1 / (1 + VectorMath.exp(-sum))
+            let valid = Swift.min(8, width - column)
+            if valid == 8 {
+                UnsafeMutableRawPointer(output + column).storeBytes(of: gate, as: SIMD8<Float>.self)
+            } else {
+                for lane in 0..<valid { output[column + lane] = gate[lane] }
+            }
+            column += 8
+        }
+    }
+
+    /// For `count` pixels: the max and the mean over `channels` planes `stride` apart,
+    /// 32 pixels at a time with the running values in registers.
     @inline(__always)
     static func channelStatistics(_ image: UnsafePointer<Float>, channels: Int, stride: Int, count: Int,
-                                  maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>, inverse: Float) {
-        maxima.update(from: image, count: count)
-        means.update(from: image, count: count)
-        for channel in 1..<Swift.max(channels, 1) {
-            let plane = image + channel * stride
-            var i = 0
-            while i + 8 <= count {
-                let v = UnsafeRawPointer(plane + i).loadUnaligned(as: SIMD8<Float>.self)
-                var m = UnsafeRawPointer(maxima + i).loadUnaligned(as: SIMD8<Float>.self)
-                let s = UnsafeRawPointer(means + i).loadUnaligned(as: SIMD8<Float>.self) + v
-                // NaN sticks: a NaN element replaces the max, and nothing is greater than NaN.
-                m.replace(with: v, where: (v .> m) .| (v .!= v))
-                UnsafeMutableRawPointer(maxima + i).storeBytes(of: m, as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(means + i).storeBytes(of: s, as: SIMD8<Float>.self)
-                i += 8
+                                  maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>, divisor: Float) {
+        @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+        @inline(__always) func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
+        // NaN sticks: a NaN element replaces the max, and nothing is greater than NaN.
+        @inline(__always) func larger(_ m: inout SIMD8<Float>, _ v: SIMD8<Float>) { m.replace(with: v, where: (v .> m) .| (v .!= v)) }
+        let scale = SIMD8<Float>(repeating: divisor)
+        var p = 0
+        while p + 32 <= count {
+            var (m0, m1, m2, m3) = (load(image + p), load(image + p + 8), load(image + p + 16), load(image + p + 24))
+            var (s0, s1, s2, s3) = (m0, m1, m2, m3)
+            var plane = image + p
+            for _ in 1..<Swift.max(channels, 1) {
+                plane += stride
+                let (v0, v1, v2, v3) = (load(plane), load(plane + 8), load(plane + 16), load(plane + 24))
+                larger(&m0, v0); larger(&m1, v1); larger(&m2, v2); larger(&m3, v3)
+                s0 += v0; s1 += v1; s2 += v2; s3 += v3
             }
-            while i < count {
-                let v = plane[i]
-                if v > maxima[i] || v.isNaN { maxima[i] = v }
-                means[i] += v
-                i += 1
-            }
+            store(m0, maxima + p); store(m1, maxima + p + 8); store(m2, maxima + p + 16); store(m3, maxima + p + 24)
+            store(s0 / scale, means + p); store(s1 / scale, means + p + 8); store(s2 / scale, means + p + 16); store(s3 / scale, means + p + 24)
+            p += 32
         }
-        // Mean as the sum divided by the count (ReduceMean's rounding), through the reciprocal only when exact.
-        let divisor = Float(channels)
-        if inverse.significandBitPattern == 0 {
-            for i in 0..<count { means[i] *= inverse }
-        } else {
-            for i in 0..<count { means[i] /= divisor }
+        while p + 8 <= count {
+            var m = load(image + p), s = m
+            var plane = image + p
+            for _ in 1..<Swift.max(channels, 1) {
+                plane += stride
+                let v = load(plane)
+                larger(&m, v)
+                s += v
+            }
+            store(m, maxima + p)
+            store(s / scale, means + p)
+            p += 8
+        }
+        while p < count {
+            var m = image[p], s = m
+            for channel in 1..<Swift.max(channels, 1) {
+                let v = image[channel * stride + p]
+                if v > m || v.isNaN { m = v }
+                s += v
+            }
+            maxima[p] = m
+            means[p] = s / divisor
+            p += 1
         }
     }
 
@@ -259,6 +296,28 @@ extension PlannedKernels {
 }
 
 extension ChannelGateProgram {
+    /// Σ a[i]·b[i], sixteen lanes at a time.
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
+        var s0 = SIMD8<Float>.zero, s1 = SIMD8<Float>.zero
+        var i = 0
+        while i + 16 <= count {
+            s0 += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+            s1 += UnsafeRawPointer(a + i + 8).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i + 8).loadUnaligned(as: SIMD8<Float>.self)
+            i += 16
+        }
+        if i + 8 <= count {
+            s0 += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
+            i += 8
+        }
+        var sum = (s0 + s1).sum()
+        while i < count {
+            sum += a[i] * b[i]
+            i += 1
+        }
+        return sum
+    }
+
     /// One instruction, resolved against the scratch base: reads earlier slots, writes its own.
     typealias Step = (_ slots: UnsafeMutablePointer<Float>) -> Void
 
@@ -298,12 +357,7 @@ extension ChannelGateProgram {
                     weights.value.withUnsafeBufferPointer { wp in
                         for row in 0..<rows {
                             let input = slots + inOffset + row * inner, output = slots + outOffset + row * m
-                            for o in 0..<m {
-                                let line = wp.baseAddress! + o * inner
-                                var sum: Float = 0
-                                for i in 0..<inner { sum += line[i] * input[i] }
-                                output[o] = sum
-                            }
+                            for o in 0..<m { output[o] = dot(wp.baseAddress! + o * inner, UnsafePointer(input), inner) }
                         }
                     }
                 }
