@@ -389,6 +389,7 @@ struct ChannelProgramBuilder {
             return slots[value]
         }
         let inputs = node.inputs
+        guard let first = inputs.first, !first.isEmpty else { return nil }
         let result: Int
         switch node.opType {
         case let op where GateFusion.viewOps.contains(op):
@@ -406,7 +407,7 @@ struct ChannelProgramBuilder {
             result = newSlot(count: type.count)
             emit(.relu, out: result, a: source)
         case "Add", "Sub", "Mul", "Div":
-            guard inputs.count == 2 else { return nil }
+            guard inputs.count == 2, !inputs[1].isEmpty else { return nil }
             var operands: [Int] = []
             var constantIndex = -1
             for input in inputs {
@@ -424,7 +425,7 @@ struct ChannelProgramBuilder {
             emit(op, out: result, a: operands[0], b: operands[1], k: constantIndex)
         case "Gemm":
             let context = NodeContext(node: node, opset: entry.opset)
-            guard let a = graph.types[inputs[0]], a.rank == 2, inputs.count >= 2, let b = graph.constants[inputs[1]], b.rank == 2,
+            guard inputs.count >= 2, let a = graph.types[inputs[0]], a.rank == 2, let b = graph.constants[inputs[1]], b.rank == 2,
                   (try? context.int("transA", default: 0)) == 0, let transB = try? context.int("transB", default: 0) != 0,
                   let alpha = try? context.float("alpha", default: 1), let beta = try? context.float("beta", default: 1),
                   let values = try? b.floats() else { return nil }
@@ -438,7 +439,7 @@ struct ChannelProgramBuilder {
                 return finish(value, index, addConstant(result, bias.map { $0 * beta }, shape: type.shape))
             }
         case "MatMul":
-            guard let a = graph.types[inputs[0]], a.rank >= 1, let b = graph.constants[inputs[1]], b.rank == 2,
+            guard inputs.count == 2, let a = graph.types[inputs[0]], a.rank >= 1, let b = graph.constants[inputs[1]], b.rank == 2,
                   a.shape.last == b.shape[0], let values = try? b.floats(),
                   type.count == a.count / b.shape[0] * b.shape[1], let source = slot(inputs[0], depth: depth + 1) else { return nil }
             let (k, m) = (b.shape[0], b.shape[1])
