@@ -99,12 +99,18 @@ struct CLITests {
     }
 
     @Test func dumpWritesChosenTensorsAndAnIndex() throws {
+        // The spatial gate's Conv output is inside a fused step: --no-passes runs it as a node of its own.
         let dir = try CLI.temporaryDirectory()
-        let result = try CLI.run([Self.model, Self.input, "--dump", "*Sigmoid*", "--dump", "/spatial/fuse/Conv_output_0", "--dump-dir", dir])
+        let result = try CLI.run([Self.model, Self.input, "--no-passes", "--dump", "*Sigmoid*", "--dump", "/spatial/fuse/Conv_output_0", "--dump-dir", dir])
         #expect(result.status == 0, "\(result.stderr)")
         struct Entry: Decodable { let tensor: String; let file: String; let shape: [Int] }
         let index = try JSONDecoder().decode([Entry].self, from: try Data(contentsOf: URL(fileURLWithPath: dir + "/index.json")))
         #expect(Set(index.map(\.tensor)) == ["/channel/gate/Sigmoid_output_0", "/spatial/fuse/Conv_output_0", "/spatial/gate/Sigmoid_output_0"])
+        // With the passes, the fused gates still write (and report) their sigmoid maps, not the Conv's output.
+        let fusedDir = try CLI.temporaryDirectory()
+        #expect(try CLI.run([Self.model, Self.input, "--dump", "*Sigmoid*", "--dump", "/spatial/fuse/Conv_output_0", "--dump-dir", fusedDir]).status == 0)
+        let fusedIndex = try JSONDecoder().decode([Entry].self, from: try Data(contentsOf: URL(fileURLWithPath: fusedDir + "/index.json")))
+        #expect(Set(fusedIndex.map(\.tensor)) == ["/channel/gate/Sigmoid_output_0", "/spatial/gate/Sigmoid_output_0"])
         // Compared with onnxruntime's value of the same tensor (tools/dump_reference.py).
         let conv = try NPY.read(contentsOf: dir + "/spatial_fuse_Conv_output_0.npy")
         let reference = try NPY.read(contentsOf: Repo.path("Tests/CBAMRuntimeTests/Fixtures/reference/seed000_cbam_fc_k7_torchscript_op17/spatial_fuse_Conv_output_0.npy"))
@@ -115,7 +121,12 @@ struct CLITests {
         let everything = try JSONDecoder().decode([Entry].self, from: try Data(contentsOf: URL(fileURLWithPath: all + "/index.json")))
         // Every value the plan computes: what an in-process observer of the same run sees.
         #expect(everything.count == (try Self.observedEvents()).reduce(0) { $0 + $1.node.outputs.filter { !$0.isEmpty }.count })
-        #expect(everything.count >= 15)
+        // The two fused gates write their outputs and their maps (each map reported twice: by the step and its Sigmoid).
+        #expect(Set(everything.map(\.tensor)) == ["/channel/Mul_output_0", "/channel/gate/Sigmoid_output_0", "output", "/spatial/gate/Sigmoid_output_0"])
+        // Without passes every node's output is there.
+        let unfused = try CLI.temporaryDirectory()
+        #expect(try CLI.run([Self.model, Self.input, "--no-passes", "--dump-all", "--dump-dir", unfused]).status == 0)
+        #expect(try JSONDecoder().decode([Entry].self, from: try Data(contentsOf: URL(fileURLWithPath: unfused + "/index.json"))).count >= 15)
     }
 
     final class Recorder: RunObserver {
@@ -156,7 +167,8 @@ struct CLITests {
         values[7] += 0.5
         try FileManager.default.removeItem(atPath: path)
         try NPY.write(try Tensor(shape: original.shape, floats: values), to: path)
-        let result = try CLI.run([Self.model, Self.input, "--check-against", dir])
+        // The fused spatial gate never writes the Conv's output: compare the plan without passes.
+        let result = try CLI.run([Self.model, Self.input, "--no-passes", "--check-against", dir])
         #expect(result.status == 2)
         #expect(result.stdout.contains("first divergence: node \"/spatial/fuse/Conv\" (Conv)"), "\(result.stdout.suffix(400))")
     }
@@ -167,7 +179,7 @@ struct CLITests {
         let result = try CLI.run([Self.model, Self.input, "--profile", "--warmup", "2", "--profile-json", dir + "/trace.json"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("op type"))
-        #expect(result.stdout.contains("Conv"))
+        #expect(result.stdout.contains("SpatialGate"), "the fused gates are steps of the profiled plan")
         let trace = try JSONSerialization.jsonObject(with: try Data(contentsOf: URL(fileURLWithPath: dir + "/trace.json"))) as? [String: Any]
         let events = try #require(trace?["traceEvents"] as? [[String: Any]])
         #expect(events.count == (try Self.observedEvents()).count)

@@ -39,6 +39,15 @@ public final class AttentionCapture: RunObserver {
         }
         if let gate = gatesByMul[name], let feature = event.inputs[gate.featureInputIndex] {
             featureShapes[gate.node.ref.name] = feature.shape
+        } else if event.replaced.count > 1 {
+            // A fused step whose last node is the gate's Mul (a fused attention gate): the
+            // feature map is the step's input of the same name.
+            for inner in event.replaced {
+                guard let gate = gatesByMul[inner.ref.name], gate.featureInputIndex < inner.inputs.count,
+                      let position = event.node.inputs.firstIndex(of: inner.inputs[gate.featureInputIndex]),
+                      position < event.inputs.count, let feature = event.inputs[position] else { continue }
+                featureShapes[gate.node.ref.name] = feature.shape
+            }
         }
     }
 

@@ -15,6 +15,8 @@ enum Passes {
     static func run(_ graph: TypedGraph, limits: ResourceLimits) throws -> TypedGraph {
         var graph = graph
         graph = try foldBatchNormIntoConv(graph)
+        graph = fuseChannelGates(graph)
+        graph = fuseSpatialGates(graph)
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
         return graph

@@ -60,6 +60,7 @@ enum PlannedKernels {
         registerConvolution(&table)
         registerPooling(&table)
         registerNormalization(&table)
+        registerGates(&table)
         return table
     }()
 
