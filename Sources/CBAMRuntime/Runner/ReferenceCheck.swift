@@ -30,8 +30,11 @@ public final class ReferenceCheck: RunObserver {
         available = Set(files.filter { $0.hasSuffix(".npy") })
     }
 
+    /// Tensors already handled: a fused step and the inner node it reports may both carry one.
+    private var compared = Set<String>()
+
     public func nodeDidRun(_ event: NodeEvent) throws {
-        for (name, tensor) in zip(event.node.outputs, event.outputs) where !name.isEmpty {
+        for (name, tensor) in zip(event.node.outputs, event.outputs) where !name.isEmpty && compared.insert(name).inserted {
             let file = FileNames.safe(name) + ".npy"
             guard available.contains(file) else { continue }
             let reference = try NPY.read(contentsOf: (directory as NSString).appendingPathComponent(file))

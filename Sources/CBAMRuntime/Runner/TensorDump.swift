@@ -31,8 +31,11 @@ public final class TensorDump: RunObserver {
         }
     }
 
+    /// Tensors already handled: a fused step and the inner node it reports may both carry one.
+    private var dumped = Set<String>()
+
     public func nodeDidRun(_ event: NodeEvent) throws {
-        for (name, tensor) in zip(event.node.outputs, event.outputs) where !name.isEmpty {
+        for (name, tensor) in zip(event.node.outputs, event.outputs) where !name.isEmpty && dumped.insert(name).inserted {
             guard everything || patterns.contains(where: { Glob.matches($0, name) }) else { continue }
             var file = FileNames.safe(name) + ".npy"
             var suffix = 2
