@@ -86,8 +86,9 @@ struct Inspect: ParsableCommand {
                 for line in plan.passes { print("  pass \(line)") }
                 print("  \(pad("#", 5)) \(pad("op", 20)) \(pad("kernel", 16)) \(pad("MACs", 12)) \(pad("output shape", 20)) step (nodes it stands for)")
                 for (index, step) in r.planSteps.enumerated() {
-                    let replaced = step.replaces.count > 1 ? "  (\(step.replaces.joined(separator: ", ")))" : ""
-                    print("  \(pad(String(index), 5)) \(pad(step.opType, 20)) \(pad(step.kernel, 16)) \(pad(grouped(step.macs), 12)) \(pad(step.output, 20)) \(step.name)\(replaced)")
+                    // A fused step by its first and last node and how many it stands for (--json lists them all).
+                    let name = step.replaces.count > 1 ? "\(step.replaces.first!) … \(step.replaces.last!) (\(step.replaces.count) nodes)" : step.name
+                    print("  \(pad(String(index), 5)) \(pad(step.opType, 20)) \(pad(step.kernel, 16)) \(pad(grouped(step.macs), 12)) \(pad(step.output, 20)) \(name)")
                 }
             }
         }

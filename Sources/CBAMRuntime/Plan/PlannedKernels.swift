@@ -103,6 +103,10 @@ enum MACs {
             // Each output element sums C/group · kernel products.
             guard let w = shape(1), w.count >= 3 else { return 0 }
             return times(y.count, product(w.dropFirst()))
+        case (Passes.domain, "SpatialGate"):
+            // The k×k convolution over the [N, 2, H, W] channel statistics.
+            guard let x = inputs.first ?? nil, x.shape.count == 4, x.shape[1] > 0, let w = shape(1) else { return 0 }
+            return times(x.count / x.shape[1], product(w[...]))
         case ("", "ConvTranspose"):
             guard let x = inputs.first??.count, let w = shape(1), w.count >= 3 else { return 0 }
             return times(x, product(w.dropFirst()))
