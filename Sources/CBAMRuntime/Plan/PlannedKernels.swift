@@ -57,6 +57,10 @@ enum PlannedKernels {
         registerConvolution(&table)
         registerPooling(&table)
         registerNormalization(&table)
+        registerReduction(&table)
+        registerShapeOps(&table)
+        registerLinear(&table)
+        registerMath(&table)
         return table
     }()
 
