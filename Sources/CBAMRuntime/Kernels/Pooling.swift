@@ -220,6 +220,13 @@ struct Pool2DLoop {
     /// Pools the `[H, W]` planes in `planes` of `xp` into the `[oH, oW]` planes of `yp`;
     /// MaxPool also writes each maximum's flat offset into `ip` when it is given.
     func run(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, _ ip: UnsafeMutablePointer<Int64>?, planes: Range<Int>) {
+        if case .max = mode, ip == nil, dw == 1 {
+            // One image row of column maxima per output row, on the stack.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.max(w, 1)) { line in
+                maxSeparable(xp, yp, planes: planes, line: line.baseAddress!)
+            }
+            return
+        }
         for plane in planes {
             let base = plane * h * w
             for oy in 0..<oh {
@@ -230,17 +237,6 @@ struct Pool2DLoop {
                     let x0 = ox * sw - padLeft
                     let target = (plane * oh + oy) * ow + ox
                     switch mode {
-                    case .max where ip == nil && dw == 1:
-                        var best = -Float.infinity
-                        for i in fy..<(fy + ny) {
-                            let row = xp + base + (y0 + i * dh) * w + x0 + fx
-                            // Small windows (3×3 stems) are cheaper as a plain loop.
-                            let rowMax = nx >= 16 ? VectorMath.max(row, nx) : (0..<nx).reduce(-Float.infinity) { m, j in
-                                m.isNaN || row[j].isNaN ? .nan : Swift.max(m, row[j])
-                            }
-                            best = rowMax.isNaN || best.isNaN ? .nan : Swift.max(best, rowMax)
-                        }
-                        yp[target] = best
                     case .max:
                         var best = -Float.infinity, bestIndex = -1
                         for i in fy..<(fy + ny) {
@@ -275,6 +271,42 @@ struct Pool2DLoop {
                         }
                         yp[target] = p == 2 ? sum.squareRoot() : Foundation.pow(sum, 1 / p)
                     }
+                }
+            }
+        }
+    }
+
+    /// MaxPool without indices and with unit column dilation, in two passes per output
+    /// row: the window's image rows reduced into `line` with SIMD (column maxima), then
+    /// each output the maximum of its `nx` neighbours there. A NaN anywhere in a window
+    /// gives NaN, as the tap-by-tap loop does.
+    private func maxSeparable(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>,
+                              line: UnsafeMutablePointer<Float>) {
+        for plane in planes {
+            let image = xp + plane * h * w
+            for oy in 0..<oh {
+                let (fy, ny) = rows[oy]
+                let target = yp + (plane * oh + oy) * ow
+                guard ny > 0 else {
+                    for ox in 0..<ow { target[ox] = -.infinity }
+                    continue
+                }
+                let y0 = oy * sh - padTop
+                var maxima = image + (y0 + fy * dh) * w
+                if ny > 1 {
+                    line.update(from: maxima, count: w)
+                    for i in 1..<ny { KeepMaxOperator.fill(line, w, line, 1, image + (y0 + (fy + i) * dh) * w, 1) }
+                    maxima = UnsafePointer(line)
+                }
+                for ox in 0..<ow {
+                    let (fx, nx) = columns[ox]
+                    let taps = maxima + ox * sw - padLeft + fx
+                    var best = -Float.infinity
+                    for j in 0..<nx {
+                        let value = taps[j]
+                        if value > best || value.isNaN { best = value }
+                    }
+                    target[ox] = best
                 }
             }
         }
