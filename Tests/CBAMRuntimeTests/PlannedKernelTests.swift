@@ -69,7 +69,8 @@ struct PlannedKernelTests {
             let big = round % 10 == 9
             let (n, c) = big ? (2, 8) : (int(1...3, &random), int(1...5, &random))
             let (h, w) = big ? (int(60...70, &random), int(60...70, &random)) : (int(1...17, &random), int(1...17, &random))
-            let kernel = [int(1...Swift.min(4, h), &random), int(1...Swift.min(4, w), &random)]
+            // Small windows (the stems), and now and then one as large as the image (CBAM's channel gate).
+            let kernel = round % 7 == 3 ? [int(1...h, &random), w] : [int(1...Swift.min(4, h), &random), int(1...Swift.min(4, w), &random)]
             var attributes: [String: Attribute] = ["kernel_shape": .ints(kernel), "strides": .ints([int(1...3, &random), int(1...3, &random)])]
             if int(0...4, &random) == 0 {
                 attributes["auto_pad"] = .string(["SAME_UPPER", "SAME_LOWER", "VALID"][int(0...2, &random)])

@@ -188,6 +188,8 @@ struct Pool2DLoop {
     let h: Int, w: Int, oh: Int, ow: Int
     let sh: Int, sw: Int, dh: Int, dw: Int
     let padTop: Int, padLeft: Int
+    /// Window width (taps per row).
+    let kw: Int
     /// Taps of each output row / column inside the image: first tap and how many.
     let rows: [(first: Int, count: Int)], columns: [(first: Int, count: Int)]
     /// Taps inside the padded image (count_include_pad counts the padding but not a ceil_mode overhang).
@@ -200,7 +202,8 @@ struct Pool2DLoop {
         (sh, sw) = (geometry.strides[0], geometry.strides[1])
         (dh, dw) = (geometry.dilations[0], geometry.dilations[1])
         (padTop, padLeft) = (padBegin[0], padBegin[1])
-        let (kh, kw) = (geometry.kernel[0], geometry.kernel[1])
+        let (kh, width) = (geometry.kernel[0], geometry.kernel[1])
+        kw = width
         // Taps of one axis whose position lies in [low, high): first tap and how many.
         func taps(_ o: Int, stride: Int, pad: Int, dilation: Int, kernel: Int, low: Int, high: Int) -> (first: Int, count: Int) {
             let origin = o * stride - pad
@@ -212,18 +215,18 @@ struct Pool2DLoop {
         }
         let (sh, sw, dh, dw) = (sh, sw, dh, dw)
         rows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: 0, high: h) }
-        columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: 0, high: w) }
+        columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: width, low: 0, high: w) }
         paddedRows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: -padBegin[0], high: h + padEnd[0]).count }
-        paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: -padBegin[1], high: w + padEnd[1]).count }
+        paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: width, low: -padBegin[1], high: w + padEnd[1]).count }
     }
 
     /// Pools the `[H, W]` planes in `planes` of `xp` into the `[oH, oW]` planes of `yp`;
     /// MaxPool also writes each maximum's flat offset into `ip` when it is given.
     func run(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, _ ip: UnsafeMutablePointer<Int64>?, planes: Range<Int>) {
         if case .max = mode, ip == nil, dw == 1 {
-            // One image row of column maxima per output row, on the stack.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.max(w, 1)) { line in
-                maxSeparable(xp, yp, planes: planes, line: line.baseAddress!)
+            // Two image rows of maxima per output row, on the stack.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * Swift.max(w, 1)) { space in
+                maxSeparable(xp, yp, planes: planes, line: space.baseAddress!, wide: space.baseAddress! + Swift.max(w, 1))
             }
             return
         }
@@ -276,19 +279,22 @@ struct Pool2DLoop {
         }
     }
 
-    /// MaxPool without indices and with unit column dilation, in two passes per output
-    /// row: the window's image rows reduced into `line` with SIMD (column maxima), then
-    /// each output the maximum of its `nx` neighbours there. A NaN anywhere in a window
-    /// gives NaN, as the tap-by-tap loop does.
+    /// MaxPool without indices and with unit column dilation, in passes over whole rows
+    /// with SIMD: per output row, the window's image rows reduced into `line` (column
+    /// maxima); for small windows, `wide[x]` = the maximum of `line[x..<x+kW]` so each
+    /// output is one pick (windows clipped by the padding are taken tap by tap). A NaN
+    /// anywhere in a window gives NaN, as the tap-by-tap loop does.
     private func maxSeparable(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>,
-                              line: UnsafeMutablePointer<Float>) {
+                              line: UnsafeMutablePointer<Float>, wide: UnsafeMutablePointer<Float>) {
+        let windows = w - kw + 1
+        let picks = kw <= 8 && windows > 0
         for plane in planes {
             let image = xp + plane * h * w
             for oy in 0..<oh {
                 let (fy, ny) = rows[oy]
                 let target = yp + (plane * oh + oy) * ow
                 guard ny > 0 else {
-                    for ox in 0..<ow { target[ox] = -.infinity }
+                    target.update(repeating: -.infinity, count: ow)
                     continue
                 }
                 let y0 = oy * sh - padTop
@@ -298,15 +304,25 @@ struct Pool2DLoop {
                     for i in 1..<ny { KeepMaxOperator.fill(line, w, line, 1, image + (y0 + (fy + i) * dh) * w, 1) }
                     maxima = UnsafePointer(line)
                 }
+                if picks {
+                    wide.update(from: maxima, count: windows)
+                    for j in 1..<kw { KeepMaxOperator.fill(wide, windows, wide, 1, maxima + j, 1) }
+                }
                 for ox in 0..<ow {
                     let (fx, nx) = columns[ox]
-                    let taps = maxima + ox * sw - padLeft + fx
-                    var best = -Float.infinity
-                    for j in 0..<nx {
-                        let value = taps[j]
-                        if value > best || value.isNaN { best = value }
+                    let start = ox * sw - padLeft + fx
+                    if picks && nx == kw {
+                        target[ox] = wide[start]
+                    } else if nx >= 8 {
+                        target[ox] = VectorMath.max(maxima + start, nx)
+                    } else {
+                        var best = -Float.infinity
+                        for j in 0..<nx {
+                            let value = maxima[start + j]
+                            if value > best || value.isNaN { best = value }
+                        }
+                        target[ox] = best
                     }
-                    target[ox] = best
                 }
             }
         }

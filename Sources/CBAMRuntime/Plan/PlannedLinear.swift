@@ -24,12 +24,8 @@ extension PlannedKernels {
         // C goes into Y first (a broadcast copy); sgemm then adds beta · Y.
         var prefill: StridedCopy? = nil
         if let c, beta != 0 {
-            guard c.shape.count <= 2 else { return nil }
-            let padded = [Int](repeating: 1, count: 2 - c.shape.count) + c.shape
-            guard zip(padded, [m, n]).allSatisfy({ $0 == $1 || $0 == 1 }) else { return nil }
-            let strides = Shape.strides(padded)
-            prefill = StridedCopy(extents: [m, n], source: (0..<2).map { padded[$0] == 1 ? 0 : strides[$0] }, target: [n, 1],
-                                  elementSize: MemoryLayout<Float>.stride)
+            guard let copy = StridedCopy(broadcasting: c.shape, to: [m, n], elementSize: MemoryLayout<Float>.stride) else { return nil }
+            prefill = copy
         }
         let product = LinearProduct(m: m, n: n, k: k, transA: transA, transB: transB, lda: a.shape[1], ldb: b.shape[1],
                                     threads: context.threads)

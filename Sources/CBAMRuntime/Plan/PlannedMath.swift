@@ -95,13 +95,8 @@ extension PlannedKernels {
             step(plan, first, inputs[1])
             rest = inputs.dropFirst(2)
         } else {
-            let rank = y.shape.count
-            guard first.shape.count <= rank else { return nil }
-            let padded = [Int](repeating: 1, count: rank - first.shape.count) + first.shape
-            guard zip(padded, y.shape).allSatisfy({ $0 == $1 || $0 == 1 }) else { return nil }
-            let strides = Shape.strides(padded)
-            prefill = StridedCopy(extents: y.shape, source: (0..<rank).map { padded[$0] == 1 ? 0 : strides[$0] },
-                                  target: Shape.strides(y.shape), elementSize: MemoryLayout<Float>.stride)
+            guard let copy = StridedCopy(broadcasting: first.shape, to: y.shape, elementSize: MemoryLayout<Float>.stride) else { return nil }
+            prefill = copy
         }
         for operand in rest {
             guard let plan = try? BroadcastPlan(y.shape, operand.shape), plan.outputShape == y.shape else { return nil }

@@ -122,13 +122,8 @@ extension PlannedKernels {
     /// Expand to the planned output shape: broadcast axes read with stride 0.
     private static func expand(_ context: PlanContext) throws -> PlannedKernel? {
         let x = try context.input(0, "input"), y = try context.output(0)
-        let rank = y.shape.count
-        guard x.type.dataType == y.type.dataType, x.shape.count <= rank else { return nil }
-        let padded = [Int](repeating: 1, count: rank - x.shape.count) + x.shape
-        guard zip(padded, y.shape).allSatisfy({ $0 == $1 || $0 == 1 }) else { return nil }
-        let strides = Shape.strides(padded)
-        let copy = StridedCopy(extents: y.shape, source: (0..<rank).map { padded[$0] == 1 ? 0 : strides[$0] },
-                               target: Shape.strides(y.shape), elementSize: x.type.dataType.byteSize)
+        guard x.type.dataType == y.type.dataType,
+              let copy = StridedCopy(broadcasting: x.shape, to: y.shape, elementSize: x.type.dataType.byteSize) else { return nil }
         return copies("broadcast copy", [(copy, x, y)], threads: context.threads)
     }
 
@@ -216,6 +211,18 @@ struct StridedCopy {
         outerTarget = axes.map(\.target)
         (length, sourceStep, targetStep) = count == 0 ? (0, 1, 1) : inner
         (self.sourceOffset, self.targetOffset) = (sourceOffset, targetOffset)
+    }
+
+    /// `shape` broadcast (numpy rules) to `target`: broadcast axes read with stride 0.
+    /// Nil when `shape` does not broadcast to exactly `target`.
+    init?(broadcasting shape: [Int], to target: [Int], elementSize: Int) {
+        let rank = target.count
+        guard shape.count <= rank else { return nil }
+        let padded = [Int](repeating: 1, count: rank - shape.count) + shape
+        guard zip(padded, target).allSatisfy({ $0 == $1 || $0 == 1 }) else { return nil }
+        let strides = Shape.strides(padded)
+        self.init(extents: target, source: (0..<rank).map { padded[$0] == 1 ? 0 : strides[$0] }, target: Shape.strides(target),
+                  elementSize: elementSize)
     }
 
     /// Whether every run is one memcpy.
