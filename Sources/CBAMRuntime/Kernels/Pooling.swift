@@ -223,12 +223,29 @@ struct Pool2DLoop {
     /// Pools the `[H, W]` planes in `planes` of `xp` into the `[oH, oW]` planes of `yp`;
     /// MaxPool also writes each maximum's flat offset into `ip` when it is given.
     func run(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, _ ip: UnsafeMutablePointer<Int64>?, planes: Range<Int>) {
-        if case .max = mode, ip == nil, dw == 1 {
-            // Two image rows of maxima per output row, on the stack.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * Swift.max(w, 1)) { space in
-                maxSeparable(xp, yp, planes: planes, line: space.baseAddress!, wide: space.baseAddress! + Swift.max(w, 1))
+        if dw == 1 {
+            // Whole-row passes need two image rows of partial results, on the stack.
+            func separable<O: FloatBinaryOperator>(_ op: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
+                                                    finish: (Float, Int, Int) -> Float) {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * Swift.max(w, 1)) { space in
+                    let line = space.baseAddress!
+                    windowsByRows(op, start: start, row: row, finish: finish, xp, yp, planes: planes, line: line, wide: line + Swift.max(w, 1))
+                }
             }
-            return
+            switch mode {
+            case .max where ip == nil:
+                separable(KeepMaxOperator.self, start: -.infinity, row: { VectorMath.max($0, $1) }) { value, _, _ in value }
+                return
+            case .average(let includePad):
+                separable(AddOperator.self, start: 0, row: { VectorMath.sum($0, $1) }) { sum, oy, ox in
+                    // count_include_pad counts the padding but never the part a ceil_mode window hangs past it.
+                    let divisor = includePad ? paddedRows[oy] * paddedColumns[ox] : rows[oy].count * columns[ox].count
+                    return divisor > 0 ? sum / Float(divisor) : 0
+                }
+                return
+            default:
+                break
+            }
         }
         for plane in planes {
             let base = plane * h * w
@@ -279,13 +296,16 @@ struct Pool2DLoop {
         }
     }
 
-    /// MaxPool without indices and with unit column dilation, in passes over whole rows
-    /// with SIMD: per output row, the window's image rows reduced into `line` (column
-    /// maxima); for small windows, `wide[x]` = the maximum of `line[x..<x+kW]` so each
-    /// output is one pick (windows clipped by the padding are taken tap by tap). A NaN
-    /// anywhere in a window gives NaN, as the tap-by-tap loop does.
-    private func maxSeparable(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>,
-                              line: UnsafeMutablePointer<Float>, wide: UnsafeMutablePointer<Float>) {
+    /// A max or sum pool with unit column dilation, in passes over whole rows with SIMD: per
+    /// output row, the window's image rows combined into `line` (column maxima or sums);
+    /// for small windows, `wide[x]` combines `line[x..<x+kW]`, so each output is one pick
+    /// (windows the padding clips are combined tap by tap, large ones with `row`). Then
+    /// `finish(value, oy, ox)`. A NaN anywhere in a max window gives NaN, as tap by tap.
+    @inline(__always)
+    private func windowsByRows<O: FloatBinaryOperator>(_: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
+                                                      finish: (Float, Int, Int) -> Float,
+                                                      _ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>,
+                                                      line: UnsafeMutablePointer<Float>, wide: UnsafeMutablePointer<Float>) {
         let windows = w - kw + 1
         let picks = kw <= 8 && windows > 0
         for plane in planes {
@@ -294,35 +314,34 @@ struct Pool2DLoop {
                 let (fy, ny) = rows[oy]
                 let target = yp + (plane * oh + oy) * ow
                 guard ny > 0 else {
-                    target.update(repeating: -.infinity, count: ow)
+                    for ox in 0..<ow { target[ox] = finish(start, oy, ox) }
                     continue
                 }
                 let y0 = oy * sh - padTop
-                var maxima = image + (y0 + fy * dh) * w
+                var combined = image + (y0 + fy * dh) * w
                 if ny > 1 {
-                    line.update(from: maxima, count: w)
-                    for i in 1..<ny { KeepMaxOperator.fill(line, w, line, 1, image + (y0 + (fy + i) * dh) * w, 1) }
-                    maxima = UnsafePointer(line)
+                    line.update(from: combined, count: w)
+                    for i in 1..<ny { O.fill(line, w, line, 1, image + (y0 + (fy + i) * dh) * w, 1) }
+                    combined = UnsafePointer(line)
                 }
                 if picks {
-                    wide.update(from: maxima, count: windows)
-                    for j in 1..<kw { KeepMaxOperator.fill(wide, windows, wide, 1, maxima + j, 1) }
+                    wide.update(from: combined, count: windows)
+                    for j in 1..<kw { O.fill(wide, windows, wide, 1, combined + j, 1) }
                 }
                 for ox in 0..<ow {
                     let (fx, nx) = columns[ox]
-                    let start = ox * sw - padLeft + fx
+                    let first = ox * sw - padLeft + fx
+                    let value: Float
                     if picks && nx == kw {
-                        target[ox] = wide[start]
+                        value = wide[first]
                     } else if nx >= 8 {
-                        target[ox] = VectorMath.max(maxima + start, nx)
+                        value = row(combined + first, nx)
                     } else {
-                        var best = -Float.infinity
-                        for j in 0..<nx {
-                            let value = maxima[start + j]
-                            if value > best || value.isNaN { best = value }
-                        }
-                        target[ox] = best
+                        var partial = start
+                        for j in 0..<nx { partial = O.apply(partial, combined[first + j]) }
+                        value = partial
                     }
+                    target[ox] = finish(value, oy, ox)
                 }
             }
         }
