@@ -225,7 +225,7 @@ struct Pool2DLoop {
     func run(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, _ ip: UnsafeMutablePointer<Int64>?, planes: Range<Int>) {
         if dw == 1 {
             // Whole-row passes need two image rows of partial results, on the stack.
-            func separable<O: FloatBinaryOperator>(_ op: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
+            @inline(__always) func separable<O: FloatBinaryOperator>(_ op: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
                                                     finish: (Float, Int, Int) -> Float) {
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * Swift.max(w, 1)) { space in
                     let line = space.baseAddress!
