@@ -47,11 +47,19 @@ struct BroadcastPlan {
     @inline(__always)
     func forEachRun(in runs: Range<Int>? = nil, _ inner: (Int, Int, Int, Int, Int, Int) throws -> Void) rethrows {
         let last = extents.count - 1
-        let length = extents[last], aStep = aStrides[last], bStep = bStrides[last]
         let runs = runs ?? 0..<runCount
         if runs.isEmpty { return }
+        // The outer odometer lives on the stack: a planned kernel's run allocates nothing.
+        try withUnsafeTemporaryAllocation(of: Int.self, capacity: Swift.max(last, 1)) { buffer in
+            try walk(runs, index: buffer.baseAddress!, inner)
+        }
+    }
+
+    @inline(__always)
+    private func walk(_ runs: Range<Int>, index: UnsafeMutablePointer<Int>, _ inner: (Int, Int, Int, Int, Int, Int) throws -> Void) rethrows {
+        let last = extents.count - 1
+        let length = extents[last], aStep = aStrides[last], bStep = bStrides[last]
         // Position the outer odometer at the first run.
-        var index = [Int](repeating: 0, count: last)
         var aOffset = 0, bOffset = 0, rest = runs.lowerBound
         for axis in stride(from: last - 1, through: 0, by: -1) {
             index[axis] = rest % extents[axis]

@@ -152,20 +152,58 @@ extension WindowPool {
     /// The common case, 2-D pooling, with the window clipped to the image once per
     /// output row and column instead of testing every tap. X `[N, C, H, W]`.
     func pool2D(_ x: Tensor) throws -> [Tensor] {
-        let (h, w) = (x.shape[2], x.shape[3])
-        let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: [h, w])
-        let (oh, ow) = (outSpatial[0], outSpatial[1])
-        let (kh, kw) = (geometry.kernel[0], geometry.kernel[1])
-        let (sh, sw) = (geometry.strides[0], geometry.strides[1])
-        let (dh, dw) = (geometry.dilations[0], geometry.dilations[1])
+        let loop = try Pool2DLoop(geometry: geometry, mode: mode, height: x.shape[2], width: x.shape[3])
         let planes = x.shape[0] * x.shape[1]
-        let outShape = [x.shape[0], x.shape[1], oh, ow]
+        let outShape = [x.shape[0], x.shape[1], loop.oh, loop.ow]
         let count = try Shape.elementCount(outShape)
         var output = [Float](repeating: 0, count: count)
         var isMax = false
         if case .max = mode { isMax = true }
         var indices = [Int64](repeating: 0, count: isMax && wantsIndices ? count : 0)
         let values = try x.floats("X")
+        let workers = x.count >= Parallel.minimumElements ? Swift.min(threads, planes) : 1
+        values.withUnsafeBufferPointer { xp in
+            output.withUnsafeMutableBufferPointer { yp in
+                indices.withUnsafeMutableBufferPointer { ip in
+                    let (source, target, positions) = (xp.baseAddress, yp.baseAddress, isMax && wantsIndices ? ip.baseAddress : nil)
+                    guard let source, let target else { return }
+                    Parallel.forEach(workers) { worker in
+                        loop.run(source, target, positions, planes: Parallel.share(worker, of: workers, count: planes))
+                    }
+                }
+            }
+        }
+        var results = [Tensor.float(outShape, output)]
+        if isMax && wantsIndices { results.append(.int64(outShape, indices)) }
+        return results
+    }
+}
+
+/// 2-D MaxPool / AveragePool / LpPool prepared for one input size: for every output row
+/// and column, the window's taps that fall inside the image (and, for count_include_pad,
+/// inside the padding). ``run(_:_:_:planes:)`` only computes on raw pointers, so the
+/// reference kernel and the planned one share it.
+struct Pool2DLoop {
+    let mode: WindowPool.Mode
+    let h: Int, w: Int, oh: Int, ow: Int
+    let sh: Int, sw: Int, dh: Int, dw: Int
+    let padTop: Int, padLeft: Int
+    /// Window width (taps per row).
+    let kw: Int
+    /// Taps of each output row / column inside the image: first tap and how many.
+    let rows: [(first: Int, count: Int)], columns: [(first: Int, count: Int)]
+    /// Taps inside the padded image (count_include_pad counts the padding but not a ceil_mode overhang).
+    let paddedRows: [Int], paddedColumns: [Int]
+
+    init(geometry: SpatialGeometry, mode: WindowPool.Mode, height h: Int, width w: Int) throws {
+        let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: [h, w])
+        self.mode = mode
+        (self.h, self.w, oh, ow) = (h, w, outSpatial[0], outSpatial[1])
+        (sh, sw) = (geometry.strides[0], geometry.strides[1])
+        (dh, dw) = (geometry.dilations[0], geometry.dilations[1])
+        (padTop, padLeft) = (padBegin[0], padBegin[1])
+        let (kh, width) = (geometry.kernel[0], geometry.kernel[1])
+        kw = width
         // Taps of one axis whose position lies in [low, high): first tap and how many.
         func taps(_ o: Int, stride: Int, pad: Int, dilation: Int, kernel: Int, low: Int, high: Int) -> (first: Int, count: Int) {
             let origin = o * stride - pad
@@ -175,80 +213,137 @@ extension WindowPool {
             while last >= first && origin + last * dilation >= high { last -= 1 }
             return (first, last - first + 1)
         }
-        let rows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: 0, high: h) }
-        let columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: 0, high: w) }
-        // count_include_pad counts taps in the padding but not past it (a ceil_mode overhang).
-        let paddedRows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: -padBegin[0], high: h + padEnd[0]).count }
-        let paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: kw, low: -padBegin[1], high: w + padEnd[1]).count }
-        let workers = x.count >= Parallel.minimumElements ? Swift.min(threads, planes) : 1
-        values.withUnsafeBufferPointer { xp in
-            output.withUnsafeMutableBufferPointer { yp in
-                indices.withUnsafeMutableBufferPointer { ip in
-                    Parallel.forEach(workers) { worker in
-                    for plane in Parallel.share(worker, of: workers, count: planes) {
-                        let base = plane * h * w
-                        for oy in 0..<oh {
-                            let (fy, ny) = rows[oy]
-                            let y0 = oy * sh - padBegin[0]
-                            for ox in 0..<ow {
-                                let (fx, nx) = columns[ox]
-                                let x0 = ox * sw - padBegin[1]
-                                let target = (plane * oh + oy) * ow + ox
-                                switch mode {
-                                case .max where !wantsIndices && dw == 1:
-                                    var best = -Float.infinity
-                                    for i in fy..<(fy + ny) {
-                                        let row = xp.baseAddress! + base + (y0 + i * dh) * w + x0 + fx
-                                        // Small windows (3×3 stems) are cheaper as a plain loop.
-                                        let rowMax = nx >= 16 ? VectorMath.max(row, nx) : (0..<nx).reduce(-Float.infinity) { m, j in
-                                            m.isNaN || row[j].isNaN ? .nan : Swift.max(m, row[j])
-                                        }
-                                        best = rowMax.isNaN || best.isNaN ? .nan : Swift.max(best, rowMax)
-                                    }
-                                    yp[target] = best
-                                case .max:
-                                    var best = -Float.infinity, bestIndex = -1
-                                    for i in fy..<(fy + ny) {
-                                        let row = base + (y0 + i * dh) * w + x0
-                                        for j in fx..<(fx + nx) {
-                                            let value = xp[row + j * dw]
-                                            if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = row + j * dw }
-                                        }
-                                    }
-                                    yp[target] = best
-                                    if wantsIndices { ip[target] = Int64(max(bestIndex, 0)) }
-                                case .average(let includePad):
-                                    var sum: Float = 0
-                                    for i in fy..<(fy + ny) {
-                                        let row = base + (y0 + i * dh) * w + x0
-                                        if dw == 1 {
-                                            sum += VectorMath.sum(xp.baseAddress! + row + fx, nx)
-                                        } else {
-                                            for j in fx..<(fx + nx) { sum += xp[row + j * dw] }
-                                        }
-                                    }
-                                    let divisor = includePad ? paddedRows[oy] * paddedColumns[ox] : ny * nx
-                                    yp[target] = divisor > 0 ? sum / Float(divisor) : 0
-                                case .lp(let p):
-                                    var sum: Float = 0
-                                    for i in fy..<(fy + ny) {
-                                        let row = base + (y0 + i * dh) * w + x0
-                                        for j in fx..<(fx + nx) {
-                                            let value = Swift.abs(xp[row + j * dw])
-                                            sum += p == 2 ? value * value : Foundation.pow(value, p)
-                                        }
-                                    }
-                                    yp[target] = p == 2 ? sum.squareRoot() : Foundation.pow(sum, 1 / p)
-                                }
+        let (sh, sw, dh, dw) = (sh, sw, dh, dw)
+        rows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: 0, high: h) }
+        columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: width, low: 0, high: w) }
+        paddedRows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: -padBegin[0], high: h + padEnd[0]).count }
+        paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: width, low: -padBegin[1], high: w + padEnd[1]).count }
+    }
+
+    /// Pools the `[H, W]` planes in `planes` of `xp` into the `[oH, oW]` planes of `yp`;
+    /// MaxPool also writes each maximum's flat offset into `ip` when it is given.
+    func run(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, _ ip: UnsafeMutablePointer<Int64>?, planes: Range<Int>) {
+        if dw == 1 {
+            // Whole-row passes need two image rows of partial results, on the stack.
+            @inline(__always) func separable<O: FloatBinaryOperator>(_ op: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
+                                                    finish: (Float, Int, Int) -> Float) {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * Swift.max(w, 1)) { space in
+                    let line = space.baseAddress!
+                    windowsByRows(op, start: start, row: row, finish: finish, xp, yp, planes: planes, line: line, wide: line + Swift.max(w, 1))
+                }
+            }
+            switch mode {
+            case .max where ip == nil:
+                separable(KeepMaxOperator.self, start: -.infinity, row: { VectorMath.max($0, $1) }) { value, _, _ in value }
+                return
+            case .average(let includePad):
+                separable(AddOperator.self, start: 0, row: { VectorMath.sum($0, $1) }) { sum, oy, ox in
+                    // count_include_pad counts the padding but never the part a ceil_mode window hangs past it.
+                    let divisor = includePad ? paddedRows[oy] * paddedColumns[ox] : rows[oy].count * columns[ox].count
+                    return divisor > 0 ? sum / Float(divisor) : 0
+                }
+                return
+            default:
+                break
+            }
+        }
+        for plane in planes {
+            let base = plane * h * w
+            for oy in 0..<oh {
+                let (fy, ny) = rows[oy]
+                let y0 = oy * sh - padTop
+                for ox in 0..<ow {
+                    let (fx, nx) = columns[ox]
+                    let x0 = ox * sw - padLeft
+                    let target = (plane * oh + oy) * ow + ox
+                    switch mode {
+                    case .max:
+                        var best = -Float.infinity, bestIndex = -1
+                        for i in fy..<(fy + ny) {
+                            let row = base + (y0 + i * dh) * w + x0
+                            for j in fx..<(fx + nx) {
+                                let value = xp[row + j * dw]
+                                if value > best || bestIndex < 0 || value.isNaN { best = value; bestIndex = row + j * dw }
                             }
                         }
-                    }
+                        yp[target] = best
+                        ip?[target] = Int64(Swift.max(bestIndex, 0))
+                    case .average(let includePad):
+                        var sum: Float = 0
+                        for i in fy..<(fy + ny) {
+                            let row = base + (y0 + i * dh) * w + x0
+                            if dw == 1 {
+                                sum += VectorMath.sum(xp + row + fx, nx)
+                            } else {
+                                for j in fx..<(fx + nx) { sum += xp[row + j * dw] }
+                            }
+                        }
+                        let divisor = includePad ? paddedRows[oy] * paddedColumns[ox] : ny * nx
+                        yp[target] = divisor > 0 ? sum / Float(divisor) : 0
+                    case .lp(let p):
+                        var sum: Float = 0
+                        for i in fy..<(fy + ny) {
+                            let row = base + (y0 + i * dh) * w + x0
+                            for j in fx..<(fx + nx) {
+                                let value = Swift.abs(xp[row + j * dw])
+                                sum += p == 2 ? value * value : Foundation.pow(value, p)
+                            }
+                        }
+                        yp[target] = p == 2 ? sum.squareRoot() : Foundation.pow(sum, 1 / p)
                     }
                 }
             }
         }
-        var results = [Tensor.float(outShape, output)]
-        if isMax && wantsIndices { results.append(.int64(outShape, indices)) }
-        return results
+    }
+
+    /// A max or sum pool with unit column dilation, in passes over whole rows with SIMD: per
+    /// output row, the window's image rows combined into `line` (column maxima or sums);
+    /// for small windows, `wide[x]` combines `line[x..<x+kW]`, so each output is one pick
+    /// (windows the padding clips are combined tap by tap, large ones with `row`). Then
+    /// `finish(value, oy, ox)`. A NaN anywhere in a max window gives NaN, as tap by tap.
+    @inline(__always)
+    private func windowsByRows<O: FloatBinaryOperator>(_: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
+                                                      finish: (Float, Int, Int) -> Float,
+                                                      _ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>,
+                                                      line: UnsafeMutablePointer<Float>, wide: UnsafeMutablePointer<Float>) {
+        let windows = w - kw + 1
+        let picks = kw <= 8 && windows > 0
+        for plane in planes {
+            let image = xp + plane * h * w
+            for oy in 0..<oh {
+                let (fy, ny) = rows[oy]
+                let target = yp + (plane * oh + oy) * ow
+                guard ny > 0 else {
+                    for ox in 0..<ow { target[ox] = finish(start, oy, ox) }
+                    continue
+                }
+                let y0 = oy * sh - padTop
+                var combined = image + (y0 + fy * dh) * w
+                if ny > 1 {
+                    line.update(from: combined, count: w)
+                    for i in 1..<ny { O.fill(line, w, line, 1, image + (y0 + (fy + i) * dh) * w, 1) }
+                    combined = UnsafePointer(line)
+                }
+                if picks {
+                    wide.update(from: combined, count: windows)
+                    for j in 1..<kw { O.fill(wide, windows, wide, 1, combined + j, 1) }
+                }
+                for ox in 0..<ow {
+                    let (fx, nx) = columns[ox]
+                    let first = ox * sw - padLeft + fx
+                    let value: Float
+                    if picks && nx == kw {
+                        value = wide[first]
+                    } else if nx >= 8 {
+                        value = row(combined + first, nx)
+                    } else {
+                        var partial = start
+                        for j in 0..<nx { partial = O.apply(partial, combined[first + j]) }
+                        value = partial
+                    }
+                    target[ox] = finish(value, oy, ox)
+                }
+            }
+        }
     }
 }

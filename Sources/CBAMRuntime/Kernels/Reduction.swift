@@ -78,8 +78,9 @@ struct ReduceKernel {
     let start: Double
     let accumulate: (Double, Double) -> Double
     let finish: (Double, Int) -> Double
-    /// The reductions CBAM's pools use get a float32 loop over contiguous axes.
-    enum Fast { case sum, mean, max }
+    /// The reductions CBAM's pools use get a float32 loop over contiguous axes (`min`
+    /// only in planned kernels: the reference reduces it in Double).
+    enum Fast { case sum, mean, max, min }
     let fast: Fast?
 
     init(_ context: NodeContext, axesInputSince: Int, start: Double,
@@ -115,7 +116,16 @@ struct ReduceKernel {
         let layout = try ReductionLayout(inputShape: x.shape, axes: axes, keepDims: keepDims)
         let sorted = axes.sorted()
         if let fast, case .float(let values) = x.storage, let first = sorted.first, sorted.last! - first + 1 == sorted.count {
-            return .float(layout.outputShape, reduceContiguous(values, shape: x.shape, from: first, to: sorted.last!, fast))
+            let reduction = ContiguousReduction(shape: x.shape, from: first, to: sorted.last!, fast)
+            let result = [Float](unsafeUninitializedCapacity: reduction.count) { out, initialized in
+                values.withUnsafeBufferPointer { xp in
+                    if let source = xp.baseAddress, let target = out.baseAddress {
+                        reduction.run(source, target, outer: 0..<reduction.outer, columns: 0..<reduction.inner)
+                    }
+                }
+                initialized = reduction.count
+            }
+            return .float(layout.outputShape, result)
         }
         var accumulators = [Double](repeating: start, count: layout.outputCount)
         func walk<T>(_ values: [T], _ toDouble: (T) -> Double) {
@@ -152,38 +162,73 @@ struct ReduceKernel {
 }
 
 /// float32 reduction of axes `from...to` of `shape`, viewed as `[outer, reduced, inner]`:
-/// the inner loop runs over contiguous memory, so it vectorises.
-private func reduceContiguous(_ values: [Float], shape: [Int], from: Int, to: Int, _ op: ReduceKernel.Fast) -> [Float] {
-    let outer = shape[..<from].reduce(1, *), reduced = shape[from...to].reduce(1, *), inner = shape[(to + 1)...].reduce(1, *)
-    var result = [Float](repeating: op == .max ? -.infinity : 0, count: outer * inner)
-    values.withUnsafeBufferPointer { xp in
-        result.withUnsafeMutableBufferPointer { rp in
-            for o in 0..<outer {
-                let target = rp.baseAddress! + o * inner
-                if inner == 1 {
-                    // Reducing trailing axes (a global pool): one contiguous row per output.
-                    let row = xp.baseAddress! + o * reduced
-                    target[0] = op == .max ? VectorMath.max(row, reduced) : VectorMath.sum(row, reduced)
-                    continue
+/// a row of `reduced` values per output when `inner` is 1 (a global pool), otherwise
+/// `inner`-long rows accumulated into the output, so the inner loop runs over contiguous
+/// memory and vectorises. The reference kernel and the planned one both run it.
+struct ContiguousReduction {
+    let outer: Int, reduced: Int, inner: Int
+    let op: ReduceKernel.Fast
+
+    init(shape: [Int], from: Int, to: Int, _ op: ReduceKernel.Fast) {
+        self.init(outer: shape[..<from].reduce(1, *), reduced: shape[from...to].reduce(1, *),
+                  inner: shape[(to + 1)...].reduce(1, *), op)
+    }
+
+    init(outer: Int, reduced: Int, inner: Int, _ op: ReduceKernel.Fast) {
+        (self.outer, self.reduced, self.inner, self.op) = (outer, reduced, inner, op)
+    }
+
+    /// Output elements.
+    var count: Int { outer * inner }
+
+    /// Writes outputs `[o, i]` for `o` in `outer` and `i` in `columns` (the output is
+    /// `[outer, inner]`); disjoint ranges may run on different threads.
+    func run(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, outer range: Range<Int>, columns: Range<Int>) {
+        // Mean scales by 1/n (NaN for an empty axis, as the general path gives).
+        let scale: Float = reduced > 0 ? 1 / Float(reduced) : .nan
+        for o in range {
+            if inner == 1 {
+                // Reducing trailing axes (a global pool): one contiguous row per output.
+                let row = x + o * reduced
+                let value: Float
+                switch op {
+                case .sum: value = VectorMath.sum(row, reduced)
+                case .mean: value = VectorMath.sum(row, reduced) * scale
+                case .max: value = VectorMath.max(row, reduced)
+                case .min: value = VectorMath.min(row, reduced)
                 }
-                for k in 0..<reduced {
-                    let source = xp.baseAddress! + (o * reduced + k) * inner
-                    switch op {
-                    case .sum, .mean: for i in 0..<inner { target[i] += source[i] }
-                    // NaN wins, as in the general path.
-                    case .max: for i in 0..<inner { target[i] = source[i] > target[i] || source[i].isNaN ? source[i] : target[i] }
-                    }
+                y[o] = value
+                continue
+            }
+            let target = y + o * inner + columns.lowerBound, length = columns.count
+            target.update(repeating: op == .max ? -.infinity : op == .min ? .infinity : 0, count: length)
+            for k in 0..<reduced {
+                let source = UnsafePointer(x + (o * reduced + k) * inner + columns.lowerBound)
+                switch op {
+                case .sum, .mean: AddOperator.fill(target, length, target, 1, source, 1)
+                // NaN wins, as in the general path.
+                case .max: KeepMaxOperator.fill(target, length, target, 1, source, 1)
+                case .min: KeepMinOperator.fill(target, length, target, 1, source, 1)
                 }
+            }
+            if op == .mean {
+                let factor = SIMD8<Float>(repeating: scale)
+                VectorMath.map(target, target, length) { $0 * factor }
             }
         }
     }
-    if op == .mean, reduced > 0 {
-        let scale = 1 / Float(reduced)
-        for i in result.indices { result[i] *= scale }
-    } else if op == .mean {
-        for i in result.indices { result[i] = .nan }
-    }
-    return result
+}
+
+/// The running maximum `a` updated with `b`: `b` when larger or NaN (so NaN sticks).
+enum KeepMaxOperator: FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float { b > a || b.isNaN ? b : a }
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: (b .> a) .| (b .!= b)) }
+}
+
+/// The running minimum `a` updated with `b`: `b` when smaller or NaN (so NaN sticks).
+enum KeepMinOperator: FloatBinaryOperator {
+    static func apply(_ a: Float, _ b: Float) -> Float { b < a || b.isNaN ? b : a }
+    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: (b .< a) .| (b .!= b)) }
 }
 
 /// Truncates toward zero; an infinite or NaN result (an empty integer ReduceMax) is an error, not a trap.

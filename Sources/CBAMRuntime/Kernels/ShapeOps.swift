@@ -236,18 +236,7 @@ func concat(_ parts: [Tensor], axis axisAttribute: Int) throws -> Tensor {
 func split(_ x: Tensor, axis axisAttribute: Int, sizes: [Int]?, parts: Int) throws -> [Tensor] {
     let axis = try Shape.normalizeAxis(axisAttribute, rank: x.rank)
     let extent = x.shape[axis]
-    let lengths: [Int]
-    if let sizes, !sizes.isEmpty {
-        guard sizes.allSatisfy({ $0 >= 0 }), try Shape.sum(sizes) == extent else {
-            throw CBAMError(.shapeMismatch, "split sizes \(sizes) do not add up to axis \(axis)'s size \(extent)")
-        }
-        lengths = sizes
-    } else {
-        guard parts > 0 else { throw CBAMError(.invalidAttribute, "Split needs at least one output") }
-        // Equal parts; when uneven (opset 18 num_outputs) the last part is smaller.
-        let size = (extent + parts - 1) / parts
-        lengths = (0..<parts).map { Swift.max(0, Swift.min(size, extent - $0 * size)) }
-    }
+    let lengths = try splitLengths(extent: extent, axis: axis, sizes: sizes, parts: parts)
     let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
     var offset = 0
     return try lengths.map { length in
@@ -259,43 +248,73 @@ func split(_ x: Tensor, axis axisAttribute: Int, sizes: [Int]?, parts: Int) thro
     }
 }
 
+/// The length of each part when Split cuts `extent` into the given `sizes`, or else into
+/// `parts` equal parts (when uneven, as opset 18's num_outputs allows, the last is smaller).
+func splitLengths(extent: Int, axis: Int, sizes: [Int]?, parts: Int) throws -> [Int] {
+    if let sizes, !sizes.isEmpty {
+        guard sizes.allSatisfy({ $0 >= 0 }), try Shape.sum(sizes) == extent else {
+            throw CBAMError(.shapeMismatch, "split sizes \(sizes) do not add up to axis \(axis)'s size \(extent)")
+        }
+        return sizes
+    }
+    guard parts > 0 else { throw CBAMError(.invalidAttribute, "Split needs at least one output") }
+    let size = (extent + parts - 1) / parts
+    return (0..<parts).map { Swift.max(0, Swift.min(size, extent - $0 * size)) }
+}
+
 /// Slice with numpy semantics: bounds clamped to the axis, negative values count from
 /// the end, negative steps walk backwards.
 func slice(_ x: Tensor, starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?) throws -> Tensor {
-    let axes = try (axes ?? Array(0..<starts.count)).map { try Shape.normalizeAxis($0, rank: x.rank) }
-    let steps = steps ?? Array(repeating: 1, count: starts.count)
-    guard starts.count == ends.count, axes.count == starts.count, steps.count == starts.count else {
-        throw CBAMError(.shapeMismatch, "starts, ends, axes and steps must have the same length")
-    }
-    var begin = [Int](repeating: 0, count: x.rank), size = x.shape, step = [Int](repeating: 1, count: x.rank)
-    for (i, axis) in axes.enumerated() {
-        let extent = x.shape[axis]
-        guard steps[i] != 0 else { throw CBAMError(.invalidAttribute, "slice step cannot be 0") }
-        // A step longer than the axis takes at most one element; clamping it keeps the
-        // arithmetic below (and the strides built from it) far from overflow.
-        let s = steps[i] > 0 ? Swift.min(steps[i], extent + 1) : Swift.max(steps[i], -(extent + 1))
-        // Clamp in wide arithmetic: exporters write INT64_MAX / INT64_MIN for "to the end".
-        func resolve(_ value: Int, low: Int, high: Int) -> Int {
-            let v = value < 0 ? (value < -extent ? -extent : value) + extent : value
-            return Swift.min(Swift.max(v, low), high)
+    let window = try SliceWindow(shape: x.shape, starts: starts, ends: ends, axes: axes, steps: steps)
+    let indices = try Tensor.viewIndices(shape: window.size, offset: window.offset, strides: window.strides)
+    return Tensor(unchecked: window.size, try x.storage.picking(indices))
+}
+
+/// What Slice takes from a tensor of `shape`: the output `size`, the flat `offset` of
+/// its first element and the `strides` (in elements, negative for negative steps) that
+/// walk it, bounds clamped as numpy does.
+struct SliceWindow {
+    let size: [Int]
+    let offset: Int
+    let strides: [Int]
+
+    init(shape: [Int], starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?) throws {
+        let rank = shape.count
+        let axes = try (axes ?? Array(0..<starts.count)).map { try Shape.normalizeAxis($0, rank: rank) }
+        let steps = steps ?? Array(repeating: 1, count: starts.count)
+        guard starts.count == ends.count, axes.count == starts.count, steps.count == starts.count else {
+            throw CBAMError(.shapeMismatch, "starts, ends, axes and steps must have the same length")
         }
-        let first: Int, last: Int
-        if s > 0 {
-            first = resolve(starts[i], low: 0, high: extent)
-            last = resolve(ends[i], low: 0, high: extent)
-        } else {
-            first = resolve(starts[i], low: -1, high: extent - 1)
-            last = ends[i] < -extent ? -1 : resolve(ends[i], low: -1, high: extent - 1)
+        var begin = [Int](repeating: 0, count: rank), size = shape, step = [Int](repeating: 1, count: rank)
+        for (i, axis) in axes.enumerated() {
+            let extent = shape[axis]
+            guard steps[i] != 0 else { throw CBAMError(.invalidAttribute, "slice step cannot be 0") }
+            // A step longer than the axis takes at most one element; clamping it keeps the
+            // arithmetic below (and the strides built from it) far from overflow.
+            let s = steps[i] > 0 ? Swift.min(steps[i], extent + 1) : Swift.max(steps[i], -(extent + 1))
+            // Clamp in wide arithmetic: exporters write INT64_MAX / INT64_MIN for "to the end".
+            func resolve(_ value: Int, low: Int, high: Int) -> Int {
+                let v = value < 0 ? (value < -extent ? -extent : value) + extent : value
+                return Swift.min(Swift.max(v, low), high)
+            }
+            let first: Int, last: Int
+            if s > 0 {
+                first = resolve(starts[i], low: 0, high: extent)
+                last = resolve(ends[i], low: 0, high: extent)
+            } else {
+                first = resolve(starts[i], low: -1, high: extent - 1)
+                last = ends[i] < -extent ? -1 : resolve(ends[i], low: -1, high: extent - 1)
+            }
+            let count = s > 0 ? (last > first ? (last - first - 1) / s + 1 : 0) : (first > last ? (first - last - 1) / (-s) + 1 : 0)
+            begin[axis] = first
+            size[axis] = count
+            step[axis] = s
         }
-        let count = s > 0 ? (last > first ? (last - first - 1) / s + 1 : 0) : (first > last ? (first - last - 1) / (-s) + 1 : 0)
-        begin[axis] = first
-        size[axis] = count
-        step[axis] = s
+        let strides = Shape.strides(shape)
+        self.size = size
+        offset = zip(begin, strides).reduce(0) { $0 + ($1.0 < 0 ? 0 : $1.0) * $1.1 }
+        self.strides = zip(step, strides).map { $0 * $1 }
     }
-    let strides = Shape.strides(x.shape)
-    let offset = zip(begin, strides).reduce(0) { $0 + ($1.0 < 0 ? 0 : $1.0) * $1.1 }
-    let indices = try Tensor.viewIndices(shape: size, offset: offset, strides: zip(step, strides).map { $0 * $1 })
-    return Tensor(unchecked: size, try x.storage.picking(indices))
 }
 
 /// Gather: data `[d0, …, dn]`, indices `I` along `axis` → `d[..<axis] + I.shape + d[axis+1...]`.

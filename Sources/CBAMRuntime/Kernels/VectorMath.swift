@@ -17,8 +17,15 @@ enum VectorMath {
 
     /// max p[0..<count] (−∞ for none); NaN if any element is NaN, as the ONNX reference gives.
     @inline(__always)
-    static func max(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
-        var lanes = SIMD8<Float>(repeating: -.infinity)
+    static func max(_ p: UnsafePointer<Float>, _ count: Int) -> Float { extremum(p, count, largest: true) }
+
+    /// min p[0..<count] (+∞ for none); NaN if any element is NaN.
+    @inline(__always)
+    static func min(_ p: UnsafePointer<Float>, _ count: Int) -> Float { extremum(p, count, largest: false) }
+
+    @inline(__always)
+    private static func extremum(_ p: UnsafePointer<Float>, _ count: Int, largest: Bool) -> Float {
+        var lanes = SIMD8<Float>(repeating: largest ? -.infinity : .infinity)
         // Compare-and-select and a sticky NaN mask: both stay in vector registers
         // (pointwiseMax and a per-iteration any() did not).
         var nanLanes = SIMDMask<SIMD8<Int32>>(repeating: false)
@@ -26,12 +33,12 @@ enum VectorMath {
         while i + 8 <= count {
             let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
             nanLanes .|= v .!= v
-            lanes.replace(with: v, where: v .> lanes)
+            lanes.replace(with: v, where: largest ? v .> lanes : v .< lanes)
             i += 8
         }
-        var best = lanes.max()
+        var best = largest ? lanes.max() : lanes.min()
         var nan = any(nanLanes)
-        while i < count { nan = nan || p[i].isNaN; best = Swift.max(best, p[i]); i += 1 }
+        while i < count { nan = nan || p[i].isNaN; best = largest ? Swift.max(best, p[i]) : Swift.min(best, p[i]); i += 1 }
         return nan ? .nan : best
     }
 }

@@ -1,6 +1,6 @@
-// Planned float32 kernels for the elementwise ops and the pools that fill a CBAM
-// network between its convolutions: they read and write the arena directly and may
-// run in place (the planner lets an output take over an input that dies with it).
+// Planned float32 kernels for the elementwise ops that fill a CBAM network between its
+// convolutions: they read and write the arena directly and may run in place (the
+// planner lets an output take over an input that dies with it).
 
 extension PlannedKernels {
     static func registerElementwise(_ table: inout [String: Builder]) {
@@ -10,11 +10,6 @@ extension PlannedKernels {
         table["Div"] = { try binary($0, FloatOperator.divide) }
         table["Relu"] = { try unary($0, detail: "relu") { $0.replacing(with: SIMD8<Float>.zero, where: $0 .< SIMD8<Float>.zero) } }
         table["Sigmoid"] = { try unary($0, detail: "sigmoid") { 1 / (1 + VectorMath.exp(-$0)) } }
-    }
-
-    static func registerPooling(_ table: inout [String: Builder]) {
-        table["GlobalAveragePool"] = { try globalPool($0) { VectorMath.sum($0, $1) / Float($1) } }
-        table["GlobalMaxPool"] = { try globalPool($0) { VectorMath.max($0, $1) } }
     }
 
     /// `C = A ∘ B` with numpy broadcasting, float32: SIMD8 runs along the innermost
@@ -36,7 +31,7 @@ extension PlannedKernels {
     }
 
     /// `Y = f(X)` elementwise, float32, eight lanes at a time.
-    private static func unary(_ context: PlanContext, detail: String,
+    static func unary(_ context: PlanContext, detail: String,
                               _ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>) throws -> PlannedKernel? {
         let x = try context.input(0, "X"), y = try context.output(0)
         guard x.type.dataType == .float, y.type == x.type else { return nil }
@@ -49,21 +44,6 @@ extension PlannedKernels {
                 // Whole lanes per worker except the last share's tail, which map handles.
                 VectorMath.map(source + share.lowerBound, target + share.lowerBound, share.count, lanes)
             }
-        }
-    }
-
-    /// One value per `[n, c]` plane of X `[N, C, spatial…]` → Y `[N, C, 1, …]`.
-    private static func globalPool(_ context: PlanContext,
-                                   _ reduce: @escaping (UnsafePointer<Float>, Int) -> Float) throws -> PlannedKernel? {
-        let x = try context.input(0, "X"), y = try context.output(0)
-        guard x.type.dataType == .float, x.shape.count >= 3 else { return nil }
-        let planes = x.shape[0] * x.shape[1]
-        guard planes > 0, y.count == planes else { return nil }
-        let size = x.count / planes
-        guard size > 0 else { return nil }
-        return PlannedKernel(detail: "simd reduce") { memory in
-            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
-            for plane in 0..<planes { target[plane] = reduce(source + plane * size, size) }
         }
     }
 }

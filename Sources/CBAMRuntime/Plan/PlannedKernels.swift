@@ -61,6 +61,10 @@ enum PlannedKernels {
         registerPooling(&table)
         registerNormalization(&table)
         registerGates(&table)
+        registerReduction(&table)
+        registerShapeOps(&table)
+        registerLinear(&table)
+        registerMath(&table)
         return table
     }()
 
