@@ -65,19 +65,25 @@ struct ConvKernel {
         }
     }
 
+    /// Checks that X `[N, C, spatial…]` and W `[M, C/group, kernel…]` fit a `rank`-D window
+    /// and `group`: the kernel's checks, shared with shape inference.
+    static func checkOperands(x: [Int], w: [Int], rank: Int, group: Int) throws {
+        guard x.count == rank + 2 else {
+            throw CBAMError(.shapeMismatch, "X has rank \(x.count) but a \(rank)-D convolution needs rank \(rank + 2)", field: "X")
+        }
+        guard w.count == x.count else {
+            throw CBAMError(.shapeMismatch, "W has rank \(w.count) but X has rank \(x.count)", field: "W")
+        }
+        let (c, m) = (x[1], w[0])
+        guard c % group == 0, m % group == 0, w[1] == c / group else {
+            throw CBAMError(.shapeMismatch, "W \(Shape.describe(w)) does not fit X with \(c) channels and group \(group)", field: "W")
+        }
+    }
+
     func run(x: Tensor, w: Tensor, b: Tensor?) throws -> Tensor {
         let geometry = try window.geometry(weight: w)
-        let rank = geometry.rank
-        guard x.rank == rank + 2 else {
-            throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D convolution needs rank \(rank + 2)", field: "X")
-        }
-        guard w.rank == x.rank else {
-            throw CBAMError(.shapeMismatch, "W has rank \(w.rank) but X has rank \(x.rank)", field: "W")
-        }
+        try Self.checkOperands(x: x.shape, w: w.shape, rank: geometry.rank, group: group)
         let (n, c, m) = (x.shape[0], x.shape[1], w.shape[0])
-        guard c % group == 0, m % group == 0, w.shape[1] == c / group else {
-            throw CBAMError(.shapeMismatch, "W \(Shape.describe(w.shape)) does not fit X with \(c) channels and group \(group)", field: "W")
-        }
         guard Array(w.shape.dropFirst(2)) == geometry.kernel else {
             throw CBAMError(.shapeMismatch, "W's kernel \(Shape.describe(Array(w.shape.dropFirst(2)))) differs from kernel_shape \(geometry.kernel)", field: "W")
         }

@@ -89,71 +89,67 @@ enum Passes {
     /// connection) and nothing else reads the Conv's output. The fused step takes the
     /// Add's place, where R is computed.
     static func fuseConvResidualAdd(_ graph: TypedGraph) -> TypedGraph {
-        var graph = graph
-        let readers = graph.readerCounts()
-        let producers = graph.producers()
-        var removed = Set<Int>()
-        var fusedCount = 0
-        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Add" {
-            let add = entry.node
-            guard add.inputs.count == 2, add.outputs.count == 1, let outputType = graph.types[add.outputs[0]] else { continue }
+        mergeConv(into: "Add", graph, log: "residual Add merged into the Conv that feeds it", tag: "fuse-conv-add") { add, conv, isFree in
+            guard add.inputs.count == 2, add.outputs.count == 1, let outputType = graph.types[add.outputs[0]],
+                  outputType.dataType == .float else { return nil }
             for side in 0..<2 {
                 let source = add.inputs[side], other = add.inputs[1 - side]
-                guard let convIndex = producers[source], !removed.contains(convIndex), readers[source] == 1,
-                      !graph.outputs.contains(source), source != other, graph.types[other] == outputType,
-                      graph.types[source] == outputType, outputType.dataType == .float else { continue }
-                let conv = graph.entries[convIndex].node
-                guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv" && conv.inputs.count <= 3
-                                            && conv.attributes["activation"] == nil),
-                      graph.constants[conv.inputs[1]] != nil else { continue }
+                guard let (conv, convIndex) = conv(source), isFree(source), source != other,
+                      graph.types[other] == outputType, graph.types[source] == outputType,
+                      conv.inputs.count <= 3, conv.attributes["activation"] == nil else { continue }
                 var fused = conv
-                fused.domain = domain
-                fused.opType = "FusedConv"
                 fused.inputs = Array(conv.inputs.prefix(3)) + Array(repeating: "", count: Swift.max(0, 3 - conv.inputs.count)) + [other]
-                fused.outputs = add.outputs
-                fused.name = joinedName(conv, add)
-                graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
-                                                        replaces: graph.entries[convIndex].replaces + entry.replaces)
-                removed.insert(convIndex)
-                fusedCount += 1
-                break
+                return (convIndex, fused)
             }
+            return nil
         }
-        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if fusedCount > 0 { graph.log.append("fuse-conv-add: \(fusedCount) residual Add merged into the Conv that feeds it") }
-        return graph
     }
 
     /// `Relu(Conv(…))` (or of a FusedConv) → `FusedConv(…, activation: Relu)` when nothing
     /// else reads the Conv's output.
     static func fuseConvRelu(_ graph: TypedGraph) -> TypedGraph {
+        mergeConv(into: "Relu", graph, log: "Relu merged into the Conv before it", tag: "fuse-conv-relu") { relu, conv, isFree in
+            guard let source = relu.inputs.first, relu.outputs.count == 1, graph.types[source]?.dataType == .float,
+                  let (conv, convIndex) = conv(source), isFree(source), conv.attributes["activation"] == nil else { return nil }
+            var fused = conv
+            fused.attributes["activation"] = .string("Relu")
+            return (convIndex, fused)
+        }
+    }
+
+    /// The driver of the Conv fusions: for each node of `opType`, `match` gets the node, a
+    /// lookup of the Conv (or FusedConv, with constant weights) producing a value, and whether
+    /// a value is read by that node alone and is not a graph output; it returns the Conv's
+    /// index and the fused node. The fused node (domain `cbam`, op `FusedConv`, the matched
+    /// node's outputs) takes the matched node's place — where every input of both is ready —
+    /// and the Conv's entry goes.
+    private static func mergeConv(into opType: String, _ graph: TypedGraph, log: String, tag: String,
+                                  _ match: (Node, (String) -> (Node, Int)?, (String) -> Bool) -> (Int, Node)?) -> TypedGraph {
         var graph = graph
         let readers = graph.readerCounts()
         let producers = graph.producers()
         var removed = Set<Int>()
-        var fusedCount = 0
-        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Relu" {
-            let relu = entry.node
-            guard let source = relu.inputs.first, relu.outputs.count == 1, let convIndex = producers[source],
-                  !removed.contains(convIndex), readers[source] == 1, !graph.outputs.contains(source),
-                  graph.types[source]?.dataType == .float else { continue }
-            let conv = graph.entries[convIndex].node
-            guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv" && conv.attributes["activation"] == nil),
-                  conv.inputs.count >= 2, graph.constants[conv.inputs[1]] != nil else { continue }
-            var fused = conv
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == opType {
+            let convFor = { (value: String) -> (Node, Int)? in
+                guard let convIndex = producers[value], !removed.contains(convIndex) else { return nil }
+                let conv = graph.entries[convIndex].node
+                guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv"), conv.inputs.count >= 2,
+                      graph.constants[conv.inputs[1]] != nil else { return nil }
+                return (conv, convIndex)
+            }
+            let isFree = { (value: String) in readers[value] == 1 && !graph.outputs.contains(value) }
+            guard let (convIndex, matched) = match(entry.node, convFor, isFree) else { continue }
+            var fused = matched
             fused.domain = domain
             fused.opType = "FusedConv"
-            fused.attributes["activation"] = .string("Relu")
-            fused.outputs = relu.outputs
-            fused.name = joinedName(conv, relu)
-            // The Relu's place: its input is ready there, and so is everything the Conv reads.
+            fused.outputs = entry.node.outputs
+            fused.name = joinedName(graph.entries[convIndex].node, entry.node)
             graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
                                                     replaces: graph.entries[convIndex].replaces + entry.replaces)
             removed.insert(convIndex)
-            fusedCount += 1
         }
         graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if fusedCount > 0 { graph.log.append("fuse-conv-relu: \(fusedCount) Relu merged into the Conv before it") }
+        if !removed.isEmpty { graph.log.append("\(tag): \(removed.count) \(log)") }
         return graph
     }
 

@@ -61,17 +61,8 @@ extension ShapeInference {
         let x = try o.required(0, "X")
         let geometry = try convWindow(o, weight: w)
         let group = try group(o)
-        let rank = geometry.rank
-        guard x.rank == rank + 2 else {
-            throw CBAMError(.shapeMismatch, "X has rank \(x.rank) but a \(rank)-D convolution needs rank \(rank + 2)", field: "X")
-        }
-        guard w.rank == x.rank else {
-            throw CBAMError(.shapeMismatch, "W has rank \(w.rank) but X has rank \(x.rank)", field: "W")
-        }
+        try ConvKernel.checkOperands(x: x.shape, w: w.shape, rank: geometry.rank, group: group)
         let (n, c, m) = (x.shape[0], x.shape[1], w.shape[0])
-        guard c % group == 0, m % group == 0, w.shape[1] == c / group else {
-            throw CBAMError(.shapeMismatch, "W \(Shape.describe(w.shape)) does not fit X with \(c) channels and group \(group)", field: "W")
-        }
         let kernel = Array(w.shape.dropFirst(2))
         guard kernel == geometry.kernel else {
             throw CBAMError(.shapeMismatch, "W's kernel \(Shape.describe(kernel)) differs from kernel_shape \(geometry.kernel)", field: "W")
