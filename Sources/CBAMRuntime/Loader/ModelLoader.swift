@@ -14,13 +14,19 @@ public enum ModelLoader {
     /// Tensors stored as external data (the dynamo exporter's default `model.onnx.data`)
     /// are read from files beside it.
     public static func load(contentsOf path: String) throws -> Model {
-        let bytes = try readFile(path)
-        return try load(bytes: bytes, fileName: path, externalDataDirectory: (path as NSString).deletingLastPathComponent)
+        try decode(try readFile(path), fileName: path, externalDataDirectory: (path as NSString).deletingLastPathComponent)
     }
 
     /// Decodes a model from bytes already in memory; `fileName` is used in messages.
     /// External-data tensors are read from `externalDataDirectory` (refused when it is nil).
     public static func load(bytes: [UInt8], fileName: String = "<memory>", externalDataDirectory: String? = nil) throws -> Model {
+        try decode(bytes, fileName: fileName, externalDataDirectory: externalDataDirectory)
+    }
+
+    /// Takes the bytes so that, when the caller holds no other copy (a file just read), they
+    /// are freed once protobuf-c has decoded them and before the tensors are copied out of
+    /// its message: two copies of the weights at the peak instead of three.
+    private static func decode(_ bytes: consuming [UInt8], fileName: String, externalDataDirectory: String?) throws -> Model {
         guard !bytes.isEmpty else {
             throw CBAMError(.notONNX, "the file is empty, not an ONNX model", file: fileName)
         }
@@ -29,6 +35,7 @@ public enum ModelLoader {
         let message: UnsafeMutablePointer<Onnx__ModelProto>? = bytes.withUnsafeBufferPointer {
             onnx__model_proto__unpack(nil, $0.count, $0.baseAddress)
         }
+        _ = consume bytes
         guard let message else {
             throw CBAMError(.notONNX, "not an ONNX model: protobuf decoding failed (the file is truncated, corrupt or of another format)", file: fileName)
         }
