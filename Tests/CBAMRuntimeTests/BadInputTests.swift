@@ -541,6 +541,20 @@ extension BadInputTests {
             }
         }
 
+        @Test func splitWithHugeNumOutputs() async throws {
+            // num_outputs = 2^40 on a one-output node once made the kernel allocate 2^40 parts
+            // (found by the shape-inference fuzz run); it is refused as an attribute now.
+            await #expect(processExitsWith: .success) {
+                BadInputTests.HostileValues.prepare(BadInputTests.HostileValues.constantModel("Split", [ONNXBytes.tensor("c0", dims: [4], floats: [1, 2, 3, 4])],
+                                      names: ["c0"], attributes: [("num_outputs", .int(1 << 40))], opset: 18))
+            }
+            let bytes = BadInputTests.HostileValues.constantModel("Split", [ONNXBytes.tensor("c0", dims: [4], floats: [1, 2, 3, 4])],
+                                                                  names: ["c0"], attributes: [("num_outputs", .int(1 << 40))], opset: 18)
+            let error = thrownCBAMError { _ = try Session(model: ModelLoader.load(bytes: bytes, fileName: "hostile.onnx"), fileName: "hostile.onnx") }
+            #expect(error?.kind == .invalidAttribute)
+            #expect(error?.field == "attribute \"num_outputs\"")
+        }
+
         @Test func sliceWithHugeStep() async {
             // x[0:5:INT64_MAX] is just x[0] in numpy; (5 - 0 + INT64_MAX - 1) overflows.
             await #expect(processExitsWith: .success) {

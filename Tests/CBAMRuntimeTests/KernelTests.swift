@@ -535,6 +535,15 @@ extension KernelTests {
             expectFloats(y, [1, 2, 1, 2], [-0.5, 0.5, -1, 3], tolerance: 1e-4)
         }
 
+        @Test func trainingBatchNormalizationOfAScalarIsAnError() throws {
+            // A rank-0 X has no channel axis: refused (it used to index an empty shape and trap).
+            let error = thrownCBAMError {
+                _ = try runOp("BatchNormalization", [f32([], [1]), f32([1], [1]), f32([1], [0]), f32([1], [0]), f32([1], [1])],
+                              attributes: ["training_mode": .int(1)], opset: 15, outputs: 3)
+            }
+            #expect(error?.kind == .shapeMismatch)
+        }
+
         @Test func softmaxLastAxisOpset13() throws {
             // (0,0) → (½,½); (0, ln 3) → (1/4, 3/4)
             let y = try run1("Softmax", [f32([2, 2], [0, 0, 0, Float(log(3.0))])], opset: 13)

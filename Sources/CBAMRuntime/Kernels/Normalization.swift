@@ -16,6 +16,9 @@ extension OpRegistry {
                 guard training else {
                     return [try batchNorm(x: x, scale: scale, bias: bias, mean: mean, variance: variance, epsilon: epsilon)]
                 }
+                // The statistics are per channel over [N, C, …]: a lower rank has no channel axis
+                // (and a rank-0 X would index an empty shape).
+                guard x.rank >= 2 else { throw CBAMError(.shapeMismatch, "X must be [N, C, …], got \(Shape.describe(x.shape))", field: "X") }
                 let axes = [0] + Array(2..<Swift.max(x.rank, 2))
                 let batchMean = try meanOver(x, axes: axes)
                 let centered = try arithmetic(x, try batchMean.reshaped([1, batchMean.count] + Array(repeating: 1, count: Swift.max(x.rank - 2, 0))),

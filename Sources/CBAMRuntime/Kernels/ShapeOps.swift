@@ -101,6 +101,11 @@ extension OpRegistry {
             let attributeSplit = context.opset < 13 ? try context.ints("split") : nil
             let outputs = context.node.outputs.count
             let numOutputs = try context.intIfPresent("num_outputs")
+            // ONNX: num_outputs parts, one per declared output. A value that disagrees (say 2^40)
+            // would otherwise make that many parts.
+            if let numOutputs, numOutputs != outputs {
+                throw context.invalid("num_outputs", "is \(numOutputs) but the node has \(outputs) output(s)")
+            }
             return Kernel { inputs in
                 let x = try required(inputs, 0, "input")
                 let given = try attributeSplit ?? (inputs.count > 1 ? inputs[1]?.integers("split") : nil)

@@ -218,6 +218,9 @@ extension ShapeInference {
         let axisAttribute = try o.context.int("axis", default: 0)
         let attributeSplit = o.opset < 13 ? try o.context.ints("split") : nil
         let numOutputs = try o.context.intIfPresent("num_outputs")
+        if let numOutputs, numOutputs != o.node.outputs.count {
+            throw CBAMError(.invalidAttribute, "is \(numOutputs) but the node has \(o.node.outputs.count) output(s)", field: attribute("num_outputs"))
+        }
         let x = try o.required(0, "input")
         let field = attributeSplit != nil ? attribute("split") : "split"
         let sizes = try attributeSplit ?? o.integers(1, "split")
