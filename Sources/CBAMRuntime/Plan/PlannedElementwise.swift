@@ -8,8 +8,8 @@ extension PlannedKernels {
         table["Sub"] = { try binary($0, FloatOperator.subtract) }
         table["Mul"] = { try binary($0, FloatOperator.multiply) }
         table["Div"] = { try binary($0, FloatOperator.divide) }
-        table["Relu"] = { try unary($0, detail: "relu") { $0.replacing(with: SIMD8<Float>.zero, where: $0 .< SIMD8<Float>.zero) } }
-        table["Sigmoid"] = { try unary($0, detail: "sigmoid") { 1 / (1 + VectorMath.exp(-$0)) } }
+        table["Relu"] = { try unary($0, detail: "relu", ReluLanes.self) }
+        table["Sigmoid"] = { try unary($0, detail: "sigmoid", SigmoidLanes.self) }
     }
 
     /// `C = A ∘ B` with numpy broadcasting, float32: SIMD8 runs along the innermost
@@ -30,7 +30,24 @@ extension PlannedKernels {
         }
     }
 
-    /// `Y = f(X)` elementwise, float32, eight lanes at a time.
+    /// `Y = F(X)` elementwise, float32, eight lanes at a time, with `F` a type so that the
+    /// loop is specialised for it (a closure stays an indirect call per eight lanes: Exp over
+    /// 16,384 values took 45 µs that way).
+    static func unary<F: LaneFunction>(_ context: PlanContext, detail: String, _: F.Type) throws -> PlannedKernel? {
+        let x = try context.input(0, "X"), y = try context.output(0)
+        guard x.type.dataType == .float, y.type == x.type else { return nil }
+        let count = x.count
+        let workers = count >= Parallel.minimumElements ? context.threads : 1
+        return PlannedKernel(detail: detail) { memory in
+            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+            Parallel.forEach(workers) { worker in
+                let share = Parallel.share(worker, of: workers, count: count)
+                VectorMath.map(source + share.lowerBound, target + share.lowerBound, share.count, F.apply)
+            }
+        }
+    }
+
+    /// `Y = f(X)` elementwise, float32, eight lanes at a time (for the rarer functions).
     static func unary(_ context: PlanContext, detail: String,
                               _ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>) throws -> PlannedKernel? {
         let x = try context.input(0, "X"), y = try context.output(0)
@@ -77,4 +94,21 @@ enum MultiplyOperator: FloatBinaryOperator {
 enum DivideOperator: FloatBinaryOperator {
     static func apply(_ a: Float, _ b: Float) -> Float { a / b }
     static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a / b }
+}
+
+/// An elementwise float function over eight lanes, as a type the planned loops specialise on.
+protocol LaneFunction {
+    static func apply(_ x: SIMD8<Float>) -> SIMD8<Float>
+}
+
+enum ReluLanes: LaneFunction {
+    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { x.replacing(with: SIMD8<Float>.zero, where: x .< SIMD8<Float>.zero) }
+}
+
+enum SigmoidLanes: LaneFunction {
+    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { 1 / (1 + VectorMath.exp(-x)) }
+}
+
+enum ExpLanes: LaneFunction {
+    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.exp(x) }
 }
