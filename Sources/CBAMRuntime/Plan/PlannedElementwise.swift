@@ -34,22 +34,19 @@ extension PlannedKernels {
     /// loop is specialised for it (a closure stays an indirect call per eight lanes: Exp over
     /// 16,384 values took 45 µs that way).
     static func unary<F: LaneFunction>(_ context: PlanContext, detail: String, _: F.Type) throws -> PlannedKernel? {
-        let x = try context.input(0, "X"), y = try context.output(0)
-        guard x.type.dataType == .float, y.type == x.type else { return nil }
-        let count = x.count
-        let workers = count >= Parallel.minimumElements ? context.threads : 1
-        return PlannedKernel(detail: detail) { memory in
-            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
-            Parallel.forEach(workers) { worker in
-                let share = Parallel.share(worker, of: workers, count: count)
-                VectorMath.map(source + share.lowerBound, target + share.lowerBound, share.count, F.apply)
-            }
-        }
+        try unaryStep(context, detail: detail) { VectorMath.map($0, $1, $2, F.apply) }
     }
 
     /// `Y = f(X)` elementwise, float32, eight lanes at a time (for the rarer functions).
     static func unary(_ context: PlanContext, detail: String,
-                              _ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>) throws -> PlannedKernel? {
+                      _ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>) throws -> PlannedKernel? {
+        try unaryStep(context, detail: detail) { VectorMath.map($0, $1, $2, lanes) }
+    }
+
+    /// A float32 step that applies `map(source, target, count)` to X's elements, each worker
+    /// on its own contiguous share (the last share's tail is handled inside `map`).
+    private static func unaryStep(_ context: PlanContext, detail: String,
+                                  _ map: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) throws -> PlannedKernel? {
         let x = try context.input(0, "X"), y = try context.output(0)
         guard x.type.dataType == .float, y.type == x.type else { return nil }
         let count = x.count
@@ -58,8 +55,7 @@ extension PlannedKernels {
             let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
             Parallel.forEach(workers) { worker in
                 let share = Parallel.share(worker, of: workers, count: count)
-                // Whole lanes per worker except the last share's tail, which map handles.
-                VectorMath.map(source + share.lowerBound, target + share.lowerBound, share.count, lanes)
+                map(source + share.lowerBound, target + share.lowerBound, share.count)
             }
         }
     }
