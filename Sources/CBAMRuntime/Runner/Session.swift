@@ -314,7 +314,10 @@ public final class Session: @unchecked Sendable {
         try withErrorContext(file: fileName) {
             var feeds = values
             for (name, type) in inputTypes where feeds[name] == nil {
-                feeds[name] = Tensor(copying: AlignedBuffer(byteCount: type.byteCount).pointer, type: type)
+                // Zeros: only the type matters, unless the input decides a shape (then zeros, not garbage).
+                let zeros = AlignedBuffer(byteCount: type.byteCount)
+                zeros.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: type.byteCount)
+                feeds[name] = Tensor(copying: zeros.pointer, type: type)
             }
             return try plan(for: feeds)
         }
