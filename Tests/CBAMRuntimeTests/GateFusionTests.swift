@@ -8,17 +8,6 @@ import Testing
 /// the fusion firing on every CBAM block of the zoo.
 @Suite("Attention gate fusion")
 struct GateFusionTests {
-    fileprivate struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func f32(_ shape: [Int], _ values: [Float]) throws -> Tensor { try Tensor(shape: shape, floats: values) }
     func i64(_ values: [Int64]) throws -> Tensor { try Tensor(shape: [values.count], int64s: values) }
 

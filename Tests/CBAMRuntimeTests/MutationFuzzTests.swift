@@ -7,18 +7,6 @@ import Testing
 /// never trap. The generator is seeded, so a failure reproduces.
 @Suite("Corrupted models never crash")
 struct MutationFuzzTests {
-    /// A small deterministic generator (SplitMix64), so runs are repeatable.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let models = [
         "Models/seed000_cbam_fc_k7/torchscript_op17.onnx",
         "Models/seed000_cbam_conv_k3/dynamo_op20.onnx",

@@ -8,7 +8,7 @@ import Testing
 // `swift test --filter OneDNN`.
 
 @Suite struct OneDNNTests {
-    typealias Random = MutationFuzzTests.SplitMix
+    typealias Random = SplitMix
 
     // MARK: Helpers
 

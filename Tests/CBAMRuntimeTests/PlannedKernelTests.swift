@@ -9,7 +9,7 @@ import Testing
 /// relative otherwise. Each case also checks that the plan picked the planned kernel.
 @Suite("Planned kernels")
 struct PlannedKernelTests {
-    typealias Random = MutationFuzzTests.SplitMix
+    typealias Random = SplitMix
 
     // MARK: Harness
 

@@ -110,29 +110,10 @@ struct ShapeWalk {
         }
     }
 
-    /// Graph inputs whose values flow into a value operand (through any nodes but
-    /// Shape and Size, whose outputs depend only on their input's shape).
+    /// Graph inputs whose values flow into a value operand: the planner's own walk, so the
+    /// driver treats exactly the inputs the planner keys plans on as constants.
     static func inputsReachingValueOperands(_ model: Model) -> Set<String> {
-        let graph = model.graph
-        var producer: [String: Node] = [:]
-        for node in graph.nodes { for output in node.outputs where !output.isEmpty { producer[output] = node } }
-        var pending: [String] = []
-        for node in graph.nodes {
-            let opset = model.opsetImports[node.domain] ?? model.onnxOpset
-            for index in ShapeInference.valueOperands(node.opType, opset: opset) where index < node.inputs.count {
-                if !node.inputs[index].isEmpty { pending.append(node.inputs[index]) }
-            }
-        }
-        let inputNames = Set(graph.inputs.map(\.name))
-        var seen = Set<String>(), reached = Set<String>()
-        while let name = pending.popLast() {
-            guard seen.insert(name).inserted else { continue }
-            if inputNames.contains(name) { reached.insert(name) }
-            if let node = producer[name], !["Shape", "Size"].contains(node.opType) {
-                pending.append(contentsOf: node.inputs.filter { !$0.isEmpty })
-            }
-        }
-        return reached
+        Session.inputsReachingShapeValues(model)
     }
 
     /// The nodes in an order where each runs after its inputs' producers (file order when it is one).

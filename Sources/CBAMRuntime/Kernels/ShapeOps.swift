@@ -322,17 +322,23 @@ struct SliceWindow {
     }
 }
 
-/// Gather: data `[d0, …, dn]`, indices `I` along `axis` → `d[..<axis] + I.shape + d[axis+1...]`.
-func gather(_ data: Tensor, indices: Tensor, axis axisAttribute: Int) throws -> Tensor {
-    let axis = try Shape.normalizeAxis(axisAttribute, rank: data.rank)
-    let extent = data.shape[axis]
-    let positions = try indices.integers("indices").map { index -> Int in
+/// Gather's indices resolved against an axis of `extent` (negative ones count from the end),
+/// or an error naming the first out of range.
+func gatherPositions(_ indices: Tensor, extent: Int, axis: Int) throws -> [Int] {
+    try indices.integers("indices").map { index -> Int in
         let resolved = index < 0 ? index + extent : index
         guard resolved >= 0, resolved < extent else {
             throw CBAMError(.shapeMismatch, "index \(index) is out of range for axis \(axis) of size \(extent)")
         }
         return resolved
     }
+}
+
+/// Gather: data `[d0, …, dn]`, indices `I` along `axis` → `d[..<axis] + I.shape + d[axis+1...]`.
+func gather(_ data: Tensor, indices: Tensor, axis axisAttribute: Int) throws -> Tensor {
+    let axis = try Shape.normalizeAxis(axisAttribute, rank: data.rank)
+    let extent = data.shape[axis]
+    let positions = try gatherPositions(indices, extent: extent, axis: axis)
     let outer = data.shape[..<axis].reduce(1, *), inner = data.shape[(axis + 1)...].reduce(1, *)
     let outShape = Array(data.shape[..<axis]) + indices.shape + Array(data.shape[(axis + 1)...])
     var runs: [(array: Int, start: Int, length: Int)] = []

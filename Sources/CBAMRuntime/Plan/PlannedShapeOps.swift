@@ -155,13 +155,7 @@ extension PlannedKernels {
         let rank = data.shape.count
         let axis = try Shape.normalizeAxis(try node.int("axis", default: 0), rank: rank)
         let extent = data.shape[axis]
-        let positions = try indices.integers("indices").map { index -> Int in
-            let resolved = index < 0 ? index + extent : index
-            guard resolved >= 0, resolved < extent else {
-                throw CBAMError(.shapeMismatch, "index \(index) is out of range for axis \(axis) of size \(extent)")
-            }
-            return resolved
-        }
+        let positions = try gatherPositions(indices, extent: extent, axis: axis)
         let shape = Array(data.shape[..<axis]) + indices.shape + Array(data.shape[(axis + 1)...])
         guard y.type == ValueType(data.type.dataType, shape) else { return nil }
         let outer = data.shape[..<axis].reduce(1, *), inner = data.shape[(axis + 1)...].reduce(1, *)

@@ -188,12 +188,12 @@ public final class Session: @unchecked Sendable {
         }
         sessionConstants = known
         order = remaining
-        valueKeyedInputs = Self.inputsReachingShapeValues(model, order: order)
+        valueKeyedInputs = Self.inputsReachingShapeValues(model)
     }
 
     /// Graph inputs from which a value flows into an operand that decides a shape
     /// (Reshape's shape, Slice's starts, Resize's scales, …), not through Shape or Size.
-    static func inputsReachingShapeValues(_ model: Model, order: [Int]) -> Set<String> {
+    static func inputsReachingShapeValues(_ model: Model) -> Set<String> {
         let graph = model.graph
         var producer: [String: Node] = [:]
         for node in graph.nodes { for output in node.outputs where !output.isEmpty { producer[output] = node } }
