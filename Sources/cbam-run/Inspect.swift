@@ -82,6 +82,11 @@ struct Inspect: ParsableCommand {
             func mb(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1e6) }
             print("memory      weights \(mb(plan.weightBytes)); one run at batch 1: arena \(mb(plan.arenaBytes)) + scratch \(mb(plan.scratchBytes)) + folded constants \(mb(plan.foldedBytes)) = \(mb(plan.peakBytes))")
             print("plan        \(plan.steps) steps for \(plan.nodes) nodes; \(plan.sharedValues) values share another's bytes (views, in place)")
+            if let layout = plan.carriedLayout {
+                print("layout      \(plan.carriedValues) values kept in \(layout) between convolutions; \(plan.reorders) reorder(s) inside Conv steps")
+            } else {
+                print("layout      every value plain NCHW; \(plan.reorders) reorder(s) inside Conv steps")
+            }
             if showPlan {
                 for line in plan.passes { print("  pass \(line)") }
                 print("  \(pad("#", 5)) \(pad("op", 20)) \(pad("kernel", 16)) \(pad("MACs", 12)) \(pad("output shape", 20)) step (nodes it stands for)")

@@ -443,3 +443,25 @@ struct PlannedKernelTests {
         }
     }
 }
+
+@Suite("Layouts: conversions place every element")
+struct LayoutConversionTests {
+    /// NHWC and nChw8c written out by their definitions, against the converter both ways.
+    @Test func nhwcAndBlockedByDefinition() {
+        let (n, c, h, w) = (2, 16, 2, 3)
+        let plain = (0..<(n * c * h * w)).map { Float($0) }
+        var nhwc = [Float](repeating: -1, count: plain.count), blocked8 = nhwc
+        for i in 0..<n { for ch in 0..<c { for y in 0..<h { for x in 0..<w {
+            let value = plain[((i * c + ch) * h + y) * w + x]
+            nhwc[((i * h + y) * w + x) * c + ch] = value                              // [N, H, W, C]
+            blocked8[((((i * (c / 8) + ch / 8) * h + y) * w + x) * 8) + ch % 8] = value  // [N, C/8, H, W, 8]
+        } } } }
+        for (layout, expected) in [(Layout.channelsLast, nhwc), (.channelBlocked(8), blocked8)] {
+            var converted = [Float](repeating: .nan, count: plain.count), back = converted
+            converted.withUnsafeMutableBufferPointer { Layout.convert(plain, from: .plain, $0.baseAddress!, to: layout, shape: [n, c, h, w]) }
+            #expect(converted == expected, "plain → \(layout)")
+            back.withUnsafeMutableBufferPointer { Layout.convert(converted, from: layout, $0.baseAddress!, to: .plain, shape: [n, c, h, w]) }
+            #expect(back == plain, "\(layout) → plain")
+        }
+    }
+}

@@ -113,3 +113,77 @@ struct AttentionConformanceTests {
         }
     }
 }
+
+/// Differential: values carried between convolutions in the convolution kernels' layout
+/// (NHWC or nChw8c, by CPU) against the all-plain plan and PyTorch, on every zoo export.
+/// The threshold is lowered so every value the layout pass can carry is carried, even in
+/// the small models (by default only neighbours of large convolutions are), and the
+/// attention maps, read through the observer's layout conversion, must match PyTorch too.
+@Suite("Carried layouts match the plain plan and PyTorch")
+struct CarriedLayoutTests {
+    static func options(carry: Bool, layout: Layout? = nil) -> SessionOptions {
+        var options = SessionOptions(threads: 2, carryLayouts: carry)
+        options.carryFromMACs = 0
+        options.carriedLayout = layout
+        return options
+    }
+
+    @Test(arguments: ZooEntry.all)
+    func carriedMatchesPlain(_ entry: ZooEntry) throws {
+        try check(entry, layout: nil)
+    }
+
+    /// The layouts of the other CPU kinds (nChw8c is AVX2's; nChw16c and NHWC AVX-512's), on
+    /// one export of each model: the conv kernels reorder into what they read on this CPU.
+    @Test(arguments: ZooEntry.all.filter { $0.file.hasSuffix("torchscript_op17.onnx") })
+    func otherCPUsLayoutsMatchPlain(_ entry: ZooEntry) throws {
+        for layout in [Layout.channelBlocked(8), .channelBlocked(16), .channelsLast] where layout != LayoutPass.machineLayout {
+            try check(entry, layout: layout)
+        }
+    }
+
+    func check(_ entry: ZooEntry, layout: Layout?) throws {
+        guard LayoutPass.machineLayout != nil else { return }
+        var feeds: [String: Tensor] = [:]
+        for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+        let carried = try Session(contentsOf: Repo.path("Models/" + entry.file), options: Self.options(carry: true, layout: layout))
+        let plain = try Session(contentsOf: Repo.path("Models/" + entry.file), options: Self.options(carry: false))
+        #expect(try plain.prepare(feeds).carriedValues == 0)
+        let (a, b) = (try carried.run(feeds), try plain.run(feeds))
+        for output in entry.outputs {
+            let expected = try NPY.read(contentsOf: Repo.path("Models/" + output.file))
+            let actual = try #require(a[output.name])
+            let versusPyTorch = Comparison(actual: actual, expected: expected, atol: entry.atol, rtol: entry.rtol)
+            #expect(versusPyTorch.passed, "\(entry.name) \(output.name), carried \(layout.map { "\($0)" } ?? "machine layout") vs PyTorch: \(versusPyTorch)")
+            let versusPlain = Comparison(actual: actual, expected: try #require(b[output.name]), atol: entry.atol, rtol: entry.rtol)
+            #expect(versusPlain.passed, "\(entry.name) \(output.name), carried vs plain plan: \(versusPlain)")
+        }
+        // The maps come out of carried values through the observer: they must be PyTorch's.
+        guard let references = entry.attention else { return }
+        let (_, maps) = try carried.runCapturingAttention(feeds)
+        #expect(maps.count == references.count)
+        for (map, reference) in zip(maps, references) {
+            let stored = try NPY.read(contentsOf: Repo.path("Models/" + reference.file))
+            guard map.tensor.count == stored.count else {
+                Issue.record("\(entry.name) map \(map.index): \(map.tensor.count) values, PyTorch \(stored.count)")
+                continue
+            }
+            let comparison = Comparison(actual: try map.tensor.reshaped(stored.shape), expected: stored, atol: 1e-5, rtol: 1e-4)
+            #expect(comparison.passed, "\(entry.name) map \(map.index) from a carried plan: \(comparison)")
+        }
+    }
+
+    /// The differential test above compares something: the CBAM ResNets carry most of their values.
+    @Test func theResNetsCarryTheirFeatureMaps() throws {
+        guard LayoutPass.machineLayout != nil else { return }
+        let resnets = ZooEntry.all.filter { $0.name.contains("resnet") && $0.file.hasSuffix("torchscript_op17.onnx") }
+        #expect(!resnets.isEmpty)
+        for entry in resnets {
+            var feeds: [String: Tensor] = [:]
+            for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+            let summary = try Session(contentsOf: Repo.path("Models/" + entry.file), options: Self.options(carry: true)).prepare(feeds)
+            #expect(summary.carriedValues >= 10, "\(entry.name) carries \(summary.carriedValues) values")
+            #expect(summary.carriedLayout == LayoutPass.machineLayout?.description)
+        }
+    }
+}

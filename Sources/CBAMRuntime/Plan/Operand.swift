@@ -1,18 +1,60 @@
 /// How a tensor's elements are ordered in memory.
 ///
-/// `plain` is row-major NCHW (C order), what every ONNX value is. `channelBlocked(b)`
-/// is oneDNN's `nChw{b}c`: channels in blocks of `b`, the block innermost
-/// (`[N, C/b, H, W, b]`), which convolution kernels on AVX2 (b = 8) and AVX-512
-/// (b = 16) read fastest. Only plain is produced today; the tag travels with every
-/// operand so the layout pass can carry blocked tensors between convolutions.
+/// `plain` is row-major NCHW (C order), what every ONNX value is. The other two are the
+/// layouts oneDNN's convolution kernels read fastest, which the layout pass
+/// (``LayoutPass``) carries between convolutions of 4-D `[N, C, H, W]` values:
+/// `channelsLast` is NHWC (brgconv's on AVX-512), `channelBlocked(b)` is `nChw{b}c`,
+/// channels in blocks of `b` with the block innermost (`[N, C/b, H, W, b]`; jit:avx2's
+/// nChw8c). All three are one formula: element (n, c, p) of a `[N, C, P]` tensor (P = H·W
+/// pixels) with block size `b` (1 for plain, C for channels-last) sits at
+/// `((n · C/b + c/b) · P + p) · b + c mod b`.
 public enum Layout: Hashable, Sendable, CustomStringConvertible {
     case plain
+    case channelsLast
     case channelBlocked(Int)
 
     public var description: String {
         switch self {
-        case .plain: return "plain"
+        case .plain: return "nchw"
+        case .channelsLast: return "nhwc"
         case .channelBlocked(let b): return "nChw\(b)c"
+        }
+    }
+
+    /// Channels per block for a tensor with `channels` channels (1 for plain, all for NHWC).
+    @inline(__always)
+    func block(channels: Int) -> Int {
+        switch self {
+        case .plain: return 1
+        case .channelsLast: return channels
+        case .channelBlocked(let b): return b
+        }
+    }
+
+    /// Whether a 4-D float tensor of `shape` can be stored in this layout (whole blocks only).
+    func fits(_ shape: [Int]) -> Bool {
+        guard self != .plain else { return true }
+        guard shape.count == 4, shape[1] > 0 else { return false }
+        let b = block(channels: shape[1])
+        return b > 0 && shape[1] % b == 0
+    }
+
+    /// Copies the `[N, C, spatial…]` float tensor at `source` (in `from`) to `target` (in `to`).
+    /// The simple path for observers and reference kernels; convolutions reorder with oneDNN.
+    static func convert(_ source: UnsafePointer<Float>, from: Layout, _ target: UnsafeMutablePointer<Float>, to: Layout, shape: [Int]) {
+        let count = shape.reduce(1, *)
+        guard from != to, shape.count >= 2, count > 0 else {
+            target.update(from: source, count: count)
+            return
+        }
+        let (n, c) = (shape[0], shape[1]), pixels = count / (n * c)
+        let (bs, bt) = (from.block(channels: c), to.block(channels: c))
+        for item in 0..<n {
+            for channel in 0..<c {
+                let s = ((item * (c / bs) + channel / bs) * pixels) * bs + channel % bs
+                let t = ((item * (c / bt) + channel / bt) * pixels) * bt + channel % bt
+                for p in 0..<pixels { target[t + p * bt] = source[s + p * bs] }
+            }
         }
     }
 }
@@ -65,10 +107,14 @@ struct PlannedKernel {
     let run: (_ memory: RunMemory) throws -> Void
     /// How it computes, for `inspect --plan` and the profile (e.g. "im2col+sgemm").
     var detail: String
+    /// Layout conversions the step makes around its computation (a Conv whose operands lie
+    /// in another layout than its kernel reads).
+    var reorders: Int
 
-    init(detail: String = "", _ run: @escaping (_ memory: RunMemory) throws -> Void) {
+    init(detail: String = "", reorders: Int = 0, _ run: @escaping (_ memory: RunMemory) throws -> Void) {
         self.run = run
         self.detail = detail
+        self.reorders = reorders
     }
 }
 
@@ -115,6 +161,28 @@ extension Tensor {
         case .float16: storage = .float16(read(Float16.self))
         }
         self.init(unchecked: type.shape, storage)
+    }
+
+    /// A plain tensor holding the values of `operand`, stored at `source` in the operand's layout.
+    init(copying source: UnsafeRawPointer, operand: Operand) {
+        guard operand.layout != .plain, operand.type.dataType == .float else {
+            self.init(copying: source, type: operand.type)
+            return
+        }
+        let count = operand.count
+        let values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            Layout.convert(source.assumingMemoryBound(to: Float.self), from: operand.layout, buffer.baseAddress!, to: .plain, shape: operand.shape)
+            initialized = count
+        }
+        self.init(unchecked: operand.shape, .float(values))
+    }
+
+    /// Writes the elements into `destination` in `operand`'s layout.
+    func copyBytes(to destination: UnsafeMutableRawPointer, operand: Operand) {
+        guard operand.layout != .plain, case .float(let values) = storage else { return copyBytes(to: destination) }
+        values.withUnsafeBufferPointer { source in
+            Layout.convert(source.baseAddress!, from: .plain, destination.assumingMemoryBound(to: Float.self), to: operand.layout, shape: shape)
+        }
     }
 
     /// This tensor's element type and shape.

@@ -49,6 +49,9 @@ final class Plan: @unchecked Sendable {
     var compileSeconds: Double = 0
     /// Views and in-place outputs: how many values share another's bytes.
     let sharedValues: Int
+    /// Values kept in `carriedLayout` between convolutions (``LayoutPass``).
+    let carriedValues: Int
+    let carriedLayout: Layout?
 
     /// Arenas not in use by a run. A run takes one (or makes one) and gives it back, so
     /// runs of one session from several threads each have their own.
@@ -61,7 +64,7 @@ final class Plan: @unchecked Sendable {
     var peakBytes: Int { arenaBytes + scratchBytes + foldedBytes }
 
     init(typed: TypedGraph, steps: [Step], views: [View], inputs: [(String, Operand)], outputs: [(String, Output)], arenaBytes: Int,
-         scratchBytes: Int, foldedBytes: Int, macs: Int, sharedValues: Int, constantPool: ConstantPool) {
+         scratchBytes: Int, foldedBytes: Int, macs: Int, sharedValues: Int, carried: [String: Layout], constantPool: ConstantPool) {
         self.typed = typed
         self.steps = steps
         self.views = views
@@ -72,6 +75,8 @@ final class Plan: @unchecked Sendable {
         self.foldedBytes = foldedBytes
         self.macs = macs
         self.sharedValues = sharedValues
+        self.carriedValues = carried.count
+        self.carriedLayout = carried.values.first
         self.constantPool = constantPool
     }
 
@@ -84,7 +89,7 @@ final class Plan: @unchecked Sendable {
         let memory = RunMemory(arena: arena.pointer, scratch: arena.pointer + arenaBytes)
         for (name, operand) in inputs {
             guard let tensor = feeds[name] else { throw CBAMError(.missingInput, "input \"\(name)\" was not supplied") }
-            tensor.copyBytes(to: operand.address.pointer(memory))
+            tensor.copyBytes(to: operand.address.pointer(memory), operand: operand)
         }
         if let observer {
             try runObserved(memory, observer)
@@ -96,7 +101,7 @@ final class Plan: @unchecked Sendable {
         var results: [String: Tensor] = [:]
         for (name, value) in outputs {
             switch value {
-            case .operand(let operand): results[name] = Tensor(copying: operand.address.pointer(memory), type: operand.type)
+            case .operand(let operand): results[name] = Tensor(copying: operand.address.pointer(memory), operand: operand)
             case .constant(let tensor): results[name] = tensor
             }
         }
@@ -108,7 +113,7 @@ final class Plan: @unchecked Sendable {
     private func runObserved(_ memory: RunMemory, _ observer: RunObserver) throws {
         let timed = observer.wantsTiming
         var eventIndex = 0
-        func tensor(_ operand: Operand) -> Tensor { Tensor(copying: operand.address.pointer(memory), type: operand.type) }
+        func tensor(_ operand: Operand) -> Tensor { Tensor(copying: operand.address.pointer(memory), operand: operand) }
         func emitViews(after step: Int) throws {
             for view in views where view.afterStep == step {
                 try observer.nodeDidRun(NodeEvent(index: eventIndex, node: view.entry.node, inputs: [tensor(view.input)],

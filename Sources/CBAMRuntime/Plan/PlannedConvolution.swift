@@ -162,36 +162,91 @@ extension PlannedKernels {
         // With several threads, one-thread variants compete too: a small convolution's team
         // hand-offs can cost more than they share.
         let threadCounts = allThreads > 1 ? [allThreads, 1] : [1]
-        var candidates = threadCounts.map { im2colCandidate(threads: $0) }
-        if context.convolution != .im2col {
-            let geometry = oneDNNGeometry(x: x, m: m, group: group, kernel: (kh, kw), strides: (sh, sw), dilations: (dh, dw),
-                                          padBegin: padBegin, output: (oh, ow))
+        let cores = threadCounts.map { im2colCandidate(threads: $0) }
+        let dnnlGeometry = oneDNNGeometry(x: x, m: m, group: group, kernel: (kh, kw), strides: (sh, sw), dilations: (dh, dw),
+                                      padBegin: padBegin, output: (oh, ow))
+        // X, Y and R as they lie in the arena (a carried layout, or plain); each candidate
+        // reorders into the layouts its kernel reads, inside its step, where they differ.
+        let carried = x.layout != .plain || y.layout != .plain || (residual?.layout ?? .plain) != .plain
+        let operandLayouts = carried ? try ConvOperandLayouts(geometry: dnnlGeometry, x: x.layout, y: y.layout, residual: residual?.layout)
+            : try? ConvOperandLayouts(geometry: dnnlGeometry, x: .plain, y: .plain, residual: residual.map { _ in .plain })
+        var candidates = try cores.map { core in carried ? try core.adapted(to: operandLayouts!, threads: context.threads) : core }
+        if context.convolution != .im2col, let operandLayouts {
             for threads in context.threads > 1 ? [context.threads, 1] : [1] {
-                candidates += oneDNNCandidates(geometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
-                                               threads: threads)
+                candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                                                   threads: threads).map { try $0.adapted(to: operandLayouts, threads: threads) }
             }
         }
         let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                            x: x.count, y: y.count, residual: residual != nil)
         let scratch = context.scratch(bytes: chosen.scratchBytes)
-        return PlannedKernel(detail: chosen.name) { memory in
+        return PlannedKernel(detail: chosen.name, reorders: chosen.reorders) { memory in
             try chosen.run(UnsafePointer(x.floats(memory)), y.floats(memory), residual.map { UnsafePointer($0.floats(memory)) },
                            scratch.pointer(memory))
         }
     }
 }
 
-/// One way to compute a planned Conv: `run(x, y, residual, scratch)` on plain NCHW buffers.
+/// One way to compute a planned Conv: `run(x, y, residual, scratch)`, X in `source`
+/// layout, Y and the residual in `destination` layout (nil: plain NCHW).
 struct ConvCandidate {
+    typealias Run = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutableRawPointer) throws -> Void
     let name: String
     let scratchBytes: Int
-    let run: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutableRawPointer) throws -> Void
+    let run: Run
+    /// The layouts the kernel reads X in and writes Y in (nil: plain).
+    var source: DNNLLayout? = nil
+    var destination: DNNLLayout? = nil
+    /// True when the kernel adds the residual by summing into Y (oneDNN's sum post-op), so a
+    /// reordered residual can be written straight into Y; false when it reads it apart (im2col's epilogue).
+    var sumsIntoDestination = false
+    /// Reorders the step runs around the kernel (operands in another layout than the kernel's).
+    var reorders = 0
 
-    init(name: String, scratchBytes: Int,
-         _ run: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutableRawPointer) throws -> Void) {
+    init(name: String, scratchBytes: Int, source: DNNLLayout? = nil, destination: DNNLLayout? = nil, sumsIntoDestination: Bool = false,
+         _ run: @escaping Run) {
         self.name = name
         self.scratchBytes = scratchBytes
+        self.source = source
+        self.destination = destination
+        self.sumsIntoDestination = sumsIntoDestination
         self.run = run
+    }
+
+    /// This candidate on operands laid out as `operands`: X reordered into the kernel's source
+    /// layout, Y written in the kernel's layout and reordered out, the residual reordered in,
+    /// each through scratch memory after the kernel's own, only where the layouts differ.
+    func adapted(to operands: ConvOperandLayouts, threads: Int) throws -> ConvCandidate {
+        let kernelSource = try source ?? .plain(operands.x.dims), kernelDestination = try destination ?? .plain(operands.y.dims)
+        let into = operands.x == kernelSource ? nil : try DNNLReorder(from: operands.x, to: kernelSource)
+        let outOf = operands.y == kernelDestination ? nil : try DNNLReorder(from: kernelDestination, to: operands.y)
+        let residualInto = try operands.residual.flatMap { $0 == kernelDestination ? nil : try DNNLReorder(from: $0, to: kernelDestination) }
+        let reorders = [into != nil, outOf != nil, residualInto != nil].filter { $0 }.count
+        guard reorders > 0 else { return self }
+        func aligned(_ floats: Int) -> Int { (floats * MemoryLayout<Float>.stride + 63) / 64 * 64 }
+        let xOffset = (scratchBytes + 63) / 64 * 64
+        let yOffset = xOffset + (into == nil ? 0 : aligned(kernelSource.elementCount))
+        // A residual that the kernel sums into Y goes straight into Y's buffer; else it gets its own.
+        let separateResidual = residualInto != nil && !sumsIntoDestination
+        let rOffset = yOffset + (outOf == nil ? 0 : aligned(kernelDestination.elementCount))
+        let total = rOffset + (separateResidual ? aligned(kernelDestination.elementCount) : 0)
+        let core = run
+        var result = ConvCandidate(name: name + " (\(operands.x.description)→\(operands.y.description), \(reorders) reorder\(reorders == 1 ? "" : "s"))",
+                                   scratchBytes: total) { x, y, added, scratch in
+            let source = into == nil ? x : UnsafePointer((scratch + xOffset).assumingMemoryBound(to: Float.self))
+            if let into { try into.execute(source: x, destination: (scratch + xOffset).assumingMemoryBound(to: Float.self), threads: threads) }
+            let target = outOf == nil ? y : (scratch + yOffset).assumingMemoryBound(to: Float.self)
+            var residual = added
+            if let added, let residualInto {
+                let place = separateResidual ? (scratch + rOffset).assumingMemoryBound(to: Float.self) : target
+                try residualInto.execute(source: added, destination: place, threads: threads)
+                residual = UnsafePointer(place)
+            }
+            try core(source, target, residual, scratch)
+            if let outOf { try outOf.execute(source: UnsafePointer(target), destination: y, threads: threads) }
+        }
+        result.reorders = reorders
+        return result
     }
 
     /// The candidate that runs fastest on this machine, timed now on zero buffers of the
@@ -275,10 +330,11 @@ private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), 
 }
 
 /// oneDNN candidates: the primitive on plain NCHW, and the primitive in the layout it
-/// prefers (nhwc or nChw16c on AVX-512, nChw8c on AVX2) with reorders from and to plain
-/// NCHW around it. oneDNN's reference kernels are not offered: they are slower than im2col.
+/// prefers (nhwc or nChw16c on AVX-512, nChw8c on AVX2), each reading and writing its own
+/// layouts (``ConvCandidate/adapted(to:threads:)`` reorders operands that lie otherwise).
+/// oneDNN's reference kernels are not offered: they are slower than im2col.
 private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, relu: Bool,
-                              threads: Int) -> [ConvCandidate] {
+                              threads: Int) throws -> [ConvCandidate] {
     let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (relu ? [.relu] : [])
     func make(_ layout: DNNLActivationLayout) -> DNNLConvolution? {
         try? weights.withUnsafeBufferPointer { wp in
@@ -289,32 +345,35 @@ private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Fl
             } ?? DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, postOps: postOps, layout: layout, threads: threads)
         }
     }
-    var result: [ConvCandidate] = []
-    let count = geometry.destinationShape.reduce(1, *)
-    if let plain = make(.plain), !plain.usesReferenceKernel {
-        result.append(ConvCandidate(name: "onednn-plain:" + plain.implementation, scratchBytes: 0) { x, y, added, _ in
-            // The sum post-op adds into what the destination holds: the residual.
-            if let added { y.update(from: added, count: count) }
-            try plain.execute(source: x, destination: y, threads: threads)
-        })
+    /// The primitive as a candidate: the sum post-op adds into what the destination holds, so
+    /// the residual is copied there first (unless it was reordered there already).
+    func candidate(_ primitive: DNNLConvolution, _ name: String) -> ConvCandidate {
+        let count = primitive.destination.elementCount
+        return ConvCandidate(name: name, scratchBytes: 0, source: primitive.source, destination: primitive.destination,
+                             sumsIntoDestination: true) { x, y, added, _ in
+            if let added, added != UnsafePointer(y) { y.update(from: added, count: count) }
+            try primitive.execute(source: x, destination: y, threads: threads)
+        }
     }
-    if let blocked = make(.chosenByPrimitive), !blocked.usesReferenceKernel, !(blocked.source.isPlain && blocked.destination.isPlain),
-       let plainSource = try? DNNLLayout.plain(geometry.sourceShape), let plainDestination = try? DNNLLayout.plain(geometry.destinationShape),
-       let into = try? DNNLReorder(from: plainSource, to: blocked.source),
-       let outOf = try? DNNLReorder(from: blocked.destination, to: plainDestination),
-       let residualInto = try? DNNLReorder(from: plainDestination, to: blocked.destination) {
-        let sourceBytes = (blocked.source.elementCount * 4 + 63) / 64 * 64
-        let destinationBytes = blocked.destination.elementCount * 4
-        result.append(ConvCandidate(name: "onednn-blocked:" + blocked.implementation + " " + blocked.source.tag,
-                                    scratchBytes: sourceBytes + destinationBytes) { x, y, added, scratch in
-            let s = scratch.assumingMemoryBound(to: Float.self), d = (scratch + sourceBytes).assumingMemoryBound(to: Float.self)
-            try into.execute(source: x, destination: s, threads: threads)
-            if let added { try residualInto.execute(source: added, destination: d, threads: threads) }
-            try blocked.execute(source: UnsafePointer(s), destination: d, threads: threads)
-            try outOf.execute(source: UnsafePointer(d), destination: y, threads: threads)
-        })
+    var result: [ConvCandidate] = []
+    if let plain = make(.plain), !plain.usesReferenceKernel {
+        result.append(candidate(plain, "onednn-plain:" + plain.implementation))
+    }
+    if let blocked = make(.chosenByPrimitive), !blocked.usesReferenceKernel, !(blocked.source.isPlain && blocked.destination.isPlain) {
+        result.append(candidate(blocked, "onednn-blocked:" + blocked.implementation + " " + blocked.source.tag))
     }
     return result
+}
+
+/// The layouts a Conv step's operands lie in, in oneDNN's terms (4-D: 1-D convolutions as H = 1).
+struct ConvOperandLayouts {
+    let x: DNNLLayout, y: DNNLLayout, residual: DNNLLayout?
+
+    init(geometry: DNNLConvolution.Geometry, x: Layout, y: Layout, residual: Layout?) throws {
+        self.x = try .activation(geometry.sourceShape, x)
+        self.y = try .activation(geometry.destinationShape, y)
+        self.residual = try residual.map { try .activation(geometry.destinationShape, $0) }
+    }
 }
 
 /// What follows a convolution's sgemm on each output row: + bias, + residual, Relu.

@@ -17,6 +17,10 @@ extension PlannedKernels {
     private static func binary(_ context: PlanContext, _ op: FloatOperator) throws -> PlannedKernel? {
         let a = try context.input(0, "A"), b = try context.input(1, "B"), c = try context.output(0)
         guard a.type.dataType == .float, b.type.dataType == .float, c.type.dataType == .float else { return nil }
+        // In a carried layout only same-shape operands in one layout: the op then runs on the bytes as they lie.
+        if a.layout != .plain || b.layout != .plain || c.layout != .plain {
+            guard a.layout == c.layout, b.layout == c.layout, a.shape == c.shape, b.shape == c.shape else { return nil }
+        }
         let plan = try BroadcastPlan(a.shape, b.shape)
         guard plan.outputShape == c.shape else { return nil }
         let workers = plan.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, plan.runCount)) : 1
@@ -48,7 +52,7 @@ extension PlannedKernels {
     private static func unaryStep(_ context: PlanContext, detail: String,
                                   _ map: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) throws -> PlannedKernel? {
         let x = try context.input(0, "X"), y = try context.output(0)
-        guard x.type.dataType == .float, y.type == x.type else { return nil }
+        guard x.type.dataType == .float, y.type == x.type, x.layout == y.layout else { return nil }
         let count = x.count
         let workers = count >= Parallel.minimumElements ? context.threads : 1
         return PlannedKernel(detail: detail) { memory in

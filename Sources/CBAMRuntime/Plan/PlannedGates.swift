@@ -55,6 +55,24 @@ extension PlannedKernels {
         let (average, maximum) = (pools[0] != 0, pools[1] != 0)
         let workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, planes) : 1
         let resultOffset = offsets[result]
+        if x.layout != .plain {
+            guard y.layout == x.layout, x.shape.count == 4 else { return nil }
+            let blocks = ChannelBlocks(x)
+            let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
+            return PlannedKernel(detail: "pool+mlp+scale \(x.layout)") { memory in
+                let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gate = map.floats(memory)
+                let slots = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
+                Parallel.forEach(workers) { worker in
+                    CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
+                                                   means: average ? slots + offsets[0] : nil, maxima: maximum ? slots + offsets[1] : nil)
+                }
+                for step in program { step(slots) }
+                VectorMath.map(UnsafePointer(slots + resultOffset), gate, planes) { 1 / (1 + VectorMath.exp(-$0)) }
+                Parallel.forEach(workers) { worker in
+                    CarriedLoops.scaleChannels(source, target, gate: UnsafePointer(gate), blocks, units: Parallel.share(worker, of: workers, count: units))
+                }
+            }
+        }
         return PlannedKernel(detail: "pool+mlp+scale") { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gate = map.floats(memory)
             let slots = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
@@ -156,7 +174,10 @@ extension PlannedKernels {
         let scratch = context.scratch(bytes: (2 * pixels + 2 * plane) * MemoryLayout<Float>.stride)
         let workers = x.count >= Parallel.minimumElements ? context.threads : 1
         let divisor = Float(c)
-        return PlannedKernel(detail: "stats+conv+scale") { memory in
+        let carried = x.layout != .plain
+        if carried { guard y.layout == x.layout else { return nil } }
+        let blocks = carried ? ChannelBlocks(x) : nil
+        return PlannedKernel(detail: carried ? "stats+conv+scale \(x.layout)" : "stats+conv+scale") { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gates = map.floats(memory)
             let statistics = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
             let (maxima, means, padded) = (statistics, statistics + pixels, statistics + 2 * pixels)
@@ -171,8 +192,12 @@ extension PlannedKernels {
                     Parallel.forEach(workers) { worker in
                         let share = Parallel.share(worker, of: workers, count: pixels)
                         guard !share.isEmpty else { return }
-                        channelStatistics(image + share.lowerBound, channels: c, stride: pixels, count: share.count,
-                                          maxima: maxima + share.lowerBound, means: means + share.lowerBound, divisor: divisor)
+                        if let blocks {
+                            CarriedLoops.pixelStatistics(source, blocks, item: item, pixels: share, maxima: maxima, means: means)
+                        } else {
+                            channelStatistics(image + share.lowerBound, channels: c, stride: pixels, count: share.count,
+                                              maxima: maxima + share.lowerBound, means: means + share.lowerBound, divisor: divisor)
+                        }
                     }
                     padded.update(repeating: 0, count: 2 * plane)
                     for row in 0..<h {
@@ -190,6 +215,11 @@ extension PlannedKernels {
                     // Pass 2: y = x · s, the map applied to every channel.
                     let output = target + item * c * pixels
                     Parallel.forEach(workers) { worker in
+                        if let blocks {
+                            CarriedLoops.scalePixels(source, target, gate: UnsafePointer(gate), blocks, item: item,
+                                                     pixels: Parallel.share(worker, of: workers, count: pixels))
+                            return
+                        }
                         for channel in Parallel.share(worker, of: workers, count: c) {
                             multiplyRow(image + channel * pixels, UnsafePointer(gate), output + channel * pixels, pixels)
                         }

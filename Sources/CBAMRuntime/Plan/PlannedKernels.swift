@@ -54,6 +54,18 @@ enum PlannedKernels {
         return builders[key]
     }
 
+    /// Ops whose builders read every operand's layout (the others see plain operands only;
+    /// see ``LayoutPass`` for which values are carried in another layout).
+    static func handlesLayouts(_ node: Node) -> Bool {
+        let key = node.domain.isEmpty || node.domain == "ai.onnx" ? node.opType : node.domain + "::" + node.opType
+        return layoutAwareOps.contains(key)
+    }
+
+    private static let layoutAwareOps: Set<String> = [
+        "Conv", Passes.domain + "::FusedConv", "Relu", "Add", "Sub", "Mul", "Div",
+        Passes.domain + "::ChannelGate", Passes.domain + "::SpatialGate", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool",
+    ]
+
     private static let builders: [String: Builder] = {
         var table: [String: Builder] = [:]
         registerElementwise(&table)
@@ -69,7 +81,7 @@ enum PlannedKernels {
     }()
 
     /// Runs a reference (Tensor-in, Tensor-out) kernel inside a plan: inputs are copied
-    /// out of the arena, outputs copied back in. Correct for every op; the ops that
+    /// out of the arena (into plain order, whatever their layout), outputs copied back in. Correct for every op; the ops that
     /// matter for speed have planned kernels instead.
     static func adapter(_ kernel: Kernel, _ context: PlanContext) -> PlannedKernel {
         let inputs = context.inputs, outputs = context.outputs
@@ -78,7 +90,7 @@ enum PlannedKernels {
             var values: [Tensor?] = []
             values.reserveCapacity(inputs.count)
             for (index, operand) in inputs.enumerated() {
-                values.append(constants[index] ?? operand.map { Tensor(copying: $0.address.pointer(memory), type: $0.type) })
+                values.append(constants[index] ?? operand.map { Tensor(copying: $0.address.pointer(memory), operand: $0) })
             }
             let results = try kernel.run(values)
             for (index, operand) in outputs.enumerated() {
@@ -89,7 +101,7 @@ enum PlannedKernels {
                 guard results[index].valueType == operand.type else {
                     throw CBAMError(.shapeMismatch, "output \(index) is \(results[index].valueType) but the plan expected \(operand.type)")
                 }
-                results[index].copyBytes(to: operand.address.pointer(memory))
+                results[index].copyBytes(to: operand.address.pointer(memory), operand: operand)
             }
         }
     }

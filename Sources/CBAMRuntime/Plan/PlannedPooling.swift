@@ -6,8 +6,8 @@ import Foundation
 
 extension PlannedKernels {
     static func registerPooling(_ table: inout [String: Builder]) {
-        table["GlobalAveragePool"] = { try globalPool($0) { VectorMath.sum($0, $1) / Float($1) } }
-        table["GlobalMaxPool"] = { try globalPool($0) { VectorMath.max($0, $1) } }
+        table["GlobalAveragePool"] = { try globalPool($0, average: true) { VectorMath.sum($0, $1) / Float($1) } }
+        table["GlobalMaxPool"] = { try globalPool($0, average: false) { VectorMath.max($0, $1) } }
         table["MaxPool"] = { try windowPool($0, mode: .max) }
         table["AveragePool"] = { context in
             try windowPool(context, mode: .average(countIncludePad: try context.node.int("count_include_pad", default: 0) != 0))
@@ -16,10 +16,23 @@ extension PlannedKernels {
     }
 
     /// One value per `[n, c]` plane of X `[N, C, spatial…]` → Y `[N, C, 1, …]`.
-    private static func globalPool(_ context: PlanContext,
+    private static func globalPool(_ context: PlanContext, average: Bool,
                                    _ reduce: @escaping (UnsafePointer<Float>, Int) -> Float) throws -> PlannedKernel? {
         let x = try context.input(0, "X"), y = try context.output(0)
-        guard x.type.dataType == .float, x.shape.count >= 3 else { return nil }
+        guard x.type.dataType == .float, x.shape.count >= 3, y.layout == .plain else { return nil }
+        if x.layout != .plain {
+            // A carried X: per-channel statistics down the rows of each block; Y `[N, C, 1, 1]` plain.
+            guard x.shape.count == 4, y.count == x.shape[0] * x.shape[1] else { return nil }
+            let blocks = ChannelBlocks(x)
+            let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
+            return PlannedKernel(detail: "simd reduce \(x.layout)") { memory in
+                let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+                Parallel.forEach(workers) { worker in
+                    CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
+                                                   means: average ? target : nil, maxima: average ? nil : target)
+                }
+            }
+        }
         let planes = x.shape[0] * x.shape[1]
         guard planes > 0, y.count == planes else { return nil }
         let size = x.count / planes
@@ -52,6 +65,29 @@ extension PlannedKernels {
             indices = operand
         }
         let planes = n * c
+        if x.layout != .plain || y.layout != .plain {
+            // A carried X and Y: each window's taps are rows of `b` channels, max'd or summed eight lanes at a time.
+            guard x.layout == y.layout, indices == nil else { return nil }
+            let average: Bool
+            switch mode {
+            case .max: average = false
+            case .average: average = true
+            case .lp: return nil
+            }
+            let (inBlocks, outBlocks) = (ChannelBlocks(x), ChannelBlocks(y))
+            let units = n * inBlocks.blocks
+            let workers = x.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, units)) : 1
+            return PlannedKernel(detail: (average ? "average 2d " : "max 2d ") + "\(x.layout)") { memory in
+                let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+                Parallel.forEach(workers) { worker in
+                    for unit in Parallel.share(worker, of: workers, count: units) {
+                        CarriedLoops.pool(source + inBlocks.offset(item: unit / inBlocks.blocks, block: unit % inBlocks.blocks),
+                                          target + outBlocks.offset(item: unit / outBlocks.blocks, block: unit % outBlocks.blocks),
+                                          block: inBlocks.block, loop, average: average)
+                    }
+                }
+            }
+        }
         let workers = x.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, planes)) : 1
         let detail: String
         switch mode {

@@ -9,6 +9,10 @@ struct Planner {
     let limits: ResourceLimits
     let optimize: Bool
     let convolution: ConvolutionKernel
+    /// Whether convolutions' neighbours may stay in the convolution kernels' layout (``LayoutPass``).
+    let carryLayouts: Bool
+    let carryFromMACs: Int
+    let carriedLayout: Layout?
     let registry: OpRegistry
 
     /// Ops whose output is the input's bytes under another shape: no step, no copy.
@@ -66,7 +70,20 @@ struct Planner {
         }
         for output in typed.outputs where typed.constants[output] == nil { last[root(output)] = forever }
 
-        // 3. In place: an elementwise step may write over an input that dies with it.
+        // 3. Layouts: which values stay in the convolution kernels' own layout.
+        var layouts: [String: Layout] = [:]
+        if optimize && carryLayouts && convolution != .im2col, LayoutPass.machineLayout != nil, let carried = carriedLayout ?? LayoutPass.machineLayout {
+            var excluded = Set(typed.inputs).union(typed.outputs)
+            for view in viewEntries {
+                excluded.insert(view.entry.node.inputs[0])
+                excluded.insert(root(view.entry.node.inputs[0]))
+                excluded.insert(view.entry.node.outputs[0])
+            }
+            layouts = LayoutPass.assign(steps: stepEntries, typed: typed, excluded: excluded, carried: carried, minimumMACs: carryFromMACs)
+        }
+        func layout(_ name: String) -> Layout { layouts[name] ?? .plain }
+
+        // 4. In place: an elementwise step may write over an input that dies with it.
         var sharedValues = parent.count
         if optimize {
             for (index, entry) in stepEntries.enumerated() {
@@ -76,7 +93,7 @@ struct Planner {
                     let input = entry.node.inputs[k]
                     guard !input.isEmpty, typed.constants[input] == nil, let inputType = typed.types[input] else { continue }
                     let r = root(input)
-                    guard last[r] == index, typed.types[r]?.byteCount == outputType.byteCount,
+                    guard last[r] == index, typed.types[r]?.byteCount == outputType.byteCount, layout(r) == layout(output),
                           inputType.shape == outputType.shape, inputType.dataType == outputType.dataType,
                           !entry.node.inputs.enumerated().contains(where: { $0.offset != k && !$0.element.isEmpty && root($0.element) == r })
                     else { continue }
@@ -90,22 +107,22 @@ struct Planner {
             }
         }
 
-        // 4. Arena offsets for every root, by lifetime.
+        // 5. Arena offsets for every root, by lifetime.
         var intervals: [ArenaLayout.Interval] = []
         for (name, start) in first where parent[name] == nil {
             guard let type = typed.types[name] else { continue }
             intervals.append(.init(name: name, bytes: type.byteCount, first: start, last: last[name] ?? start))
         }
-        let layout = ArenaLayout(intervals)
+        let arena = ArenaLayout(intervals)
 
-        // 5. Operands and kernels.
+        // 6. Operands and kernels.
         let pool = ConstantPool()
         func operand(_ name: String) throws -> Operand? {
             guard !name.isEmpty else { return nil }
             guard let type = typed.types[name] else { throw CBAMError(.malformedModel, "value \"\(name)\" has no type") }
             if let constant = typed.constants[name] { return Operand(type: type, address: .fixed(pool.address(of: name, constant))) }
-            guard let offset = layout.offsets[root(name)] else { throw CBAMError(.malformedModel, "value \"\(name)\" has no place in the arena") }
-            return Operand(type: type, address: .arena(offset))
+            guard let offset = arena.offsets[root(name)] else { throw CBAMError(.malformedModel, "value \"\(name)\" has no place in the arena") }
+            return Operand(type: type, address: .arena(offset), layout: layout(name))
         }
         var scratchBytes = 0
         var totalMACs = 0
@@ -119,7 +136,11 @@ struct Planner {
                 let context = PlanContext(node: NodeContext(node: node, opset: entry.opset, threads: threads, constants: constants),
                                           inputs: inputs, outputs: outputs, threads: threads, convolution: convolution)
                 let kernel: PlannedKernel
-                if let builder = PlannedKernels.builder(for: node), let planned = try builder(context) {
+                // A step with an operand in a carried layout runs a builder that handles layouts, or
+                // the reference kernel through the adapter, which converts (never a plain-only kernel).
+                let carriesLayout = (inputs + outputs).contains { ($0?.layout ?? .plain) != .plain }
+                if let builder = PlannedKernels.builder(for: node), !carriesLayout || PlannedKernels.handlesLayouts(node),
+                   let planned = try builder(context) {
                     kernel = planned
                 } else if let legacy = registry.builder(for: node) {
                     kernel = PlannedKernels.adapter(try legacy(context.node), context)
@@ -134,15 +155,15 @@ struct Planner {
             steps.append(step)
         }
 
-        // 6. Figures and limits, before any arena is allocated.
+        // 7. Figures and limits, before any arena is allocated.
         var foldedBytes = 0
         for (name, tensor) in typed.constants where originalConstants[name] == nil {
             foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
         }
-        let (planned, overflow) = layout.size.addingReportingOverflow(scratchBytes)
+        let (planned, overflow) = arena.size.addingReportingOverflow(scratchBytes)
         let (peak, overflow2) = planned.addingReportingOverflow(foldedBytes)
         if overflow || overflow2 || peak > limits.maxMemory {
-            throw CBAMError(.resourceLimit, "the plan needs \(overflow || overflow2 ? "more than 2^63 bytes" : Budget.format(bytes: peak)) of memory (intermediates \(Budget.format(bytes: layout.size)), scratch \(Budget.format(bytes: scratchBytes)), folded constants \(Budget.format(bytes: foldedBytes))) but the limit is \(Budget.format(bytes: limits.maxMemory)); raise it with --max-memory")
+            throw CBAMError(.resourceLimit, "the plan needs \(overflow || overflow2 ? "more than 2^63 bytes" : Budget.format(bytes: peak)) of memory (intermediates \(Budget.format(bytes: arena.size)), scratch \(Budget.format(bytes: scratchBytes)), folded constants \(Budget.format(bytes: foldedBytes))) but the limit is \(Budget.format(bytes: limits.maxMemory)); raise it with --max-memory")
         }
         if totalMACs > limits.maxMACs {
             throw CBAMError(.resourceLimit, "the plan needs \(totalMACs) multiply-accumulates but the limit is \(limits.maxMACs); raise it with --max-macs")
@@ -156,9 +177,9 @@ struct Planner {
             Plan.View(afterStep: view.afterStep, entry: view.entry, input: try operand(view.entry.node.inputs[0])!,
                       output: try operand(view.entry.node.outputs[0])!)
         }
-        return Plan(typed: typed, steps: steps, views: views, inputs: inputOperands, outputs: outputValues, arenaBytes: layout.size,
+        return Plan(typed: typed, steps: steps, views: views, inputs: inputOperands, outputs: outputValues, arenaBytes: arena.size,
                     scratchBytes: scratchBytes, foldedBytes: foldedBytes, macs: totalMACs, sharedValues: sharedValues,
-                    constantPool: pool)
+                    carried: layouts, constantPool: pool)
     }
 
     /// A view entry: a view op on a runtime value whose output has the same bytes.

@@ -70,13 +70,22 @@ public struct SessionOptions: Sendable {
     public var optimize: Bool
     /// How each Conv picks its kernel (default: the fastest on this CPU, timed when the plan is compiled).
     public var convolution: ConvolutionKernel
+    /// Keeps the values between convolutions in the layout the convolution kernels want
+    /// (NHWC or nChw8c, by CPU) instead of reordering at every Conv. Off (or
+    /// `CBAM_LAYOUT=plain`), every value is plain NCHW: the reference for differential tests.
+    public var carryLayouts: Bool
+    /// MACs from which a convolution's neighbours are carried (tests lower it to carry everything).
+    var carryFromMACs = LayoutPass.minimumMACs
+    /// The layout to carry instead of the one this CPU's convolutions prefer (tests of the other CPUs' layouts).
+    var carriedLayout: Layout? = nil
 
     public init(threads: Int = 1, limits: ResourceLimits = ResourceLimits(), optimize: Bool = true,
-                convolution: ConvolutionKernel = .fromEnvironment) {
+                convolution: ConvolutionKernel = .fromEnvironment, carryLayouts: Bool = ProcessInfo.processInfo.environment["CBAM_LAYOUT"] != "plain") {
         self.threads = max(1, threads)
         self.limits = limits
         self.optimize = optimize
         self.convolution = convolution
+        self.carryLayouts = carryLayouts
     }
 }
 
@@ -298,7 +307,7 @@ public final class Session: @unchecked Sendable {
         }
         planLock.unlock()
         let planner = Planner(model: model, order: order, threads: options.threads, limits: options.limits,
-                              optimize: options.optimize, convolution: options.convolution, registry: registry,
+                              optimize: options.optimize, convolution: options.convolution, carryLayouts: options.carryLayouts, carryFromMACs: options.carryFromMACs, carriedLayout: options.carriedLayout, registry: registry,
                               sessionConstants: sessionConstants)
         let plan = try planner.compile(inputTypes: key.types.filter { constants[$0.key] == nil }, inputConstants: constants)
         planLock.lock()
@@ -408,6 +417,11 @@ public struct PlanSummary: Sendable, Codable {
     public var macs: Int
     /// Values that share another's bytes (views and in-place outputs).
     public var sharedValues: Int
+    /// Values kept in the convolution kernels' own layout (NHWC, nChw8c, …) rather than
+    /// plain NCHW, that layout, and the reorders convolution steps still make.
+    public var carriedValues: Int
+    public var carriedLayout: String?
+    public var reorders: Int
     /// What each rewrite pass did.
     public var passes: [String]
 }
@@ -429,6 +443,7 @@ extension Plan {
     func summary(compileSeconds: Double, weightBytes: Int) -> PlanSummary {
         PlanSummary(compileSeconds: compileSeconds, steps: steps.count, nodes: steps.reduce(0) { $0 + $1.entry.replaces.count },
                     arenaBytes: arenaBytes, scratchBytes: scratchBytes, foldedBytes: foldedBytes, weightBytes: weightBytes,
-                    peakBytes: peakBytes, macs: macs, sharedValues: sharedValues, passes: typed.log)
+                    peakBytes: peakBytes, macs: macs, sharedValues: sharedValues, carriedValues: carriedValues,
+                    carriedLayout: carriedLayout?.description, reorders: steps.reduce(0) { $0 + $1.kernel.reorders }, passes: typed.log)
     }
 }

@@ -1,0 +1,184 @@
+// The loops of the ops that run on values carried in a convolution kernel's layout
+// (``LayoutPass``): the CBAM gates' two passes and the global pools, on a 4-D
+// `[N, C, H, W]` tensor in channel blocks of `b` (nChw8c, nChw16c, or NHWC as one
+// block of all C channels). Each (item, block) is `pixels` rows of `b` floats, one row
+// per pixel: per-channel statistics run down the rows with `b` lanes in registers,
+// per-pixel statistics across the blocks of one pixel. C is a multiple of 8 (the pass
+// carries nothing else), so every row is whole SIMD8 vectors.
+
+/// Where the blocks of a carried tensor are.
+struct ChannelBlocks {
+    let items: Int, channels: Int, pixels: Int
+    /// Channels per block, and blocks per item.
+    let block: Int, blocks: Int
+
+    init(_ operand: Operand) {
+        let shape = operand.shape
+        items = shape[0]
+        channels = shape[1]
+        pixels = shape[2] * shape[3]
+        block = operand.layout.block(channels: channels)
+        blocks = channels / block
+    }
+
+    /// Offset of block `blockIndex` of `item` (its first row).
+    @inline(__always)
+    func offset(item: Int, block blockIndex: Int) -> Int { (item * blocks + blockIndex) * pixels * block }
+
+    /// Work units for per-channel passes: (item, block, 8·k lanes) so that NHWC, one block
+    /// of all channels, still splits across workers. Lanes per unit: up to 64.
+    var laneChunk: Int { Swift.min(block, 64) }
+    var unitsPerBlock: Int { (block + laneChunk - 1) / laneChunk }
+    var units: Int { items * blocks * unitsPerBlock }
+}
+
+enum CarriedLoops {
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) static func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+
+    /// Per-channel mean and/or max over the pixels, for the channels of `units` (see
+    /// ``ChannelBlocks/units``), written in plain `[N, C]` order. NaN sticks in the max.
+    static func channelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, units: Range<Int>,
+                                  means: UnsafeMutablePointer<Float>?, maxima: UnsafeMutablePointer<Float>?) {
+        let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
+        let count = SIMD8<Float>(repeating: Float(pixels))
+        for unit in units {
+            let lane0 = (unit % geometry.unitsPerBlock) * chunk
+            let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
+            let base = x + geometry.offset(item: item, block: blockIndex)
+            let firstChannel = item * geometry.channels + blockIndex * b
+            var lane = lane0
+            let end = Swift.min(lane0 + chunk, b)
+            // Two vectors (16 lanes) at a time keep sum and max of both in registers.
+            while lane < end {
+                let pair = lane + 16 <= end
+                var (s0, s1) = (SIMD8<Float>.zero, SIMD8<Float>.zero)
+                var (m0, m1) = (SIMD8<Float>(repeating: -.infinity), SIMD8<Float>(repeating: -.infinity))
+                var (nan0, nan1) = (SIMDMask<SIMD8<Int32>>(repeating: false), SIMDMask<SIMD8<Int32>>(repeating: false))
+                var row = base + lane
+                for _ in 0..<pixels {
+                    let a = load(row)
+                    s0 += a
+                    nan0 .|= a .!= a
+                    m0.replace(with: a, where: a .> m0)
+                    if pair {
+                        let c = load(row + 8)
+                        s1 += c
+                        nan1 .|= c .!= c
+                        m1.replace(with: c, where: c .> m1)
+                    }
+                    row += b
+                }
+                if let means {
+                    store(s0 / count, means + firstChannel + lane)
+                    if pair { store(s1 / count, means + firstChannel + lane + 8) }
+                }
+                if let maxima {
+                    // A NaN anywhere in a channel makes that channel's max NaN.
+                    m0.replace(with: SIMD8<Float>(repeating: .nan), where: nan0)
+                    m1.replace(with: SIMD8<Float>(repeating: .nan), where: nan1)
+                    store(m0, maxima + firstChannel + lane)
+                    if pair { store(m1, maxima + firstChannel + lane + 8) }
+                }
+                lane += pair ? 16 : 8
+            }
+        }
+    }
+
+    /// `y = x · s[n, c]`: each row of block (item, block) times the gate's values for that block's channels.
+    static func scaleChannels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
+                              _ geometry: ChannelBlocks, units: Range<Int>) {
+        let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
+        for unit in units {
+            let lane0 = (unit % geometry.unitsPerBlock) * chunk
+            let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
+            let offset = geometry.offset(item: item, block: blockIndex)
+            let scales = gate + item * geometry.channels + blockIndex * b
+            let end = Swift.min(lane0 + chunk, b)
+            for p in 0..<pixels {
+                let (source, target) = (x + offset + p * b, y + offset + p * b)
+                var lane = lane0
+                while lane < end {
+                    store(load(source + lane) * load(scales + lane), target + lane)
+                    lane += 8
+                }
+            }
+        }
+    }
+
+    /// The max and the mean over all channels of each pixel in `pixels` of `item`, into plain `[H·W]` planes.
+    static func pixelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>,
+                                maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>) {
+        let b = geometry.block
+        let stride = geometry.pixels * b
+        let divisor = Float(geometry.channels)
+        for p in range {
+            var s = SIMD8<Float>.zero, m = SIMD8<Float>(repeating: -.infinity)
+            var nan = SIMDMask<SIMD8<Int32>>(repeating: false)
+            var blockStart = x + geometry.offset(item: item, block: 0) + p * b
+            for _ in 0..<geometry.blocks {
+                var lane = 0
+                while lane < b {
+                    let v = load(blockStart + lane)
+                    s += v
+                    nan .|= v .!= v
+                    m.replace(with: v, where: v .> m)
+                    lane += 8
+                }
+                blockStart += stride
+            }
+            maxima[p] = any(nan) ? .nan : m.max()
+            means[p] = s.sum() / divisor
+        }
+    }
+
+    /// `y = x · s[n, p]`: every channel of each pixel in `pixels` of `item` times the pixel's gate value.
+    static func scalePixels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
+                            _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>) {
+        let b = geometry.block
+        for blockIndex in 0..<geometry.blocks {
+            let offset = geometry.offset(item: item, block: blockIndex)
+            for p in range {
+                let scale = SIMD8<Float>(repeating: gate[p])
+                let (source, target) = (x + offset + p * b, y + offset + p * b)
+                var lane = 0
+                while lane < b {
+                    store(load(source + lane) * scale, target + lane)
+                    lane += 8
+                }
+            }
+        }
+    }
+
+    /// MaxPool or AveragePool over one block: `[H·W, b]` rows in, `[oH·oW, b]` rows out, the
+    /// window's taps from `loop` (the plain kernel's geometry). NaN sticks in the max.
+    static func pool(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, block b: Int, _ loop: Pool2DLoop, average: Bool) {
+        let includePad: Bool
+        if case .average(let countPad) = loop.mode { includePad = countPad } else { includePad = false }
+        for oy in 0..<loop.oh {
+            let rows = loop.rows[oy]
+            for ox in 0..<loop.ow {
+                let columns = loop.columns[ox]
+                let out = y + (oy * loop.ow + ox) * b
+                let divisor = includePad ? loop.paddedRows[oy] * loop.paddedColumns[ox] : rows.count * columns.count
+                var lane = 0
+                while lane < b {
+                    var acc = SIMD8<Float>(repeating: average ? 0 : -.infinity)
+                    for i in rows.first..<(rows.first + rows.count) {
+                        let iy = oy * loop.sh - loop.padTop + i * loop.dh
+                        for j in columns.first..<(columns.first + columns.count) {
+                            let ix = ox * loop.sw - loop.padLeft + j * loop.dw
+                            let v = load(x + (iy * loop.w + ix) * b + lane)
+                            if average { acc += v } else { acc.replace(with: v, where: (v .> acc) .| (v .!= v)) }
+                        }
+                    }
+                    if average { acc = divisor > 0 ? acc / SIMD8<Float>(repeating: Float(divisor)) : .zero }
+                    store(acc, out + lane)
+                    lane += 8
+                }
+            }
+        }
+    }
+}
