@@ -17,13 +17,8 @@ let package = Package(
             pkgConfig: "libprotobuf-c",
             providers: [.apt(["libprotobuf-c-dev"])]
         ),
-        // C boundary: OpenBLAS's sgemm, the inner loop of Conv, Gemm and MatMul.
-        .systemLibrary(
-            name: "COpenBLAS",
-            pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]
-        ),
-        // C boundary: oneDNN (Debian's libdnnl-dev, C API) for Conv, ConvTranspose and MatMul
+        // C boundary: oneDNN (Debian's libdnnl-dev, C API), the one math library: Conv,
+        // ConvTranspose, MatMul primitives and the sgemm of im2col, Gemm and MatMul, its
         // kernels chosen from the CPU's feature bits. No pkg-config file ships, so the module map
         // links dnnl (and libgomp, its OpenMP runtime, for the per-thread thread count).
         .systemLibrary(
@@ -40,7 +35,7 @@ let package = Package(
         // Loader, IR, kernels, runner, NPY/PNG I/O and attention export.
         .target(
             name: "CBAMRuntime",
-            dependencies: ["CONNXProto", "CProtobufC", "COpenBLAS", "CDNNL"]
+            dependencies: ["CONNXProto", "CProtobufC", "CDNNL"]
         ),
         // The command line.
         .executableTarget(

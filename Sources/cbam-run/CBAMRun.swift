@@ -36,7 +36,7 @@ extension CBAMRun {
         cbam-run 0.3.0
         cpu: \(CPUInfo.modelName)
         oneDNN \(OneDNN.version): kernels for \(OneDNN.isaName) (chosen from the CPU's feature bits)
-        OpenBLAS: \(CPUInfo.openBLASCore) (im2col + sgemm candidate for small convolutions, Gemm, MatMul)
+        sgemm: oneDNN's (im2col candidate for small convolutions, Gemm, MatMul); no OpenBLAS
         """
     }
 }

@@ -465,3 +465,27 @@ struct LayoutConversionTests {
         }
     }
 }
+
+@Suite("sgemm: oneDNN against the triple loop")
+struct SGEMMTests {
+    /// Random shapes, strides wider than the rows, every transpose, alpha and beta: the
+    /// library call and the textbook loop must agree.
+    @Test func matchesTheReferenceOnRandomShapes() {
+        var random = SplitMix(state: 13)
+        for _ in 0..<60 {
+            let (m, n, k) = (Int.random(in: 1...40, using: &random), Int.random(in: 1...40, using: &random), Int.random(in: 1...70, using: &random))
+            let (transA, transB) = (Bool.random(using: &random), Bool.random(using: &random))
+            let lda = (transA ? m : k) + Int.random(in: 0...3, using: &random), ldb = (transB ? k : n) + Int.random(in: 0...3, using: &random)
+            let ldc = n + Int.random(in: 0...3, using: &random)
+            let alpha: Float = [1, 0.5, -2].randomElement(using: &random)!, beta: Float = [0, 1, 0.25].randomElement(using: &random)!
+            let a = (0..<((transA ? k : m) * lda)).map { _ in Float.random(in: -1...1, using: &random) }
+            let b = (0..<((transB ? n : k) * ldb)).map { _ in Float.random(in: -1...1, using: &random) }
+            let c0 = (0..<(m * ldc)).map { _ in Float.random(in: -1...1, using: &random) }
+            var fast = c0, slow = c0
+            fast.withUnsafeMutableBufferPointer { BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: $0.baseAddress!, ldc: ldc) }
+            slow.withUnsafeMutableBufferPointer { BLAS.reference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: $0.baseAddress!, ldc: ldc) }
+            let error = zip(fast, slow).map { abs($0 - $1) }.max() ?? 0
+            #expect(error <= 1e-4, "m \(m) n \(n) k \(k) transA \(transA) transB \(transB): max error \(error)")
+        }
+    }
+}

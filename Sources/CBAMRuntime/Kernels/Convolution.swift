@@ -1,5 +1,5 @@
 // Conv (1-D and 2-D) and ConvTranspose (any number of spatial axes), NC…, float32:
-// im2col / col2im around one OpenBLAS sgemm per (batch item, group). A 1-D
+// im2col / col2im around one sgemm (oneDNN's, see BLAS.swift) per (batch item, group). A 1-D
 // convolution is run as 2-D with H = 1.
 
 extension OpRegistry {
@@ -111,7 +111,7 @@ struct ConvKernel {
         var output = [Float](unsafeUninitializedCapacity: outCount) { _, initialized in initialized = outCount }
         // One work item per (batch item, group). With several threads and several items, each
         // thread takes whole items (its own im2col buffer, single-threaded sgemm); otherwise the
-        // items run in turn and OpenBLAS splits each sgemm across the threads.
+        // the items run in turn on one thread.
         let items = n * group
         // A thread hand-off costs more than a small convolution (CBAM's 2→1 spatial conv).
         let workers = mg * k * p >= Parallel.minimumMACs ? Swift.min(window.context.threads, items) : 1

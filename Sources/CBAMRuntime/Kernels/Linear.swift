@@ -1,4 +1,4 @@
-// Gemm and MatMul, float32 through OpenBLAS.
+// Gemm and MatMul, float32 through sgemm (oneDNN's; BLAS.swift).
 
 extension OpRegistry {
     mutating func registerLinear() {

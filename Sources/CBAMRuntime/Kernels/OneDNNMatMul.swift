@@ -1,7 +1,8 @@
 import CDNNL
 
-/// Row-major float32 matrix multiply on oneDNN's matmul primitive, to take over from
-/// OpenBLAS sgemm for Gemm and MatMul:
+/// Row-major float32 matrix multiply on oneDNN's matmul primitive (the plan's Gemm and
+/// MatMul use `dnnl_sgemm` through BLAS.swift, which measured as fast on the zoo's small
+/// products without a primitive per shape; this stays for the benchmarks and tests):
 /// `C[b] = op(A[b]) · op(B[b]) (+ bias) (post-ops)`, with A `[M, K]` (stored `[K, M]` when
 /// transposed), B `[K, N]` (stored `[N, K]` when transposed), C `[M, N]`, each batch item
 /// contiguous after the previous one. A broadcast operand is one matrix shared by all items.

@@ -1,5 +1,5 @@
 // Planned float32 Gemm and MatMul (the SE / CBAM channel MLPs, SK's fuse layers, the
-// classifier heads): sgemm straight on the arena. OpenBLAS runs one thread per call, so
+// classifier heads): sgemm straight on the arena. Each sgemm runs on one thread, so
 // a large product is split into row (or column) blocks, one sgemm per thread.
 
 extension PlannedKernels {

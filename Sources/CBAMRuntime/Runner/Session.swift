@@ -60,8 +60,8 @@ public final class ObserverGroup: RunObserver {
 /// Options fixed when a session is built.
 public struct SessionOptions: Sendable {
     /// Threads for kernels that split their work; 1 = single-threaded. Every pool the
-    /// session's kernels use honours it (OpenBLAS always runs one thread per call and the
-    /// kernels split the work themselves), so sessions with different counts can run at once.
+    /// session's kernels use honours it (GEMM calls run one thread each and the kernels split
+    /// the work themselves; oneDNN primitives are built for the count), so sessions with different counts can run at once.
     public var threads: Int
     /// Memory and work a run may use; a plan past either is refused before it allocates.
     public var limits: ResourceLimits
@@ -93,7 +93,7 @@ public struct SessionOptions: Sendable {
 /// and keeps the fastest; the others are there to compare (`CBAM_CONV=im2col|onednn|blocked`).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case fastest
-    /// im2col into scratch memory and OpenBLAS sgemm, then bias, residual and Relu in one pass.
+    /// im2col into scratch memory and oneDNN's sgemm, then bias, residual and Relu in one pass.
     case im2col
     /// A oneDNN primitive on plain NCHW, with post-ops.
     case oneDNN
@@ -146,7 +146,6 @@ public final class Session: @unchecked Sendable {
         self.fileName = fileName
         self.options = options
         self.registry = registry
-        BLAS.useOneThreadPerCall()
         try withErrorContext(file: fileName) { try build() }
     }
 
