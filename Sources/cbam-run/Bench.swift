@@ -29,11 +29,13 @@ struct Bench: ParsableCommand {
     func run() throws {
         do {
             let session = try Session(contentsOf: model, options: self.session.options)
+            let (loadedRSS, loadPeakRSS) = (residentBytes("VmRSS:"), residentBytes("VmHWM:"))
             var feeds: [String: Tensor] = [:]
             for (info, path) in zip(session.requiredInputs, inputs) {
                 feeds[info.name] = try InputFiles.conform(try InputFiles.load(path), to: info, file: path).0
             }
             let plan = try session.prepare(feeds)
+            let compiledRSS = residentBytes("VmRSS:")
             for _ in 0..<warmup { _ = try session.run(feeds) }
             var times: [Double] = []
             for _ in 0..<runs {
@@ -43,9 +45,9 @@ struct Bench: ParsableCommand {
             }
             times.sort()
             let median = times[times.count / 2], mean = times.reduce(0, +) / Double(times.count)
-            let rss = peakResidentBytes()
+            let rss = residentBytes("VmHWM:")
             if json {
-                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0]), \"max_ms\": \(times[times.count - 1]), \"compile_ms\": \(plan.compileSeconds * 1000), \"plan_peak_bytes\": \(plan.peakBytes), \"weight_bytes\": \(plan.weightBytes), \"peak_rss_bytes\": \(rss), \"steps\": \(plan.steps), \"nodes\": \(plan.nodes)}")
+                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0]), \"max_ms\": \(times[times.count - 1]), \"compile_ms\": \(plan.compileSeconds * 1000), \"plan_peak_bytes\": \(plan.peakBytes), \"weight_bytes\": \(plan.weightBytes), \"peak_rss_bytes\": \(rss), \"rss_after_load_bytes\": \(loadedRSS), \"peak_rss_of_load_bytes\": \(loadPeakRSS), \"rss_after_compile_bytes\": \(compiledRSS), \"steps\": \(plan.steps), \"nodes\": \(plan.nodes)}")
             } else {
                 print(String(format: "%@  median %.3f ms  mean %.3f ms  min %.3f ms  max %.3f ms  (%d runs, %d threads)", model, median, mean, times[0], times[times.count - 1], runs, session.options.threads))
                 print(String(format: "plan: compiled in %.2f ms, %d steps for %d nodes, peak %@ beyond %@ of weights; process peak RSS %@",
@@ -57,11 +59,12 @@ struct Bench: ParsableCommand {
     }
 }
 
-/// The process's peak resident set size in bytes: VmHWM from /proc/self/status. (getrusage's
-/// ru_maxrss would also count a parent's peak inherited across fork, e.g. a large Python.)
-func peakResidentBytes() -> Int {
+/// The process's resident set size in bytes from /proc/self/status: `VmHWM:` the peak so far,
+/// `VmRSS:` now. (getrusage's ru_maxrss would also count a parent's peak inherited across
+/// fork, e.g. a large Python.)
+func residentBytes(_ field: String) -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
           let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
     return kilobytes * 1024
 }

@@ -373,6 +373,17 @@ final class DNNLExecutable: @unchecked Sendable {
             let scratchpad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0).flatMap { $0.pointee.ndims == 0 ? nil : $0.pointee }
             let variant = Variant(primitive: primitive!, scratchpad: scratchpad, bound: bound, implementation: OneDNN.implementation(pd))
             state.variants[threads] = variant
+            // Copies no variant binds (the caller's layout, once reordered) are freed: a later
+            // variant that wants another layout reorders from a copy that stayed. A Conv's weights
+            // are then held once by oneDNN, not twice.
+            let inUse = Set(state.variants.values.flatMap { $0.bound.compactMap { $0.memory.map { UnsafeRawPointer($0) } } })
+            for i in state.bound.indices where state.bound[i].copies.count > 1 {
+                let unused = state.bound[i].copies.filter { !inUse.contains(UnsafeRawPointer($0.memory)) }
+                let kept = state.bound[i].copies.filter { inUse.contains(UnsafeRawPointer($0.memory)) }
+                guard !kept.isEmpty else { continue }
+                for copy in unused { dnnl_memory_destroy(copy.memory) }
+                state.bound[i].copies = kept
+            }
             return variant
         }
     }

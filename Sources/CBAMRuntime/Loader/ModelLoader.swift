@@ -39,7 +39,10 @@ public enum ModelLoader {
         guard let message else {
             throw CBAMError(.notONNX, "not an ONNX model: protobuf decoding failed (the file is truncated, corrupt or of another format)", file: fileName)
         }
-        defer { onnx__model_proto__free_unpacked(message, nil) }
+        defer {
+            onnx__model_proto__free_unpacked(message, nil)
+            ProcessMemory.returnFreedMemory()
+        }
         let converter = ProtoConverter(external: externalDataDirectory.map { ExternalDataFiles(directory: $0) })
         return try withErrorContext(file: fileName) { try converter.convertModel(message.pointee) }
     }
@@ -60,15 +63,39 @@ public enum ModelLoader {
         }
     }
 
+    /// The file's bytes, read straight into the array (one copy of the file in memory, not two).
     static func readFile(_ path: String) throws -> [UInt8] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CBAMError(.io, "no such file", file: path)
         }
-        guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: path) else {
+        guard !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: path) else {
             throw CBAMError(.io, "cannot read the file", file: path)
         }
-        return [UInt8](data)
+        defer { try? handle.close() }
+        let descriptor = handle.fileDescriptor
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_size >= 0, status.st_size <= Int.max / 2 else {
+            throw CBAMError(.io, "cannot read the file's size", file: path)
+        }
+        let size = Int(status.st_size)
+        // A pipe or a special file reports no size: read it to its end instead.
+        if size == 0 { return [UInt8](handle.readDataToEndOfFile()) }
+        var failed = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            var offset = 0
+            while offset < size {
+                let got = read(descriptor, buffer.baseAddress! + offset, size - offset)
+                if got < 0 && errno == EINTR { continue }
+                if got <= 0 { break }
+                offset += got
+            }
+            failed = offset != size
+            // Bytes past a short read are never used: the array is dropped when `failed`.
+            initialized = failed ? 0 : size
+        }
+        guard !failed else { throw CBAMError(.io, "the file changed size or could not be read to its end", file: path) }
+        return bytes
     }
 
     /// Little-endian element bytes (ONNX raw_data, .npy payloads) to a typed buffer.
@@ -166,6 +193,13 @@ struct ProtoConverter {
                 throw CBAMError(.malformedModel, "two initializers have this name", field: field)
             }
             initializers[name] = try convertTensor(pointer.pointee, field: field)
+            // The weights are Swift's now: give protobuf-c's copy back at once, so loading
+            // never holds the weights twice over (free_unpacked skips a null buffer).
+            if pointer.pointee.has_raw_data != 0, let data = pointer.pointee.raw_data.data {
+                free(data)
+                pointer.pointee.raw_data.data = nil
+                pointer.pointee.raw_data.len = 0
+            }
         }
         var nodes: [Node] = []
         nodes.reserveCapacity(proto.n_node)

@@ -28,6 +28,7 @@ struct Planner {
         if optimize { typed = try Passes.run(typed, limits: limits) }
         let plan = try lower(typed, originalConstants: sessionConstants)
         plan.compileSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        ProcessMemory.returnFreedMemory()
         return plan
     }
 
