@@ -4,10 +4,14 @@ import Foundation
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a model on inputs from .npy (or ONNX TensorProto .pb) files and write its outputs.",
+        abstract: "Run a model on images (.png, .jpg) or arrays (.npy, ONNX TensorProto .pb) and write its outputs.",
         discussion: """
             Inputs are given in graph order as positional files, or by name with --input NAME=PATH.
             float64 and integer arrays are converted to the model's input type (with a note).
+            Images are decoded (libpng, libjpeg-turbo) and preprocessed as torchvision does: for an
+            [N, 3, H, W] float input with fixed H and W, by default the shorter side is resized to
+            H·256/224, the center H×W cropped, values scaled to [0, 1] and normalised with ImageNet's
+            mean/std; --resize, --crop, --mean, --std and --channels change each step. One line says what was done.
             The result summary (shape, min/max/mean, top-5 for [N, classes]) goes to standard output.
             Nothing is written when the run fails.
             """)
@@ -15,7 +19,7 @@ struct Run: ParsableCommand {
     @Argument(help: "The .onnx model file.")
     var model: String
 
-    @Argument(help: "Input files (.npy or .pb), in the order of the model's inputs.")
+    @Argument(help: "Input files (.png, .jpg, .npy or .pb), in the order of the model's inputs.")
     var inputs: [String] = []
 
     @Option(name: .customLong("input"), help: ArgumentHelp("An input by name.", valueName: "NAME=PATH"))
@@ -28,6 +32,8 @@ struct Run: ParsableCommand {
     var outputDir: String?
 
     @OptionGroup var session: SessionFlags
+
+    @OptionGroup(title: "Image inputs") var image: ImageFlags
 
     @Option(name: .customLong("attention"), help: ArgumentHelp(
         "Write every attention map (.npy, PNG), attention.json and index.html into DIR.", valueName: "DIR"))
@@ -70,7 +76,7 @@ struct Run: ParsableCommand {
     func run() throws {
         do {
             let session = try Session(contentsOf: model, options: self.session.options)
-            let feeds = try collectInputs(for: session)
+            let (feeds, _) = try collectInputs(for: session)
 
             // Every extra (dump, check, profile, attention) is an observer of the one run.
             var observers: [RunObserver] = []
@@ -119,8 +125,9 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// Binds positional and named input files to the model's inputs, converting dtypes as documented.
-    func collectInputs(for session: Session) throws -> [String: Tensor] {
+    /// Binds positional and named input files to the model's inputs, converting dtypes as documented
+    /// and preprocessing images; returns the feeds and the images by input name.
+    func collectInputs(for session: Session) throws -> ([String: Tensor], [String: ImageInput]) {
         let required = session.requiredInputs
         var files: [(ValueInfo, String)] = []
         if inputs.count > required.count {
@@ -136,7 +143,16 @@ struct Run: ParsableCommand {
             files.append((info, parts.count > 1 ? parts[1] : ""))
         }
         var feeds: [String: Tensor] = [:]
+        var images: [String: ImageInput] = [:]
+        let request = try image.request()
         for (info, path) in files {
+            if ImageFile.isImagePath(path) {
+                let input = try InputFiles.loadImage(path, for: info, request: request, maxPixels: image.maxPixels)
+                print(input.summary(path: path))
+                feeds[info.name] = input.tensor
+                images[info.name] = input
+                continue
+            }
             let (tensor, message) = try InputFiles.conform(try InputFiles.load(path), to: info, file: path)
             if let message { note(message) }
             feeds[info.name] = tensor
@@ -145,7 +161,7 @@ struct Run: ParsableCommand {
         if !missing.isEmpty {
             throw CBAMError(.missingInput, "no file given for input(s) \(missing.map { "\"\($0.name)\" \($0.shapeDescription)" }.joined(separator: ", ")); pass them in order or with --input NAME=PATH", file: model)
         }
-        return feeds
+        return (feeds, images)
     }
 
     func writeOutputs(_ results: [String: Tensor], session: Session) throws {
