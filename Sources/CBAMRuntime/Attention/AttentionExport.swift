@@ -49,7 +49,7 @@ public enum AttentionExport {
                 }
                 if let picture {
                     let name = stem + (batch > 1 ? "_n\(item)" : "") + ".png"
-                    let bytes = PNG.encode(picture)
+                    let bytes = try PNG.encode(picture)
                     try FileOutput.write(bytes, to: path(directory, name))
                     pictures[name] = bytes
                     files.append(name)
