@@ -39,6 +39,14 @@ struct Run: ParsableCommand {
         "Write every attention map (.npy, PNG), attention.json and index.html into DIR.", valueName: "DIR"))
     var attentionDir: String?
 
+    @Option(name: .customLong("map-scale"), help: ArgumentHelp(
+        "Heat-map colors: 'fixed' [0, 1] for every map (to compare maps) or 'per-map' (each map's min to max, to see faint structure).",
+        valueName: "fixed|per-map"))
+    var mapScale = "fixed"
+
+    @Option(name: .customLong("labels"), help: ArgumentHelp("Class names, one a line (line k names class k), for the top-5 lines.", valueName: "FILE"))
+    var labelsFile: String?
+
     @Option(name: .customLong("dump"), help: ArgumentHelp("Write this intermediate tensor (repeatable; * and ? wildcards).", valueName: "NAME"))
     var dumpPatterns: [String] = []
 
@@ -68,6 +76,9 @@ struct Run: ParsableCommand {
         if output != nil && outputDir != nil { throw ValidationError("give either -o/--output or --output-dir, not both") }
         if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         if warmupRuns < 0 || warmupRuns > 10_000 { throw ValidationError("--warmup must be between 0 and 10000") }
+        if AttentionExport.MapScale(rawValue: mapScale) == nil {
+            throw ValidationError("--map-scale takes fixed or per-map (got '\(mapScale)')")
+        }
         for item in namedInputs where !item.contains("=") {
             throw ValidationError("--input takes NAME=PATH, got '\(item)'")
         }
@@ -76,7 +87,8 @@ struct Run: ParsableCommand {
     func run() throws {
         do {
             let session = try Session(contentsOf: model, options: self.session.options)
-            let (feeds, _) = try collectInputs(for: session)
+            let labels = try labelsFile.map { try Labels.read(contentsOf: $0) }
+            let (feeds, images) = try collectInputs(for: session)
 
             // Every extra (dump, check, profile, attention) is an observer of the one run.
             var observers: [RunObserver] = []
@@ -94,7 +106,10 @@ struct Run: ParsableCommand {
                 let (outputs, maps) = try session.runCapturingAttention(feeds, observer: observer)
                 results = outputs
                 let firstInput = session.requiredInputs.first.flatMap { feeds[$0.name] }
-                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir)
+                // Heat maps go over the photo as the network saw it (after the same resize and crop).
+                let photo = session.requiredInputs.first.flatMap { images[$0.name] }?.pixels.rgb
+                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir,
+                                                       photo: photo, scale: AttentionExport.MapScale(rawValue: mapScale) ?? .fixed)
                 let blocks = Set(report.maps.map(\.block)).count
                 print("attention: \(report.maps.count) map(s) in \(blocks) block(s) → \(attentionDir)/index.html")
                 for map in report.maps {
@@ -104,7 +119,7 @@ struct Run: ParsableCommand {
                 results = try session.run(feeds, observer: observer)
             }
             try writeOutputs(results, session: session)
-            printSummary(results, session: session)
+            printSummary(results, session: session, labels: labels)
             if let dump {
                 try dump.writeIndex()
                 print("dump: \(dump.entries.count) tensor(s) → \(dumpDir) (index.json maps files to tensor names)")
@@ -178,13 +193,19 @@ struct Run: ParsableCommand {
         }
     }
 
-    func printSummary(_ results: [String: Tensor], session: Session) {
+    func printSummary(_ results: [String: Tensor], session: Session, labels: [String]?) {
         for name in session.outputNames {
             guard let tensor = results[name] else { continue }
             print("\(name)  \(tensor.dataType) \(Shape.describe(tensor.shape))  \(Summary.line(tensor))")
             if tensor.rank == 2, tensor.shape[1] > 1 {
+                if let labels, labels.count != tensor.shape[1] {
+                    note("note: \(labelsFile ?? ""): \(labels.count) labels for \(tensor.shape[1]) classes of \"\(name)\"; classes without a line are shown by number")
+                }
                 for (row, best) in Summary.topK(tensor).enumerated() {
-                    let items = best.map { "\($0.index): \(Summary.format($0.score))" }.joined(separator: ", ")
+                    let items = best.map { item -> String in
+                        let label = labels.flatMap { item.index < $0.count ? " (\($0[item.index]))" : nil } ?? ""
+                        return "\(item.index)\(label): \(Summary.format(item.score))"
+                    }.joined(separator: ", ")
                     print("  [\(row)] top-\(best.count)  \(items)")
                 }
             }

@@ -264,3 +264,89 @@ extension CLITests {
         #expect(flags.stderr.contains("--crop"), "\(flags.stderr)")
     }
 }
+
+// MARK: - Overlays on the photo, map scale, labels
+
+extension ImageInputTests {
+    @Test func theHeatMapGoesOverThePhotoInItsOwnColors() throws {
+        // A 4×3 photo with distinct colors; panels at the photo's size, so no resampling.
+        var photo = RGBImage(width: 4, height: 3, fill: (0, 0, 0))
+        for y in 0..<3 { for x in 0..<4 { photo.set(x: x, y: y, (UInt8(40 * x + 10), UInt8(60 * y + 5), 200)) } }
+        let map: [Float] = [0.2, 0.4, 0.6, 0.8, 0.1, 0.3, 0.5, 0.7, 0.0, 1.0, 0.5, 0.5]
+        let picture = try AttentionRendering.heatmap(map, height: 3, width: 4, size: nil, overlay: nil, photo: photo)
+        let layout = AttentionRendering.HeatmapLayout(panelWidth: 4, panelHeight: 3, panelCount: 3)
+        for y in 0..<3 {
+            for x in 0..<4 {
+                // Panel 0 is the photo exactly (not min-max stretched as a tensor overlay is).
+                let shown = picture.pixel(x: layout.panelX(0) + x, y: layout.panelY + y)
+                let original = photo.pixel(x: x, y: y)!
+                #expect(shown.map { [$0.0, $0.1, $0.2] } == [original.0, original.1, original.2])
+                // Panel 1 is the map on the fixed scale.
+                let heat = picture.pixel(x: layout.panelX(1) + x, y: layout.panelY + y)
+                let expected = AttentionRendering.color(map[y * 4 + x])
+                #expect(heat.map { [$0.0, $0.1, $0.2] } == [expected.0, expected.1, expected.2])
+            }
+        }
+    }
+
+    @Test func perMapScaleStretchesTheMapsOwnRange() throws {
+        // A map between 0.43 and 0.50: on the fixed scale every pixel is near teal; stretched,
+        // its minimum takes the color map's first color and its maximum the last.
+        let map: [Float] = [0.43, 0.45, 0.47, 0.50]
+        let fixed = try AttentionRendering.heatmap(map, height: 2, width: 2, size: nil, overlay: nil)
+        let stretched = try AttentionRendering.heatmap(map, height: 2, width: 2, size: nil, overlay: nil, range: (0.43, 0.50))
+        var layout = AttentionRendering.HeatmapLayout(panelWidth: 2, panelHeight: 2, panelCount: 1)
+        func heat(_ image: RGBImage, _ x: Int, _ y: Int) -> [UInt8] {
+            let p = image.pixel(x: layout.panelX(0) + x, y: layout.panelY + y)!
+            return [p.0, p.1, p.2]
+        }
+        let first = AttentionRendering.color(0), last = AttentionRendering.color(1), low = AttentionRendering.color(0.43)
+        #expect(heat(stretched, 0, 0) == [first.0, first.1, first.2])
+        #expect(heat(stretched, 1, 1) == [last.0, last.1, last.2])
+        #expect(heat(fixed, 0, 0) == [low.0, low.1, low.2])
+        // The scale bar says the range.
+        layout.labels = ["0.5", "0.465", "0.43"]
+        #expect(stretched.width == layout.width)
+        #expect(AttentionRendering.scaleLabel(0.465) == "0.465" && AttentionRendering.scaleLabel(0.000123) == "0.000123")
+        #expect(throws: CBAMError.self) { try AttentionRendering.heatmap(map, height: 2, width: 2, size: nil, overlay: nil, range: (0.5, 0.5)) }
+    }
+
+    @Test func labelsFilesAreReadLineByLine() throws {
+        let dir = try CLI.temporaryDirectory()
+        try Data("tench\r\ngoldfish  \n\ngreat white shark\n".utf8).write(to: URL(fileURLWithPath: dir + "/labels.txt"))
+        #expect(try Labels.read(contentsOf: dir + "/labels.txt") == ["tench", "goldfish", "", "great white shark"])
+        try Data().write(to: URL(fileURLWithPath: dir + "/empty.txt"))
+        #expect(throws: CBAMError.self) { try Labels.read(contentsOf: dir + "/empty.txt") }
+        try Data([0xFF, 0xFE, 0x00, 0x41]).write(to: URL(fileURLWithPath: dir + "/binary.txt"))
+        #expect(throws: CBAMError.self) { try Labels.read(contentsOf: dir + "/binary.txt") }
+    }
+}
+
+extension CLITests {
+    @Test func attentionOverThePhotoWithPerMapScaleAndLabels() throws {
+        let dir = try CLI.temporaryDirectory()
+        let labels = (0..<100).map { "kind \($0)" }.joined(separator: "\n") + "\n"
+        try Data(labels.utf8).write(to: URL(fileURLWithPath: dir + "/labels.txt"))
+        let result = try CLI.run([Self.imageModel, ImageFixtures.path("hopper_75x50.jpg"), "--attention", dir + "/maps",
+                                  "--map-scale", "per-map", "--labels", dir + "/labels.txt"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.range(of: #"top-5  \d+ \(kind \d+\): "#, options: .regularExpression) != nil, "\(result.stdout)")
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir + "/maps/attention.json"))
+        let report = try JSONDecoder().decode(AttentionReport.self, from: data)
+        #expect(report.mapScale == "per-map")
+        let spatial = report.maps.filter { $0.kind == "spatial" }
+        #expect(!spatial.isEmpty)
+        for map in spatial {
+            #expect(map.displayRange.map { abs($0[0] - map.min) < 1e-6 && abs($0[1] - map.max) < 1e-6 } == true, "\(map.tensor)")
+        }
+        // The first spatial map's picture shows the photo, 32×32 enlarged 6× to 192×192, in panel 0.
+        let first = try #require(spatial.first?.files.first { $0.hasSuffix(".png") })
+        let picture = try ImageFile.read(contentsOf: dir + "/maps/" + first).image
+        #expect(picture.height >= 192 + 12)
+        let html = try String(contentsOfFile: dir + "/maps/index.html", encoding: .utf8)
+        #expect(html.contains("stretched per map"))
+
+        let bad = try CLI.run([Self.imageModel, ImageFixtures.path("hopper_75x50.jpg"), "--map-scale", "log"])
+        #expect(bad.status != 0 && bad.stderr.contains("--map-scale"))
+    }
+}

@@ -70,6 +70,8 @@ public enum AttentionRendering {
         let panelWidth: Int
         let panelHeight: Int
         let panelCount: Int
+        /// The scale bar's labels, top to bottom (the range's high end, middle, low end).
+        var labels: [String] = ["1", "0.5", "0"]
         /// Index of the heat map panel (1 with an overlay: it sits between the input and the blend).
         var heatPanel: Int { panelCount == 3 ? 1 : 0 }
         var panelY: Int { Self.margin }
@@ -79,7 +81,7 @@ public enum AttentionRendering {
         var barHeight: Int { Swift.max(panelHeight, Self.minBarHeight) }
         /// Labels keep a 4 px gap from the ticks; closer, "-0.5" reads as a negative number.
         var labelX: Int { barX + Self.barWidth + Self.tickLength + 4 }
-        var width: Int { labelX + PixelFont.width("0.5", scale: 2) + Self.margin }
+        var width: Int { labelX + labels.map { PixelFont.width($0, scale: 2) }.reduce(PixelFont.width("0.5", scale: 2), Swift.max) + Self.margin }
         var height: Int { 2 * Self.margin + barHeight }
         /// The bar row showing value `t` (1 at the top).
         func barRow(_ t: Float) -> Int { barY + Int(((1 - t) * Float(barHeight - 1)).rounded()) }
@@ -96,9 +98,31 @@ public enum AttentionRendering {
     /// `size`, or the overlay's own size when `size` is nil (a blend needs one size). A vertical
     /// color scale bar with ticks and labels at 0, 0.5 and 1 is always appended on the right.
     /// Layout: ``HeatmapLayout``. Throws on empty or mismatched shapes and on sides above 4096.
+    ///
+    /// `photo`, when given, takes the overlay's place with its own 8-bit colors (no min-max
+    /// stretch): the picture the network was fed before scaling and normalisation.
+    /// `range` is the value shown as the color map's ends (default the fixed [0, 1]); a
+    /// per-map stretch passes the map's own min and max, and the scale bar is labelled with them.
     public static func heatmap(_ map: [Float], height: Int, width: Int, size: (height: Int, width: Int)?,
-                               overlay: (channels: Int, height: Int, width: Int, values: [Float])?) throws -> RGBImage {
+                               overlay: (channels: Int, height: Int, width: Int, values: [Float])?,
+                               photo: RGBImage? = nil, range: (low: Float, high: Float) = (0, 1)) throws -> RGBImage {
         try checkPlane(height: height, width: width, count: map.count, what: "attention map")
+        guard range.low.isFinite, range.high.isFinite, range.low < range.high else {
+            throw CBAMError(.invalidShape, "the color scale's range \(range.low)…\(range.high) is empty or not finite")
+        }
+        var overlay = overlay
+        var displayReady = false
+        if let photo {
+            try checkPlane(height: photo.height, width: photo.width, count: photo.pixels.count / 3, what: "photo")
+            // Planar [3, H, W] in [0, 1]: the form the overlay path resizes.
+            let plane = photo.width * photo.height
+            var values = [Float](repeating: 0, count: 3 * plane)
+            for i in 0..<plane {
+                for c in 0..<3 { values[c * plane + i] = Float(photo.pixels[3 * i + c]) / 255 }
+            }
+            overlay = (3, photo.height, photo.width, values)
+            displayReady = true
+        }
         var panelHeight = height, panelWidth = width
         if let overlay {
             panelHeight = overlay.height
@@ -126,7 +150,7 @@ public enum AttentionRendering {
             guard !overflow1, !overflow2, overlay.values.count == needed else {
                 throw CBAMError(.shapeMismatch, "the overlay image holds \(overlay.values.count) values but shape [\(overlay.channels), \(overlay.height), \(overlay.width)] needs \(overflow1 || overflow2 ? "more" : String(needed))")
             }
-            let normalized = normalizeForDisplay(overlay.values)
+            let normalized = displayReady ? overlay.values : normalizeForDisplay(overlay.values)
             var planes: [[Float]] = []
             for c in 0..<overlay.channels {
                 let channel = Array(normalized[(c * plane)..<((c + 1) * plane)])
@@ -136,8 +160,13 @@ public enum AttentionRendering {
             overlayRGB = planes.count == 1 ? [planes[0], planes[0], planes[0]] : planes
         }
 
-        let values = bilinear(map, height: height, width: width, toHeight: panelHeight, toWidth: panelWidth)
-        let layout = HeatmapLayout(panelWidth: panelWidth, panelHeight: panelHeight, panelCount: overlayRGB == nil ? 1 : 3)
+        var values = bilinear(map, height: height, width: width, toHeight: panelHeight, toWidth: panelWidth)
+        var layout = HeatmapLayout(panelWidth: panelWidth, panelHeight: panelHeight, panelCount: overlayRGB == nil ? 1 : 3)
+        if range != (0, 1) {
+            let span = range.high - range.low
+            values = values.map { ($0 - range.low) / span }
+            layout.labels = [range.high, (range.low + range.high) / 2, range.low].map(scaleLabel)
+        }
         var image = RGBImage(width: layout.width, height: layout.height, fill: background)
 
         for y in 0..<panelHeight {
@@ -166,12 +195,20 @@ public enum AttentionRendering {
             let t = h > 1 ? 1 - Float(row) / Float(h - 1) : 1
             image.fill(x: layout.barX, y: layout.barY + row, width: HeatmapLayout.barWidth, height: 1, color(t))
         }
-        for (t, label) in [(Float(1), "1"), (0.5, "0.5"), (0, "0")] {
+        for (t, label) in zip([Float(1), 0.5, 0], layout.labels) {
             let row = layout.barRow(t)
             image.fill(x: layout.barX + HeatmapLayout.barWidth, y: row, width: HeatmapLayout.tickLength, height: 1, ink)
             let top = Swift.min(image.height - PixelFont.height(scale: 2), Swift.max(0, row - PixelFont.height(scale: 2) / 2))
             PixelFont.draw(label, into: &image, x: layout.labelX, y: top, scale: 2, color: ink)
         }
+    }
+
+    /// A scale-bar label with three significant digits ("0.432", "0.000123", "12.5"); the pixel
+    /// font has no exponent, so values below 1e-4 or from 1e3 up are written out ("0.0000", "1234").
+    static func scaleLabel(_ v: Float) -> String {
+        let text = String(format: "%.3g", Double(v))
+        guard text.contains("e") else { return text }
+        return String(format: abs(v) < 1 ? "%.4f" : "%.0f", Double(v))
     }
 
     /// Checks a [height, width] plane against its buffer size.
@@ -311,7 +348,7 @@ public enum AttentionRendering {
     }
 }
 
-/// A tiny bitmap font for axis labels: the digits 0-9 and '.', 3×5 pixels
+/// A tiny bitmap font for axis labels: the digits 0-9, '-' and '.', 3×5 pixels
 /// ('.' is 1 column wide so "0.5" stays compact), drawn at an integer scale with
 /// one (scaled) column between glyphs. Other characters are skipped.
 enum PixelFont {
@@ -328,6 +365,7 @@ enum PixelFont {
         "8": ["111", "101", "111", "101", "111"],
         "9": ["111", "101", "111", "001", "111"],
         ".": ["0", "0", "0", "0", "1"],
+        "-": ["000", "000", "111", "000", "000"],
     ]
 
     static func height(scale: Int) -> Int { 5 * scale }
