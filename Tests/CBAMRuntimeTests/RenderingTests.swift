@@ -147,13 +147,31 @@ extension RenderingTests {
 
 extension RenderingTests {
     @Test func colorMapEndsAndNaN() {
+        // matplotlib.colormaps["viridis"](t, bytes=True) at 0, 1 and 0.5.
         #expect(same(AttentionRendering.color(0), (68, 1, 84)))       // viridis' dark purple
-        #expect(same(AttentionRendering.color(1), (253, 231, 37)))    // viridis' yellow
+        #expect(same(AttentionRendering.color(1), (253, 231, 36)))    // viridis' yellow
         #expect(same(AttentionRendering.color(.nan), (68, 1, 84)))
         #expect(same(AttentionRendering.color(-5), (68, 1, 84)))
-        #expect(same(AttentionRendering.color(7), (253, 231, 37)))
-        #expect(same(AttentionRendering.color(.infinity), (253, 231, 37)))
-        #expect(same(AttentionRendering.color(0.5), (33, 145, 140)))  // the middle control point
+        #expect(same(AttentionRendering.color(7), (253, 231, 36)))
+        #expect(same(AttentionRendering.color(.infinity), (253, 231, 36)))
+        #expect(same(AttentionRendering.color(0.5), (32, 144, 140)))
+    }
+
+    /// Every case of Fixtures/viridis_matplotlib.json (tools/gen_viridis.py): matplotlib's own
+    /// `colormaps["viridis"](t, bytes=True)` for t from -0.1 to 1.1 and at every entry boundary.
+    @Test func colorMapIsMatplotlibsViridis() throws {
+        struct Fixture: Decodable {
+            struct Case: Decodable { var t: Double; var rgb: [UInt8] }
+            var cases: [Case]
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: Repo.path("Tests/CBAMRuntimeTests/Fixtures/viridis_matplotlib.json")))
+        let fixture = try JSONDecoder().decode(Fixture.self, from: data)
+        #expect(fixture.cases.count > 400)
+        #expect(AttentionRendering.viridis.count == 256)
+        for c in fixture.cases {
+            let color = AttentionRendering.color(Float(c.t))
+            #expect([color.0, color.1, color.2] == c.rgb, "t = \(c.t)")
+        }
     }
 
     @Test func colorMapLuminanceRises() {
@@ -249,10 +267,10 @@ extension RenderingTests {
         let overlay = (channels: 1, height: 2, width: 2, values: [Float](repeating: 3, count: 4))
         let image = try AttentionRendering.heatmap([1, 1, 1, 1], height: 2, width: 2, size: nil, overlay: overlay)
         let layout = Layout(panelWidth: 2, panelHeight: 2, panelCount: 3)
-        let heat = AttentionRendering.color(1)  // (253, 231, 37)
+        let heat = AttentionRendering.color(1)  // (253, 231, 36)
         #expect(same(image.pixel(x: layout.panelX(0), y: layout.panelY), (128, 128, 128)))
         #expect(same(image.pixel(x: layout.panelX(1), y: layout.panelY), heat))
-        #expect(same(image.pixel(x: layout.panelX(2) + 1, y: layout.panelY + 1), (190, 179, 82)))  // (253+127.5)/2 = 190.25, (231+127.5)/2 = 179.25, (37+127.5)/2 = 82.25
+        #expect(same(image.pixel(x: layout.panelX(2) + 1, y: layout.panelY + 1), (190, 179, 82)))  // (253+127.5)/2 = 190.25, (231+127.5)/2 = 179.25, (36+127.5)/2 = 81.75
 
         // An RGB input is min-max normalised over the whole image: red 0→255 shows as pure red.
         let rgb = (channels: 3, height: 1, width: 2, values: [Float]([-1, 1, -1, -1, -1, -1]))

@@ -1,8 +1,9 @@
 /// Pictures of attention maps: spatial maps as heat maps, channel maps as bar charts.
 ///
-/// Attention gates end in a sigmoid, so every value is shown on the FIXED scale [0, 1]
-/// (never min-max stretched): the same color means the same weight in every block and
-/// every model, and a gate that is "all 0.5" looks flat instead of being stretched into noise.
+/// Attention gates end in a sigmoid, so by default every value is shown on the FIXED scale
+/// [0, 1]: the same color means the same weight in every block and every model, and a gate
+/// that is "all 0.5" looks flat instead of being stretched into noise (`--map-scale per-map`
+/// asks for the stretch instead).
 public enum AttentionRendering {
     /// Largest picture side we agree to draw; larger requests are almost certainly a
     /// mistake (a wrong axis taken as a size) and would need gigabytes of pixels.
@@ -14,35 +15,23 @@ public enum AttentionRendering {
 
     // MARK: - Color map
 
-    /// Control points of the color map at t = 0, 1/8, …, 1.
-    ///
-    /// An approximation of matplotlib's viridis, read off its color bar by eye and rounded:
-    /// dark purple → blue → teal → green → yellow, with luminance rising monotonically so the
-    /// map stays readable in grayscale and for color-blind readers. Between points the
-    /// color is interpolated linearly in sRGB, which is close enough for display (it is
-    /// not viridis exactly, and not perceptually uniform to the last digit).
-    static let controlPoints: [(Float, Float, Float)] = [
-        (68, 1, 84),
-        (72, 36, 117),
-        (59, 82, 139),
-        (44, 114, 142),
-        (33, 145, 140),
-        (40, 174, 128),
-        (94, 201, 98),
-        (173, 220, 48),
-        (253, 231, 37),
-    ]
-
-    /// Maps t in [0, 1] (clamped; NaN → 0) to a perceptual color map (viridis-like,
-    /// interpolated between 9 control points chosen by eye — an approximation, see ``controlPoints``).
+    /// matplotlib's viridis (``viridis``, its exact 256-entry table) at t in [0, 1], as
+    /// `matplotlib.colormaps["viridis"](t, bytes=True)` gives it: entry `floor(t * 256)` (t = 1
+    /// takes the last), below 0 the first and above 1 the last, each component `× 255` truncated
+    /// to a byte. NaN gives the first color (matplotlib's "bad" color is transparent; a heat map
+    /// has no transparency). Dark purple → blue → teal → green → yellow, luminance rising
+    /// monotonically, so maps stay readable in grayscale and for color-blind readers.
     public static func color(_ t: Float) -> (UInt8, UInt8, UInt8) {
-        let x: Float = t.isNaN ? 0 : Swift.min(1, Swift.max(0, t))
-        let steps = Float(controlPoints.count - 1)
-        let position = x * steps
-        let i = Swift.min(controlPoints.count - 2, Int(position))  // x == 1 uses the last segment's end
-        let f = position - Float(i)
-        let a = controlPoints[i], b = controlPoints[i + 1]
-        return (byte(a.0 + (b.0 - a.0) * f), byte(a.1 + (b.1 - a.1) * f), byte(a.2 + (b.2 - a.2) * f))
+        let entry: Int
+        if t.isNaN || t < 0 {
+            entry = 0
+        } else if t >= 1 {
+            entry = viridis.count - 1
+        } else {
+            entry = Swift.min(viridis.count - 1, Int(t * Float(viridis.count)))
+        }
+        let c = viridis[entry]
+        return (UInt8(c.0 * 255), UInt8(c.1 * 255), UInt8(c.2 * 255))
     }
 
     /// A value in [0, 255] (clamped, rounded; NaN → 0) as a byte.

@@ -111,11 +111,11 @@ public enum HTMLReport {
         return out
     }
 
-    /// The CSS gradient of ``AttentionRendering/color(_:)``, built from the same control points.
+    /// The CSS gradient of ``AttentionRendering/color(_:)``: 17 stops at t = 0, 1/16, …, 1.
     static var gradient: String {
-        let points = AttentionRendering.controlPoints
-        let stops = points.enumerated().map { i, p in
-            "rgb(\(Int(p.0)),\(Int(p.1)),\(Int(p.2))) \(i * 100 / (points.count - 1))%"
+        let stops = (0...16).map { i -> String in
+            let c = AttentionRendering.color(Float(i) / 16)
+            return "rgb(\(c.0),\(c.1),\(c.2)) \(i * 100 / 16)%"
         }
         return "linear-gradient(to right, \(stops.joined(separator: ", ")))"
     }
@@ -131,7 +131,7 @@ public enum HTMLReport {
         <p>Colors use a <b>fixed scale from 0 to 1</b> (the gates are sigmoid outputs), not stretched per map, so the same
         color means the same weight everywhere on this page:
         <span class="scale"><span>0</span><span class="bar" style="background: \(gradient)"></span><span>1</span></span>
-        (viridis-like; 0.5 is teal; <code>--map-scale per-map</code> stretches each map instead).</p>
+        (matplotlib's viridis; 0.5 is teal; <code>--map-scale per-map</code> stretches each map instead).</p>
         """
         return """
         <div class="legend">
