@@ -45,7 +45,7 @@ def chunk(kind, data):
 ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
 
 
-def write_png(path, samples, color_type, bit_depth, interlace=False, palette=None):
+def write_png(path, samples, color_type, bit_depth, interlace=False, palette=None, trns=None):
     """samples: uint8/uint16 array [H, W, channels] (or [H, W] for gray/palette)."""
     a = np.asarray(samples)
     if a.ndim == 2:
@@ -54,6 +54,17 @@ def write_png(path, samples, color_type, bit_depth, interlace=False, palette=Non
     dtype = ">u2" if bit_depth == 16 else "u1"
 
     def rows(sub):
+        if bit_depth < 8:  # gray or palette samples packed big-end first, rows padded to a byte
+            per = 8 // bit_depth
+            out = b""
+            for y in range(sub.shape[0]):
+                v = sub[y, :, 0].astype(np.uint8)
+                v = np.concatenate([v, np.zeros((-len(v)) % per, np.uint8)]).reshape(-1, per)
+                packed = np.zeros(len(v), np.uint8)
+                for k in range(per):
+                    packed |= (v[:, k] << (8 - bit_depth * (k + 1))).astype(np.uint8)
+                out += b"\x00" + packed.tobytes()
+            return out
         return b"".join(b"\x00" + sub[y].astype(dtype).tobytes() for y in range(sub.shape[0]))
 
     if interlace:
@@ -67,6 +78,8 @@ def write_png(path, samples, color_type, bit_depth, interlace=False, palette=Non
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, int(interlace)))
     if palette is not None:
         png += chunk(b"PLTE", bytes(np.asarray(palette, dtype=np.uint8).reshape(-1)))
+    if trns is not None:
+        png += chunk(b"tRNS", trns)
     png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
     with open(path, "wb") as f:
         f.write(png)
@@ -97,6 +110,16 @@ def make_sources():
     alpha = np.linspace(0, 65535, 40 * 33).reshape(33, 40, 1).astype(np.uint16)
     write_png(os.path.join(OUT, "hopper_rgba16_40x33.png"), np.concatenate([rgb * 256 + noise, alpha], axis=2), 6, 16)
     files["hopper_rgba16_40x33.png"] = "RGBA 16-bit PNG (low bytes noise, alpha a ramp)"
+
+    # Palette with transparency (tRNS): PIL's convert("RGB") ignores it, and so must we.
+    trns = bytes(range(0, 256, 8))[:32]
+    write_png(os.path.join(OUT, "hopper_palette_trns_45x38.png"), np.array(pal)[:38, :45] % 32, 3, 8,
+              palette=palette[:32], trns=trns)
+    files["hopper_palette_trns_45x38.png"] = "palette 8-bit PNG with tRNS transparency"
+    # 4-bit gray with a transparent gray level (tRNS).
+    gray4 = (np.array(photo((50, 50, 450, 550), (27, 33)).convert("L")) >> 4).astype(np.uint8)
+    write_png(os.path.join(OUT, "hopper_gray4_trns_27x33.png"), gray4, 0, 4, trns=struct.pack(">H", 7))
+    files["hopper_gray4_trns_27x33.png"] = "4-bit gray PNG with tRNS transparency"
 
     gray = np.array(photo((120, 100, 380, 420), (29, 37)).convert("L"))
     write_png(os.path.join(OUT, "hopper_gray_29x37.png"), gray, 0, 8)
@@ -147,6 +170,8 @@ CASES = [
     ("bgr_imagenet", "hopper_75x50.jpg", 32, (32, 32), "imagenet", "bgr"),
     # Offsets 1.5 → 2 and 2.5 → 2: Python rounds halves to even.
     ("no_resize_odd_crop", "hopper_gray_29x37.png", None, (34, 24), None, "rgb"),
+    ("palette_transparency", "hopper_palette_trns_45x38.png", 30, (28, 28), None, "rgb"),
+    ("gray4_transparency", "hopper_gray4_trns_27x33.png", None, (33, 27), None, "rgb"),
 ]
 
 

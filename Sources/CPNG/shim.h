@@ -70,7 +70,11 @@ static inline int cbam_png_read_header(cbam_png *state) {
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(state->png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(state->png);
     if (bit_depth == 16) png_set_strip_16(state->png);
-    if (color_type & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(state->png);
+    // Expanding a palette or low-depth gray also turns a tRNS chunk into an alpha channel, so
+    // alpha is stripped whenever there is one to strip.
+    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(state->png, state->info, PNG_INFO_tRNS)) {
+        png_set_strip_alpha(state->png);
+    }
     if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(state->png);
     state->passes = png_set_interlace_handling(state->png);
     png_read_update_info(state->png, state->info);

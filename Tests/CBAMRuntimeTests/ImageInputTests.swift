@@ -101,6 +101,8 @@ struct ImageInputTests {
             ("hopper_palette_interlaced_53x71.png", 53, 71, "palette, 8-bit, interlaced"),
             ("hopper_rgba16_40x33.png", 40, 33, "RGBA, 16-bit"),
             ("hopper_gray_29x37.png", 29, 37, "gray, 8-bit"),
+            ("hopper_palette_trns_45x38.png", 45, 38, "palette, 8-bit"),
+            ("hopper_gray4_trns_27x33.png", 27, 33, "gray, 4-bit"),
         ]
         for (file, width, height, details) in sizes {
             let decoded = try ImageFile.read(contentsOf: ImageFixtures.path(file))
@@ -165,6 +167,16 @@ struct ImageInputTests {
                 _ = try? ImageFile.decode(damaged)
             }
         }
+    }
+
+    @Test func aResizeOrCropOverThePixelLimitIsRefusedBeforeAllocating() throws {
+        let image = RGBImage(width: 4, height: 2, fill: (1, 2, 3))
+        let huge = ImagePreprocessing(resize: 60000)  // 120000×60000 would be 21 GB of RGB
+        #expect(throws: CBAMError.self) { try huge.pixels(image) }
+        let crop = ImagePreprocessing(crop: .init(height: 50000, width: 50000))
+        #expect(throws: CBAMError.self) { try crop.pixels(image) }
+        #expect(try ImagePreprocessing(crop: .init(height: 10, width: 10)).pixels(image, maxPixels: 100).width == 10)
+        #expect(throws: CBAMError.self) { try ImagePreprocessing(crop: .init(height: 10, width: 11)).pixels(image, maxPixels: 100) }
     }
 
     @Test func aMissingFileIsAnIOError() {

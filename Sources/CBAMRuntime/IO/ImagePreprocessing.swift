@@ -114,8 +114,9 @@ public struct ImagePreprocessing: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Gray conversion, resize and crop of `image`.
-    public func pixels(_ image: RGBImage) throws -> Pixels {
+    /// Gray conversion, resize and crop of `image`. A resize or crop whose result would have
+    /// more than `maxPixels` pixels is refused before it is allocated.
+    public func pixels(_ image: RGBImage, maxPixels: Int = ImageFile.defaultMaxPixels) throws -> Pixels {
         try ImageFile.checkSize(width: image.width, height: image.height, maxPixels: Int.max)
         var current: Pixels
         if channels == .gray {
@@ -130,12 +131,21 @@ public struct ImagePreprocessing: Sendable, Equatable, CustomStringConvertible {
         }
         if let resize {
             let size = try Self.resizedSize(width: current.width, height: current.height, shorter: resize)
+            try Self.checkResult(width: size.width, height: size.height, maxPixels: maxPixels, step: "--resize \(resize)")
             current = Self.resample(current, toWidth: size.width, toHeight: size.height)
         }
         if let crop {
+            try Self.checkResult(width: crop.width, height: crop.height, maxPixels: maxPixels, step: "--crop \(crop.height)x\(crop.width)")
             current = try Self.centerCrop(current, to: crop)
         }
         return current
+    }
+
+    static func checkResult(width: Int, height: Int, maxPixels: Int, step: String) throws {
+        let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+        guard !overflow, pixels <= maxPixels else {
+            throw CBAMError(.usage, "\(step) makes a \(width)×\(height) image, over the limit of \(maxPixels) pixels (--max-pixels)")
+        }
     }
 
     /// The model input for `image`: `[1, C, H, W]` float32.

@@ -58,7 +58,7 @@ extension InputFiles {
         let decoded = try ImageFile.read(contentsOf: path, maxPixels: maxPixels)
         return try withErrorContext(file: path) {
             let (preprocessing, usedDefaults) = try ImagePreprocessing.resolve(request, for: info)
-            let pixels = try preprocessing.pixels(decoded.image)
+            let pixels = try preprocessing.pixels(decoded.image, maxPixels: maxPixels)
             if let dims = info.shape, dims.count == 4 {
                 for (axis, got, what) in [(2, pixels.height, "height"), (3, pixels.width, "width")] {
                     if case .fixed(let want) = dims[axis], want != got {
