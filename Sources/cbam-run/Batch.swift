@@ -30,6 +30,10 @@ struct Batch: ParsableCommand {
     @Flag(help: "Run inputs already recorded as ok again.")
     var force = false
 
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp(
+        "Stack up to B inputs of one shape into one run (the model's batch dimension must be symbolic).", valueName: "B"))
+    var batchSize = 1
+
     @Option(name: .customLong("map-scale"), help: ArgumentHelp("Heat-map colors: fixed or per-map.", valueName: "fixed|per-map"))
     var mapScale = "fixed"
 
@@ -41,6 +45,7 @@ struct Batch: ParsableCommand {
     @OptionGroup(title: "Image inputs") var image: ImageFlags
 
     func validate() throws {
+        if batchSize < 1 || batchSize > 4096 { throw ValidationError("--batch-size must be between 1 and 4096") }
         if AttentionExport.MapScale(rawValue: mapScale) == nil {
             throw ValidationError("--map-scale takes fixed or per-map (got '\(mapScale)')")
         }
@@ -80,22 +85,62 @@ struct Batch: ParsableCommand {
         if !done.isEmpty, todo.count < files.count {
             print("batch: \(files.count - todo.count) of \(files.count) input(s) already done in \(resultsPath) (--force runs them again)")
         }
+        if batchSize > 1, let dims = info.shape, case .fixed(let n)? = dims.first {
+            throw CBAMError(.usage, "--batch-size stacks inputs along the batch dimension, but input \"\(info.name)\" \(info.shapeDescription) fixes it at \(n)", file: model)
+        }
         var progress = Progress(total: todo.count)
-        var failed = 0
-        for file in todo {
-            let start = DispatchTime.now().uptimeNanoseconds
-            var record: BatchRecord
-            do {
-                record = try runOne(file, name: names[file]!, session: session, info: info, request: request,
-                                    labels: labels, scale: scale)
-            } catch {
-                record = BatchRecord(file: file, status: "error")
-                record.error = (error as? CBAMError)?.description ?? "\(error)"
-                failed += 1
+        for start in stride(from: 0, to: todo.count, by: batchSize) {
+            let chunk = Array(todo[start..<min(todo.count, start + batchSize)])
+            var records: [String: BatchRecord] = [:]
+            var loaded: [Loaded] = []
+            let clock = DispatchTime.now().uptimeNanoseconds
+            for file in chunk {
+                do {
+                    loaded.append(try load(file, info: info, request: request))
+                } catch {
+                    records[file] = Self.failure(file, error)
+                }
             }
-            record.seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            try BatchResults.append(record, to: resultsPath)
-            progress.step(file: file, ok: record.isOK, error: record.error)
+            // Inputs of one shape run together; a run that fails fails each of its inputs.
+            var groups: [[Int]: [Loaded]] = [:]
+            var shapes: [[Int]] = []
+            for item in loaded {
+                if groups[item.tensor.shape] == nil { shapes.append(item.tensor.shape) }
+                groups[item.tensor.shape, default: []].append(item)
+            }
+            for shape in shapes {
+                let group = groups[shape]!
+                do {
+                    let feeds = [info.name: try Tensor.stacking(group.map(\.tensor))]
+                    var outputs: [String: Tensor]
+                    var maps: [AttentionMap]? = nil
+                    if attention {
+                        (outputs, maps) = try session.runCapturingAttention(feeds)
+                    } else {
+                        outputs = try session.run(feeds)
+                    }
+                    for (k, item) in group.enumerated() {
+                        do {
+                            var itemOutputs: [String: Tensor] = [:]
+                            for (name, tensor) in outputs { itemOutputs[name] = group.count > 1 ? try tensor.item(k) : tensor }
+                            let itemMaps = try maps.map { try $0.map { group.count > 1 ? try $0.item(k) : $0 } }
+                            records[item.file] = try finish(item, name: names[item.file]!, session: session, outputs: itemOutputs,
+                                                            maps: itemMaps, labels: labels, scale: scale)
+                        } catch {
+                            records[item.file] = Self.failure(item.file, error)
+                        }
+                    }
+                } catch {
+                    for item in group { records[item.file] = Self.failure(item.file, error) }
+                }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e9 / Double(chunk.count)
+            for file in chunk {
+                var record = records[file] ?? Self.failure(file, CBAMError(.io, "not run"))
+                record.seconds = seconds
+                try BatchResults.append(record, to: resultsPath)
+                progress.step(file: file, ok: record.isOK, error: record.error)
+            }
         }
         progress.finish()
         try BatchResults.compact(resultsPath)
@@ -107,40 +152,49 @@ struct Batch: ParsableCommand {
         return bad
     }
 
-    func runOne(_ file: String, name: String, session: Session, info: ValueInfo, request: ImagePreprocessing.Request,
-                labels: [String]?, scale: AttentionExport.MapScale) throws -> BatchRecord {
-        var record = BatchRecord(file: file, status: "ok")
-        let tensor: Tensor
-        var photo: RGBImage? = nil
+    /// An input read and preprocessed, not run yet.
+    struct Loaded {
+        var file: String
+        var tensor: Tensor
+        var photo: RGBImage?
+        var preprocessing: String?
+    }
+
+    static func failure(_ file: String, _ error: Error) -> BatchRecord {
+        var record = BatchRecord(file: file, status: "error")
+        record.error = (error as? CBAMError)?.description ?? "\(error)"
+        return record
+    }
+
+    func load(_ file: String, info: ValueInfo, request: ImagePreprocessing.Request) throws -> Loaded {
         if ImageFile.isImagePath(file) {
             let input = try InputFiles.loadImage(file, for: info, request: request, maxPixels: image.maxPixels)
-            record.preprocessing = input.preprocessing.description
-            tensor = input.tensor
-            photo = input.pixels.rgb
-        } else {
-            tensor = try InputFiles.conform(try InputFiles.load(file), to: info, file: file).0
+            return Loaded(file: file, tensor: input.tensor, photo: input.pixels.rgb, preprocessing: input.preprocessing.description)
         }
-        let feeds = [info.name: tensor]
-        let outputs: [String: Tensor]
+        let tensor = try InputFiles.conform(try InputFiles.load(file), to: info, file: file).0
+        return Loaded(file: file, tensor: tensor, photo: nil, preprocessing: nil)
+    }
+
+    /// The record of one input from its outputs and maps (batch 1), writing its thumbnail and attention page.
+    func finish(_ item: Loaded, name: String, session: Session, outputs: [String: Tensor], maps: [AttentionMap]?,
+                labels: [String]?, scale: AttentionExport.MapScale) throws -> BatchRecord {
+        var record = BatchRecord(file: item.file, status: "ok")
+        record.preprocessing = item.preprocessing
         let folder = "items/" + name
-        if let photo {
+        if let photo = item.photo {
             // The gallery's thumbnail: the picture the network saw.
             try FileManager.default.createDirectory(atPath: path(outputDir, folder), withIntermediateDirectories: true)
             try PNG.write(photo, to: path(outputDir, folder + "/input.png"))
             record.thumbnail = folder + "/input.png"
         }
-        if attention {
-            let (results, maps) = try session.runCapturingAttention(feeds)
-            outputs = results
-            let report = try AttentionExport.write(maps, input: tensor, modelName: model, inputName: file,
-                                                   to: path(outputDir, folder), photo: photo, scale: scale)
+        if let maps {
+            let report = try AttentionExport.write(maps, input: item.tensor, modelName: model, inputName: item.file,
+                                                   to: path(outputDir, folder), photo: item.photo, scale: scale)
             record.page = folder + "/index.html"
             record.maps = report.maps.map {
                 BatchRecord.Map(index: $0.index, block: $0.block, kind: $0.kind, tensor: $0.tensor, shape: $0.shape,
                                 min: $0.min, max: $0.max, mean: $0.mean, files: $0.files.map { folder + "/" + $0 })
             }
-        } else {
-            outputs = try session.run(feeds)
         }
         record.outputs = session.outputNames.compactMap { name in
             guard let t = outputs[name] else { return nil }

@@ -26,6 +26,9 @@ struct ImageFlags: ParsableArguments {
         "Refuse images with more pixels than this before decoding them (default 100000000).", valueName: "N"))
     var maxPixels: Int = ImageFile.defaultMaxPixels
 
+    /// True when any preprocessing flag was given (they only apply to image inputs).
+    var anyGiven: Bool { resize != nil || crop != nil || mean != nil || std != nil || channels != nil }
+
     func validate() throws {
         _ = try request()
         if maxPixels < 1 { throw ValidationError("--max-pixels must be at least 1") }

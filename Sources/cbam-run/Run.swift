@@ -172,6 +172,9 @@ struct Run: ParsableCommand {
             if let message { note(message) }
             feeds[info.name] = tensor
         }
+        if images.isEmpty && image.anyGiven {
+            note("note: --resize, --crop, --mean, --std and --channels apply to .png/.jpg inputs only; no image was given")
+        }
         let missing = required.filter { feeds[$0.name] == nil }
         if !missing.isEmpty {
             throw CBAMError(.missingInput, "no file given for input(s) \(missing.map { "\"\($0.name)\" \($0.shapeDescription)" }.joined(separator: ", ")); pass them in order or with --input NAME=PATH", file: model)

@@ -4,6 +4,16 @@ import Testing
 
 @Suite("Batch runs")
 struct BatchTests {
+    @Test func stackingAndTakingItemsBack() throws {
+        let a = try Tensor(shape: [1, 2, 2], floats: [1, 2, 3, 4]), b = try Tensor(shape: [1, 2, 2], floats: [5, 6, 7, 8])
+        let both = try Tensor.stacking([a, b])
+        #expect(both.shape == [2, 2, 2])
+        #expect(try both.floats() == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(try both.item(1) == b)
+        #expect(throws: CBAMError.self) { try both.item(2) }
+        #expect(throws: CBAMError.self) { try Tensor.stacking([a, try Tensor(shape: [1, 4], floats: [1, 2, 3, 4])]) }
+    }
+
     @Test func resultsLinesSurviveACutOffLineAndCompactToOnePerFile() throws {
         let dir = try CLI.temporaryDirectory()
         let path = dir + "/results.jsonl"
@@ -67,6 +77,24 @@ extension CLITests {
         #expect(second.stdout.contains("3 of 4 input(s) already done"), "\(second.stdout)")
         #expect(second.stderr.contains("1/1") && !second.stderr.contains("1/4"), "\(second.stderr)")
         #expect(try String(contentsOfFile: out + "/results.jsonl", encoding: .utf8).split(separator: "\n").count == 4)
+
+        // Stacked two at a time: the same outputs and maps for every input, the bad one still alone in error.
+        let stacked = try CLI.run(["batch", Self.imageModel, photos, "--output-dir", dir + "/stacked", "--attention", "--batch-size", "2"])
+        #expect(stacked.status == 1, "\(stacked.stderr)")
+        let byFile = BatchResults.read(dir + "/stacked/results.jsonl")
+        for single in records {
+            let batched = try #require(byFile[single.file])
+            #expect(batched.status == single.status)
+            guard single.isOK else { continue }
+            let a = try #require(single.outputs?.first?.top), b = try #require(batched.outputs?.first?.top)
+            #expect(a.map(\.index) == b.map(\.index))
+            for (x, y) in zip(a, b) { #expect(abs(x.score - y.score) <= 1e-4 * max(1, abs(x.score))) }
+            let mapsA = try #require(single.maps), mapsB = try #require(batched.maps)
+            #expect(mapsA.map(\.shape) == mapsB.map(\.shape))
+            for (x, y) in zip(mapsA, mapsB) { #expect(abs(x.mean - y.mean) < 1e-5 && abs(x.max - y.max) < 1e-5) }
+        }
+        let fixed = try CLI.run(["batch", "Models/seed004_resnet50_cbam/torchscript_op17.onnx", photos, "--output-dir", dir + "/fixed", "--batch-size", "2"])
+        #expect(fixed.status == 1 && fixed.stderr.contains("--batch-size"), "\(fixed.stderr)")
 
         try FileManager.default.removeItem(atPath: photos + "/more/d.png")
         let forced = try CLI.run(["batch", Self.imageModel, photos, "--output-dir", out, "--force"])
