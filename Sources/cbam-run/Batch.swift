@@ -64,7 +64,9 @@ struct Batch: ParsableCommand {
 
     /// Runs every input not done yet; returns how many failed.
     func runAll() throws -> Int {
-        let files = try Self.collect(inputs)
+        // Pictures written into an output folder inside an input folder are not inputs next time.
+        let outputPrefix = URL(fileURLWithPath: outputDir).standardizedFileURL.path + "/"
+        let files = try Self.collect(inputs).filter { !URL(fileURLWithPath: $0).standardizedFileURL.path.hasPrefix(outputPrefix) }
         guard !files.isEmpty else {
             throw CBAMError(.usage, "no .png, .jpg, .jpeg or .npy files in \(inputs.joined(separator: ", "))")
         }

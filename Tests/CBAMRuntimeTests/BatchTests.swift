@@ -103,3 +103,16 @@ extension CLITests {
         #expect(try String(contentsOfFile: out + "/results.jsonl", encoding: .utf8).split(separator: "\n").count == 3)
     }
 }
+
+extension CLITests {
+    /// The output folder inside the input folder: its pictures are not taken as inputs on the next run.
+    @Test func batchIgnoresItsOwnOutputFolder() throws {
+        let dir = try CLI.temporaryDirectory()
+        try FileManager.default.copyItem(atPath: ImageFixtures.path("hopper_97x61.png"), toPath: dir + "/a.png")
+        let first = try CLI.run(["batch", Self.imageModel, dir, "--output-dir", dir + "/out", "--attention"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let second = try CLI.run(["batch", Self.imageModel, dir, "--output-dir", dir + "/out"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.contains("1 of 1 input(s) already done") && second.stdout.contains("1 ok, 0 failed of 1"), "\(second.stdout)")
+    }
+}

@@ -20,15 +20,15 @@ public enum PNG {
         if source.pixels.count != source.width * source.height * 3 {
             source = RGBImage(width: source.width, height: source.height, pixels: source.pixels)
         }
-        var state = cbam_png()
-        defer { cbam_png_release(&state) }
+        let state = newState()
+        defer { release(state) }
         let status = source.pixels.withUnsafeBufferPointer {
-            cbam_png_encode_rgb(&state, $0.baseAddress, UInt32(source.width), UInt32(source.height))
+            cbam_png_encode_rgb(state, $0.baseAddress, UInt32(source.width), UInt32(source.height))
         }
-        guard status == 0, let output = state.output else {
-            throw CBAMError(.io, "libpng could not encode the image: \(message(&state))")
+        guard status == 0, let output = state.pointee.output else {
+            throw CBAMError(.io, "libpng could not encode the image: \(message(state))")
         }
-        return Array(UnsafeBufferPointer(start: output, count: state.output_size))
+        return Array(UnsafeBufferPointer(start: output, count: state.pointee.output_size))
     }
 
     /// Encodes and writes atomically (temporary file + rename, so a reader never sees half a
@@ -54,34 +54,47 @@ extension PNG {
     /// allocated. A truncated or corrupt file throws `.badImage` with libpng's message; libpng's
     /// error jumps stay inside the C shim (`Sources/CPNG/shim.h`).
     public static func decode(_ bytes: [UInt8], maxPixels: Int) throws -> DecodedImage {
-        var state = cbam_png()
-        defer { cbam_png_release(&state) }
+        let state = newState()
+        defer { release(state) }
         return try bytes.withUnsafeBufferPointer { buffer -> DecodedImage in
-            state.data = buffer.baseAddress
-            state.size = buffer.count
-            guard cbam_png_read_header(&state) == 0 else { throw CBAMError(.badImage, "not a readable PNG: \(message(&state))") }
-            let width = Int(state.width), height = Int(state.height)
+            state.pointee.data = buffer.baseAddress
+            state.pointee.size = buffer.count
+            guard cbam_png_read_header(state) == 0 else { throw CBAMError(.badImage, "not a readable PNG: \(message(state))") }
+            let width = Int(state.pointee.width), height = Int(state.pointee.height)
             try ImageFile.checkSize(width: width, height: height, maxPixels: maxPixels)
-            guard state.row_bytes == width * 3 else {
-                throw CBAMError(.badImage, "libpng gives \(state.row_bytes) bytes a row for a \(width)-pixel-wide image, not \(width * 3)")
+            guard state.pointee.row_bytes == width * 3 else {
+                throw CBAMError(.badImage, "libpng gives \(state.pointee.row_bytes) bytes a row for a \(width)-pixel-wide image, not \(width * 3)")
             }
             var pixels = [UInt8](repeating: 0, count: width * height * 3)
-            let status = pixels.withUnsafeMutableBufferPointer { cbam_png_read_pixels(&state, $0.baseAddress) }
-            guard status == 0 else { throw CBAMError(.badImage, "cannot decode the PNG image data: \(message(&state))") }
+            let status = pixels.withUnsafeMutableBufferPointer { cbam_png_read_pixels(state, $0.baseAddress) }
+            guard status == 0 else { throw CBAMError(.badImage, "cannot decode the PNG image data: \(message(state))") }
             return DecodedImage(image: RGBImage(width: width, height: height, pixels: pixels),
-                                format: "PNG", details: describe(&state))
+                                format: "PNG", details: describe(state.pointee))
         }
     }
 
+    /// The shim's state on the heap: libpng keeps pointers to it between calls, so it must not move.
+    static func newState() -> UnsafeMutablePointer<cbam_png> {
+        let state = UnsafeMutablePointer<cbam_png>.allocate(capacity: 1)
+        state.initialize(to: cbam_png())
+        return state
+    }
+
+    static func release(_ state: UnsafeMutablePointer<cbam_png>) {
+        cbam_png_release(state)
+        state.deinitialize(count: 1)
+        state.deallocate()
+    }
+
     /// The message the shim's error handler left in `state`.
-    static func message(_ state: inout cbam_png) -> String {
-        withUnsafeBytes(of: &state.message) { raw in
+    static func message(_ state: UnsafeMutablePointer<cbam_png>) -> String {
+        withUnsafeBytes(of: &state.pointee.message) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
     }
 
     /// "palette, 8-bit, interlaced": what the decoder converted from.
-    static func describe(_ state: inout cbam_png) -> String {
+    static func describe(_ state: cbam_png) -> String {
         let kind: String
         switch Int32(state.color_type) {
         case PNG_COLOR_TYPE_GRAY: kind = "gray"
