@@ -245,42 +245,56 @@ public struct ImagePreprocessing: Sendable, Equatable, CustomStringConvertible {
     /// then vertical (when the height changes), each rounded to 8 bits.
     static func resample(_ image: Pixels, toWidth: Int, toHeight: Int) -> Pixels {
         var current = image
-        let c = image.channels
         if toWidth != current.width {
-            let taps = Self.taps(inSize: current.width, outSize: toWidth)
-            var out = [UInt8](repeating: 0, count: toWidth * current.height * c)
-            for y in 0..<current.height {
-                let row = y * current.width
-                for (x, tap) in taps.enumerated() {
-                    for ch in 0..<c {
-                        var sum = 0
-                        for (k, w) in tap.weights.enumerated() {
-                            sum += Int(current.bytes[(row + tap.first + k) * c + ch]) * w
-                        }
-                        out[(y * toWidth + x) * c + ch] = fixedToByte(sum)
-                    }
-                }
-            }
-            current = Pixels(width: toWidth, height: current.height, channels: c, bytes: out)
+            // Row y, output column x reads input columns first, first + 1, … of row y.
+            let w = current.width
+            current = pass(current, outWidth: toWidth, outHeight: current.height,
+                           taps: taps(inSize: w, outSize: toWidth),
+                           start: { y, first, c in (y * w + first) * c }, step: current.channels,
+                           output: { y, x in y * toWidth + x }, lines: current.height)
         }
         if toHeight != current.height {
-            let taps = Self.taps(inSize: current.height, outSize: toHeight)
+            // Output row y, column x reads rows first, first + 1, … of column x.
             let w = current.width
-            var out = [UInt8](repeating: 0, count: w * toHeight * c)
-            for (y, tap) in taps.enumerated() {
-                for x in 0..<w {
-                    for ch in 0..<c {
-                        var sum = 0
-                        for (k, weight) in tap.weights.enumerated() {
-                            sum += Int(current.bytes[((tap.first + k) * w + x) * c + ch]) * weight
+            current = pass(current, outWidth: w, outHeight: toHeight,
+                           taps: taps(inSize: current.height, outSize: toHeight),
+                           start: { x, first, c in (first * w + x) * c }, step: w * current.channels,
+                           output: { x, y in y * w + x }, lines: w)
+        }
+        return current
+    }
+
+    /// One resampling pass along lines of the image (rows or columns). For line `l` and output
+    /// position `o`, the source samples start at `start(l, first, channels)` and are `step` bytes
+    /// apart; the result goes to pixel `output(l, o)`. The weights are non-negative and sum to
+    /// about 2^22, so a sum stays below 256 × 2^22 whatever the number of taps.
+    static func pass(_ image: Pixels, outWidth: Int, outHeight: Int, taps: [Taps],
+                     start: (Int, Int, Int) -> Int, step: Int, output: (Int, Int) -> Int, lines: Int) -> Pixels {
+        let c = image.channels
+        var out = [UInt8](repeating: 0, count: outWidth * outHeight * c)
+        image.bytes.withUnsafeBufferPointer { source in
+            out.withUnsafeMutableBufferPointer { target in
+                for tap in taps.indices {
+                    let first = taps[tap].first
+                    taps[tap].weights.withUnsafeBufferPointer { weights in
+                        for line in 0..<lines {
+                            let base = start(line, first, c)
+                            let destination = output(line, tap) * c
+                            for ch in 0..<c {
+                                var sum = 0
+                                var at = base + ch
+                                for w in weights {
+                                    sum += Int(source[at]) * w
+                                    at += step
+                                }
+                                target[destination + ch] = fixedToByte(sum)
+                            }
                         }
-                        out[(y * w + x) * c + ch] = fixedToByte(sum)
                     }
                 }
             }
-            current = Pixels(width: w, height: toHeight, channels: c, bytes: out)
         }
-        return current
+        return Pixels(width: outWidth, height: outHeight, channels: c, bytes: out)
     }
 
     /// Python's `int(round(d / 2.0))` for d ≥ 0: halves go to the even neighbour.
