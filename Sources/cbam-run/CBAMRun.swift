@@ -22,10 +22,12 @@ struct CBAMRun: ParsableCommand {
             Examples:
               cbam-run Models/seed000_cbam_fc_k7/torchscript_op17.onnx Models/seed000_cbam_fc_k7/input.npy -o y.npy
               cbam-run model.onnx --input x=image.npy --output-dir out/
+              cbam-run model.onnx photo.jpg --attention out/
+              cbam-run batch model.onnx photos/ --output-dir results/ --attention
               cbam-run inspect model.onnx
             """,
         version: CBAMRun.versionText,
-        subcommands: [Run.self, Inspect.self, Bench.self],
+        subcommands: [Run.self, Inspect.self, Bench.self, Batch.self],
         defaultSubcommand: Run.self)
 }
 

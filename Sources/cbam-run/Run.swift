@@ -4,10 +4,15 @@ import Foundation
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a model on inputs from .npy (or ONNX TensorProto .pb) files and write its outputs.",
+        abstract: "Run a model on images (.png, .jpg) or arrays (.npy, ONNX TensorProto .pb) and write its outputs.",
         discussion: """
             Inputs are given in graph order as positional files, or by name with --input NAME=PATH.
             float64 and integer arrays are converted to the model's input type (with a note).
+            Images are decoded (libpng, libjpeg-turbo) and preprocessed as torchvision does. \
+            For an [N, 3, H, W] float input with fixed H and W, by default the shorter side is resized to \
+            H·256/224, the center H×W cropped, values scaled to [0, 1] and normalised with ImageNet's \
+            mean/std; --resize, --crop, --mean, --std and --channels change each step. \
+            One line says what was done.
             The result summary (shape, min/max/mean, top-5 for [N, classes]) goes to standard output.
             Nothing is written when the run fails.
             """)
@@ -15,7 +20,7 @@ struct Run: ParsableCommand {
     @Argument(help: "The .onnx model file.")
     var model: String
 
-    @Argument(help: "Input files (.npy or .pb), in the order of the model's inputs.")
+    @Argument(help: "Input files (.png, .jpg, .npy or .pb), in the order of the model's inputs.")
     var inputs: [String] = []
 
     @Option(name: .customLong("input"), help: ArgumentHelp("An input by name.", valueName: "NAME=PATH"))
@@ -29,9 +34,19 @@ struct Run: ParsableCommand {
 
     @OptionGroup var session: SessionFlags
 
+    @OptionGroup(title: "Image inputs") var image: ImageFlags
+
     @Option(name: .customLong("attention"), help: ArgumentHelp(
         "Write every attention map (.npy, PNG), attention.json and index.html into DIR.", valueName: "DIR"))
     var attentionDir: String?
+
+    @Option(name: .customLong("map-scale"), help: ArgumentHelp(
+        "Heat-map colors: 'fixed' [0, 1] for every map (to compare maps) or 'per-map' (each map's min to max, to see faint structure).",
+        valueName: "fixed|per-map"))
+    var mapScale = "fixed"
+
+    @Option(name: .customLong("labels"), help: ArgumentHelp("Class names, one a line (line k names class k), for the top-5 lines.", valueName: "FILE"))
+    var labelsFile: String?
 
     @Option(name: .customLong("dump"), help: ArgumentHelp("Write this intermediate tensor (repeatable; * and ? wildcards).", valueName: "NAME"))
     var dumpPatterns: [String] = []
@@ -62,6 +77,9 @@ struct Run: ParsableCommand {
         if output != nil && outputDir != nil { throw ValidationError("give either -o/--output or --output-dir, not both") }
         if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         if warmupRuns < 0 || warmupRuns > 10_000 { throw ValidationError("--warmup must be between 0 and 10000") }
+        if AttentionExport.MapScale(rawValue: mapScale) == nil {
+            throw ValidationError("--map-scale takes fixed or per-map (got '\(mapScale)')")
+        }
         for item in namedInputs where !item.contains("=") {
             throw ValidationError("--input takes NAME=PATH, got '\(item)'")
         }
@@ -70,7 +88,8 @@ struct Run: ParsableCommand {
     func run() throws {
         do {
             let session = try Session(contentsOf: model, options: self.session.options)
-            let feeds = try collectInputs(for: session)
+            let labels = try labelsFile.map { try Labels.read(contentsOf: $0) }
+            let (feeds, images) = try collectInputs(for: session)
 
             // Every extra (dump, check, profile, attention) is an observer of the one run.
             var observers: [RunObserver] = []
@@ -88,7 +107,10 @@ struct Run: ParsableCommand {
                 let (outputs, maps) = try session.runCapturingAttention(feeds, observer: observer)
                 results = outputs
                 let firstInput = session.requiredInputs.first.flatMap { feeds[$0.name] }
-                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir)
+                // Heat maps go over the photo as the network saw it (after the same resize and crop).
+                let photo = session.requiredInputs.first.flatMap { images[$0.name] }?.pixels.rgb
+                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir,
+                                                       photo: photo, scale: AttentionExport.MapScale(rawValue: mapScale) ?? .fixed)
                 let blocks = Set(report.maps.map(\.block)).count
                 print("attention: \(report.maps.count) map(s) in \(blocks) block(s) → \(attentionDir)/index.html")
                 for map in report.maps {
@@ -98,7 +120,7 @@ struct Run: ParsableCommand {
                 results = try session.run(feeds, observer: observer)
             }
             try writeOutputs(results, session: session)
-            printSummary(results, session: session)
+            printSummary(results, session: session, labels: labels)
             if let dump {
                 try dump.writeIndex()
                 print("dump: \(dump.entries.count) tensor(s) → \(dumpDir) (index.json maps files to tensor names)")
@@ -119,8 +141,9 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// Binds positional and named input files to the model's inputs, converting dtypes as documented.
-    func collectInputs(for session: Session) throws -> [String: Tensor] {
+    /// Binds positional and named input files to the model's inputs, converting dtypes as documented
+    /// and preprocessing images; returns the feeds and the images by input name.
+    func collectInputs(for session: Session) throws -> ([String: Tensor], [String: ImageInput]) {
         let required = session.requiredInputs
         var files: [(ValueInfo, String)] = []
         if inputs.count > required.count {
@@ -136,16 +159,28 @@ struct Run: ParsableCommand {
             files.append((info, parts.count > 1 ? parts[1] : ""))
         }
         var feeds: [String: Tensor] = [:]
+        var images: [String: ImageInput] = [:]
+        let request = try image.request()
         for (info, path) in files {
+            if ImageFile.isImagePath(path) {
+                let input = try InputFiles.loadImage(path, for: info, request: request, maxPixels: image.maxPixels)
+                print(input.summary(path: path))
+                feeds[info.name] = input.tensor
+                images[info.name] = input
+                continue
+            }
             let (tensor, message) = try InputFiles.conform(try InputFiles.load(path), to: info, file: path)
             if let message { note(message) }
             feeds[info.name] = tensor
+        }
+        if images.isEmpty && image.anyGiven {
+            note("note: --resize, --crop, --mean, --std and --channels apply to .png/.jpg inputs only; no image was given")
         }
         let missing = required.filter { feeds[$0.name] == nil }
         if !missing.isEmpty {
             throw CBAMError(.missingInput, "no file given for input(s) \(missing.map { "\"\($0.name)\" \($0.shapeDescription)" }.joined(separator: ", ")); pass them in order or with --input NAME=PATH", file: model)
         }
-        return feeds
+        return (feeds, images)
     }
 
     func writeOutputs(_ results: [String: Tensor], session: Session) throws {
@@ -162,13 +197,19 @@ struct Run: ParsableCommand {
         }
     }
 
-    func printSummary(_ results: [String: Tensor], session: Session) {
+    func printSummary(_ results: [String: Tensor], session: Session, labels: [String]?) {
         for name in session.outputNames {
             guard let tensor = results[name] else { continue }
             print("\(name)  \(tensor.dataType) \(Shape.describe(tensor.shape))  \(Summary.line(tensor))")
             if tensor.rank == 2, tensor.shape[1] > 1 {
+                if let labels, labels.count != tensor.shape[1] {
+                    note("note: \(labelsFile ?? ""): \(labels.count) labels for \(tensor.shape[1]) classes of \"\(name)\"; classes without a line are shown by number")
+                }
                 for (row, best) in Summary.topK(tensor).enumerated() {
-                    let items = best.map { "\($0.index): \(Summary.format($0.score))" }.joined(separator: ", ")
+                    let items = best.map { item -> String in
+                        let label = labels.flatMap { item.index < $0.count ? " (\($0[item.index]))" : nil } ?? ""
+                        return "\(item.index)\(label): \(Summary.format(item.score))"
+                    }.joined(separator: ", ")
                     print("  [\(row)] top-\(best.count)  \(items)")
                 }
             }

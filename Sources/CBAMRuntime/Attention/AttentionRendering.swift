@@ -1,8 +1,9 @@
 /// Pictures of attention maps: spatial maps as heat maps, channel maps as bar charts.
 ///
-/// Attention gates end in a sigmoid, so every value is shown on the FIXED scale [0, 1]
-/// (never min-max stretched): the same color means the same weight in every block and
-/// every model, and a gate that is "all 0.5" looks flat instead of being stretched into noise.
+/// Attention gates end in a sigmoid, so by default every value is shown on the FIXED scale
+/// [0, 1]: the same color means the same weight in every block and every model, and a gate
+/// that is "all 0.5" looks flat instead of being stretched into noise (`--map-scale per-map`
+/// asks for the stretch instead).
 public enum AttentionRendering {
     /// Largest picture side we agree to draw; larger requests are almost certainly a
     /// mistake (a wrong axis taken as a size) and would need gigabytes of pixels.
@@ -14,35 +15,23 @@ public enum AttentionRendering {
 
     // MARK: - Color map
 
-    /// Control points of the color map at t = 0, 1/8, …, 1.
-    ///
-    /// An approximation of matplotlib's viridis, read off its color bar by eye and rounded:
-    /// dark purple → blue → teal → green → yellow, with luminance rising monotonically so the
-    /// map stays readable in grayscale and for color-blind readers. Between points the
-    /// color is interpolated linearly in sRGB, which is close enough for display (it is
-    /// not viridis exactly, and not perceptually uniform to the last digit).
-    static let controlPoints: [(Float, Float, Float)] = [
-        (68, 1, 84),
-        (72, 36, 117),
-        (59, 82, 139),
-        (44, 114, 142),
-        (33, 145, 140),
-        (40, 174, 128),
-        (94, 201, 98),
-        (173, 220, 48),
-        (253, 231, 37),
-    ]
-
-    /// Maps t in [0, 1] (clamped; NaN → 0) to a perceptual color map (viridis-like,
-    /// interpolated between 9 control points chosen by eye — an approximation, see ``controlPoints``).
+    /// matplotlib's viridis (``viridis``, its exact 256-entry table) at t in [0, 1], as
+    /// `matplotlib.colormaps["viridis"](t, bytes=True)` gives it: entry `floor(t * 256)` (t = 1
+    /// takes the last), below 0 the first and above 1 the last, each component `× 255` truncated
+    /// to a byte. NaN gives the first color (matplotlib's "bad" color is transparent; a heat map
+    /// has no transparency). Dark purple → blue → teal → green → yellow, luminance rising
+    /// monotonically, so maps stay readable in grayscale and for color-blind readers.
     public static func color(_ t: Float) -> (UInt8, UInt8, UInt8) {
-        let x: Float = t.isNaN ? 0 : Swift.min(1, Swift.max(0, t))
-        let steps = Float(controlPoints.count - 1)
-        let position = x * steps
-        let i = Swift.min(controlPoints.count - 2, Int(position))  // x == 1 uses the last segment's end
-        let f = position - Float(i)
-        let a = controlPoints[i], b = controlPoints[i + 1]
-        return (byte(a.0 + (b.0 - a.0) * f), byte(a.1 + (b.1 - a.1) * f), byte(a.2 + (b.2 - a.2) * f))
+        let entry: Int
+        if t.isNaN || t < 0 {
+            entry = 0
+        } else if t >= 1 {
+            entry = viridis.count - 1
+        } else {
+            entry = Swift.min(viridis.count - 1, Int(t * Float(viridis.count)))
+        }
+        let c = viridis[entry]
+        return (UInt8(c.0 * 255), UInt8(c.1 * 255), UInt8(c.2 * 255))
     }
 
     /// A value in [0, 255] (clamped, rounded; NaN → 0) as a byte.
@@ -70,6 +59,8 @@ public enum AttentionRendering {
         let panelWidth: Int
         let panelHeight: Int
         let panelCount: Int
+        /// The scale bar's labels, top to bottom (the range's high end, middle, low end).
+        var labels: [String] = ["1", "0.5", "0"]
         /// Index of the heat map panel (1 with an overlay: it sits between the input and the blend).
         var heatPanel: Int { panelCount == 3 ? 1 : 0 }
         var panelY: Int { Self.margin }
@@ -79,7 +70,7 @@ public enum AttentionRendering {
         var barHeight: Int { Swift.max(panelHeight, Self.minBarHeight) }
         /// Labels keep a 4 px gap from the ticks; closer, "-0.5" reads as a negative number.
         var labelX: Int { barX + Self.barWidth + Self.tickLength + 4 }
-        var width: Int { labelX + PixelFont.width("0.5", scale: 2) + Self.margin }
+        var width: Int { labelX + labels.map { PixelFont.width($0, scale: 2) }.reduce(PixelFont.width("0.5", scale: 2), Swift.max) + Self.margin }
         var height: Int { 2 * Self.margin + barHeight }
         /// The bar row showing value `t` (1 at the top).
         func barRow(_ t: Float) -> Int { barY + Int(((1 - t) * Float(barHeight - 1)).rounded()) }
@@ -96,9 +87,31 @@ public enum AttentionRendering {
     /// `size`, or the overlay's own size when `size` is nil (a blend needs one size). A vertical
     /// color scale bar with ticks and labels at 0, 0.5 and 1 is always appended on the right.
     /// Layout: ``HeatmapLayout``. Throws on empty or mismatched shapes and on sides above 4096.
+    ///
+    /// `photo`, when given, takes the overlay's place with its own 8-bit colors (no min-max
+    /// stretch): the picture the network was fed before scaling and normalisation.
+    /// `range` is the value shown as the color map's ends (default the fixed [0, 1]); a
+    /// per-map stretch passes the map's own min and max, and the scale bar is labelled with them.
     public static func heatmap(_ map: [Float], height: Int, width: Int, size: (height: Int, width: Int)?,
-                               overlay: (channels: Int, height: Int, width: Int, values: [Float])?) throws -> RGBImage {
+                               overlay: (channels: Int, height: Int, width: Int, values: [Float])?,
+                               photo: RGBImage? = nil, range: (low: Float, high: Float) = (0, 1)) throws -> RGBImage {
         try checkPlane(height: height, width: width, count: map.count, what: "attention map")
+        guard range.low.isFinite, range.high.isFinite, range.low < range.high else {
+            throw CBAMError(.invalidShape, "the color scale's range \(range.low)…\(range.high) is empty or not finite")
+        }
+        var overlay = overlay
+        var displayReady = false
+        if let photo {
+            try checkPlane(height: photo.height, width: photo.width, count: photo.pixels.count / 3, what: "photo")
+            // Planar [3, H, W] in [0, 1]: the form the overlay path resizes.
+            let plane = photo.width * photo.height
+            var values = [Float](repeating: 0, count: 3 * plane)
+            for i in 0..<plane {
+                for c in 0..<3 { values[c * plane + i] = Float(photo.pixels[3 * i + c]) / 255 }
+            }
+            overlay = (3, photo.height, photo.width, values)
+            displayReady = true
+        }
         var panelHeight = height, panelWidth = width
         if let overlay {
             panelHeight = overlay.height
@@ -126,7 +139,7 @@ public enum AttentionRendering {
             guard !overflow1, !overflow2, overlay.values.count == needed else {
                 throw CBAMError(.shapeMismatch, "the overlay image holds \(overlay.values.count) values but shape [\(overlay.channels), \(overlay.height), \(overlay.width)] needs \(overflow1 || overflow2 ? "more" : String(needed))")
             }
-            let normalized = normalizeForDisplay(overlay.values)
+            let normalized = displayReady ? overlay.values : normalizeForDisplay(overlay.values)
             var planes: [[Float]] = []
             for c in 0..<overlay.channels {
                 let channel = Array(normalized[(c * plane)..<((c + 1) * plane)])
@@ -136,8 +149,13 @@ public enum AttentionRendering {
             overlayRGB = planes.count == 1 ? [planes[0], planes[0], planes[0]] : planes
         }
 
-        let values = bilinear(map, height: height, width: width, toHeight: panelHeight, toWidth: panelWidth)
-        let layout = HeatmapLayout(panelWidth: panelWidth, panelHeight: panelHeight, panelCount: overlayRGB == nil ? 1 : 3)
+        var values = bilinear(map, height: height, width: width, toHeight: panelHeight, toWidth: panelWidth)
+        var layout = HeatmapLayout(panelWidth: panelWidth, panelHeight: panelHeight, panelCount: overlayRGB == nil ? 1 : 3)
+        if range != (0, 1) {
+            let span = range.high - range.low
+            values = values.map { ($0 - range.low) / span }
+            layout.labels = [range.high, (range.low + range.high) / 2, range.low].map(scaleLabel)
+        }
         var image = RGBImage(width: layout.width, height: layout.height, fill: background)
 
         for y in 0..<panelHeight {
@@ -166,12 +184,20 @@ public enum AttentionRendering {
             let t = h > 1 ? 1 - Float(row) / Float(h - 1) : 1
             image.fill(x: layout.barX, y: layout.barY + row, width: HeatmapLayout.barWidth, height: 1, color(t))
         }
-        for (t, label) in [(Float(1), "1"), (0.5, "0.5"), (0, "0")] {
+        for (t, label) in zip([Float(1), 0.5, 0], layout.labels) {
             let row = layout.barRow(t)
             image.fill(x: layout.barX + HeatmapLayout.barWidth, y: row, width: HeatmapLayout.tickLength, height: 1, ink)
             let top = Swift.min(image.height - PixelFont.height(scale: 2), Swift.max(0, row - PixelFont.height(scale: 2) / 2))
             PixelFont.draw(label, into: &image, x: layout.labelX, y: top, scale: 2, color: ink)
         }
+    }
+
+    /// A scale-bar label with three significant digits ("0.432", "0.000123", "12.5"); the pixel
+    /// font has no exponent, so values below 1e-4 or from 1e3 up are written out ("0.0000", "1234").
+    static func scaleLabel(_ v: Float) -> String {
+        let text = String(format: "%.3g", Double(v))
+        guard text.contains("e") else { return text }
+        return String(format: abs(v) < 1 ? "%.4f" : "%.0f", Double(v))
     }
 
     /// Checks a [height, width] plane against its buffer size.
@@ -311,7 +337,7 @@ public enum AttentionRendering {
     }
 }
 
-/// A tiny bitmap font for axis labels: the digits 0-9 and '.', 3×5 pixels
+/// A tiny bitmap font for axis labels: the digits 0-9, '-' and '.', 3×5 pixels
 /// ('.' is 1 column wide so "0.5" stays compact), drawn at an integer scale with
 /// one (scaled) column between glyphs. Other characters are skipped.
 enum PixelFont {
@@ -328,6 +354,7 @@ enum PixelFont {
         "8": ["111", "101", "111", "101", "111"],
         "9": ["111", "101", "111", "001", "111"],
         ".": ["0", "0", "0", "0", "1"],
+        "-": ["000", "000", "111", "000", "000"],
     ]
 
     static func height(scale: Int) -> Int { 5 * scale }

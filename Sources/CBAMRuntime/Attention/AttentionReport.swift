@@ -6,6 +6,8 @@ public struct AttentionReport: Codable, Sendable {
     public var input: String?
     /// Batch size of the run (maps hold one picture per batch item).
     public var batch: Int
+    /// "fixed" (heat-map colors on [0, 1]) or "per-map" (each map's min → max); nil means fixed.
+    public var mapScale: String?
     public var maps: [AttentionMapRecord]
 
     public init(model: String, input: String?, batch: Int, maps: [AttentionMapRecord]) {
@@ -36,6 +38,9 @@ public struct AttentionMapRecord: Codable, Sendable {
     public var mean: Double
     /// Files written for this map, relative to the report's folder (.npy first, then PNGs).
     public var files: [String]
+    /// The values shown as the color map's ends in the heat maps ([0, 1], or the map's own
+    /// min and max with `--map-scale per-map`); nil for channel bars.
+    public var displayRange: [Double]?
 
     public init(index: Int, block: Int, kind: String, tensor: String, node: String, opType: String, shape: [Int],
                 min: Double, max: Double, mean: Double, files: [String]) {

@@ -35,7 +35,7 @@ public enum HTMLReport {
         facts.append("batch \(report.batch)")
         facts.append("\(report.maps.count) map\(report.maps.count == 1 ? "" : "s") in \(Set(report.maps.map(\.block)).count) block\(Set(report.maps.map(\.block)).count == 1 ? "" : "s")")
         html += "<p class=\"facts\">\(facts.joined(separator: " · "))</p>\n"
-        html += legend
+        html += legend(perMap: report.mapScale == "per-map")
 
         if report.maps.isEmpty {
             html += "<p class=\"note\">No attention maps were found in this model.</p>\n"
@@ -60,6 +60,9 @@ public enum HTMLReport {
         html += "<tr><th>node</th><td><code>\(escape(map.node))</code> (\(escape(map.opType)))</td></tr>\n"
         html += "<tr><th>shape</th><td>[\(map.shape.map(String.init).joined(separator: ", "))]</td></tr>\n"
         html += "<tr><th>min / max / mean</th><td>\(number(map.min)) / \(number(map.max)) / \(number(map.mean))</td></tr>\n"
+        if let range = map.displayRange, range.count == 2, range != [0, 1] {
+            html += "<tr><th>colors</th><td>stretched: \(number(range[0])) → \(number(range[1]))</td></tr>\n"
+        }
         html += "</table>\n"
         let pngs = map.files.filter { $0.lowercased().hasSuffix(".png") }
         for name in pngs {
@@ -108,27 +111,36 @@ public enum HTMLReport {
         return out
     }
 
-    /// The CSS gradient of ``AttentionRendering/color(_:)``, built from the same control points.
+    /// The CSS gradient of ``AttentionRendering/color(_:)``: 17 stops at t = 0, 1/16, …, 1.
     static var gradient: String {
-        let points = AttentionRendering.controlPoints
-        let stops = points.enumerated().map { i, p in
-            "rgb(\(Int(p.0)),\(Int(p.1)),\(Int(p.2))) \(i * 100 / (points.count - 1))%"
+        let stops = (0...16).map { i -> String in
+            let c = AttentionRendering.color(Float(i) / 16)
+            return "rgb(\(c.0),\(c.1),\(c.2)) \(i * 100 / 16)%"
         }
         return "linear-gradient(to right, \(stops.joined(separator: ", ")))"
     }
 
-    static var legend: String {
+    static func legend(perMap: Bool) -> String {
+        let scale = perMap ? """
+        <p>Heat-map colors are <b>stretched per map</b> (<code>--map-scale per-map</code>): each map's own minimum is the
+        left end of the scale and its maximum the right end, so faint structure shows; the range is given beside each map
+        and on its scale bar, and the same color does <b>not</b> mean the same weight in two maps. Channel bars keep the
+        fixed 0 to 1 axis:
+        <span class="scale"><span>min</span><span class="bar" style="background: \(gradient)"></span><span>max</span></span></p>
+        """ : """
+        <p>Colors use a <b>fixed scale from 0 to 1</b> (the gates are sigmoid outputs), not stretched per map, so the same
+        color means the same weight everywhere on this page:
+        <span class="scale"><span>0</span><span class="bar" style="background: \(gradient)"></span><span>1</span></span>
+        (matplotlib's viridis; 0.5 is teal; <code>--map-scale per-map</code> stretches each map instead).</p>
         """
+        return """
         <div class="legend">
         <p><b>Channel attention</b> (one weight per feature channel, shape like [N, C, 1, 1]) is drawn as a bar chart:
         one bar per channel, in channel order; very wide layers average neighbouring channels into one bar.
         <b>Spatial attention</b> (one weight per position, shape like [N, 1, H, W]) is drawn as a heat map,
         resized bilinearly to the input; when the input image is known the picture shows the input, the heat map,
         and the heat map blended over a grayscale copy of the input.</p>
-        <p>Colors use a <b>fixed scale from 0 to 1</b> (the gates are sigmoid outputs), not stretched per map, so the same
-        color means the same weight everywhere on this page:
-        <span class="scale"><span>0</span><span class="bar" style="background: \(gradient)"></span><span>1</span></span>
-        (viridis-like; 0.5 is teal).</p>
+        \(scale)
         </div>
 
         """

@@ -18,6 +18,7 @@ public struct CBAMError: Error, Sendable, Equatable, CustomStringConvertible {
         case missingInput       // a graph input not supplied, or an unknown input name
         case io                 // a file that cannot be read or written
         case badNPY             // a .npy file cbam-run cannot read
+        case badImage           // a PNG or JPEG file cbam-run cannot decode (or refuses to)
         case usage              // a command-line argument that makes no sense
         case resourceLimit      // the plan needs more memory or work than the limits allow
     }
