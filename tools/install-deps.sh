@@ -5,8 +5,8 @@
 #   libdnnl-dev          oneDNN (C API) for Conv, ConvTranspose and MatMul kernels tuned to the CPU
 #   protobuf-c-compiler  protoc-c, to check Sources/CONNXProto against Schemas/onnx.proto
 #   pkg-config           how SwiftPM finds the two libraries
-# and, when python3 cannot import them, python/requirements.txt (numpy and pytest, for the
-# Python package's tests in `make test`; nothing heavier).
+# and, when python3 cannot import them, python/requirements.txt (numpy and pytest) and
+# python/requirements-ray.txt (Ray Data) for the Python package's tests in `make test`.
 # With --python it also installs tools/requirements.txt (PyTorch, onnx, onnxruntime)
 # for exporting models and benchmarking.
 set -euo pipefail
@@ -31,6 +31,10 @@ pip_install() {
 if ! python3 -c "import numpy, pytest" >/dev/null 2>&1; then
   echo "install-deps: installing python/requirements.txt (numpy, pytest)"
   pip_install "$here/../python/requirements.txt"
+fi
+if ! python3 -c "import ray, ray.data" >/dev/null 2>&1; then
+  echo "install-deps: installing python/requirements-ray.txt (Ray Data, for cbamrun.ray)"
+  pip_install "$here/../python/requirements-ray.txt"
 fi
 if [ "${1:-}" = "--python" ]; then
   pip_install "$here/requirements.txt"
