@@ -1,6 +1,7 @@
 """cbamrun.Session: a model loaded through libcbamrun.so, run on numpy arrays."""
 import ctypes
 import os
+import threading
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
@@ -142,6 +143,9 @@ class Session:
     def __init__(self, model: Union[str, os.PathLike, bytes], threads: Optional[int] = None,
                  max_memory: Optional[int] = None, max_macs: Optional[int] = None):
         self._handle = None
+        self._lock = threading.Lock()
+        self._running = 0      # runs in progress: close() leaves the freeing to the last one
+        self._closing = False
         for name, value in (("threads", threads), ("max_memory", max_memory), ("max_macs", max_macs)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None (got {value!r})")
@@ -173,13 +177,21 @@ class Session:
         return self.outputs
 
     def close(self):
-        """Frees the model now (arrays already returned stay valid)."""
+        """Frees the model (arrays already returned stay valid). Runs still in progress on
+        other threads finish first; new ones raise ``Error``."""
+        with self._lock:
+            self._closing = True
+            if self._running == 0:
+                self._free()
+
+    def _free(self, free=_lib.cbamrun_session_free):
         if self._handle:
-            _lib.cbamrun_session_free(self._handle)
+            free(self._handle)
             self._handle = None
 
     def __del__(self):
-        self.close()
+        if getattr(self, "_lock", None) is not None:
+            self._free()
 
     def __enter__(self):
         return self
@@ -196,10 +208,21 @@ class Session:
         missing or unknown name raises ``InvalidInput`` (a ``ValueError``) naming the input.
         The returned arrays are views of memory the run allocated, freed when they are.
         """
-        if not self._handle:
-            raise Error(100, "the session is closed")
         if not isinstance(feeds, dict):
             raise TypeError("feeds must be a dict of input name → numpy array")
+        with self._lock:
+            if self._closing or not self._handle:
+                raise Error(100, "the session is closed")
+            self._running += 1
+        try:
+            return self._run(feeds, attention)
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._closing and self._running == 0:
+                    self._free()
+
+    def _run(self, feeds, attention):
         tensors = (_c.Tensor * max(len(feeds), 1))()
         keep = []  # arrays and shapes that must live until the call returns
         for slot, (name, value) in enumerate(feeds.items()):

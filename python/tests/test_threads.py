@@ -119,3 +119,37 @@ def test_gil_is_released_while_the_model_runs(long_switch_interval):
     early = [call for call, when in seen if when < intervals[call][0] + (intervals[call][1] - intervals[call][0]) / 2]
     print(f"watcher saw {len(seen)} moments inside 5 calls, {len(early)} in a call's first half")
     assert early, "no Python thread ran during the model: the GIL is held during Session.run"
+
+
+def test_close_while_other_threads_run():
+    """close() from one thread while others are inside run(): those runs finish with correct
+    outputs, later ones raise cbamrun.Error, nothing is freed under a running model."""
+    session = cbamrun.Session(model_path(NAME), threads=1)
+    x = feeds(NAME)
+    session.run(x)
+    started = threading.Barrier(3)
+    outcomes = []
+
+    def work():
+        started.wait()
+        try:
+            outcomes.append(("ok", session.run(x)))
+        except cbamrun.Error as error:
+            outcomes.append(("closed", error))
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    time.sleep(0.02)  # the two runs are in the model now (each takes ~0.1 s or more)
+    session.close()
+    for thread in threads:
+        thread.join()
+    entry = MANIFEST[NAME]
+    expected = np.load(MODELS / entry["outputs"][0]["file"])
+    for kind, value in outcomes:
+        if kind == "ok":
+            assert_close(value[entry["outputs"][0]["name"]], expected, entry["atol"], entry["rtol"], NAME)
+    assert len(outcomes) == 2
+    with pytest.raises(cbamrun.Error, match="closed"):
+        session.run(x)
