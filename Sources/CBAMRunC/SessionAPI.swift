@@ -8,11 +8,16 @@ final class SessionBox {
     let session: Session
     let inputs: [ValueInfoStorage]
     let outputs: [ValueInfoStorage]
+    /// The names a run binds positional inputs to, and the order of its outputs.
+    let inputNames: [String]
+    let outputNames: [String]
 
     init(_ session: Session) {
         self.session = session
         inputs = session.requiredInputs.map(ValueInfoStorage.init)
         outputs = session.model.graph.outputs.map(ValueInfoStorage.init)
+        inputNames = session.requiredInputs.map(\.name)
+        outputNames = session.outputNames
     }
 }
 
@@ -135,7 +140,7 @@ public func cbamrun_session_run(_ handle: OpaquePointer?, _ inputs: UnsafePointe
         guard inputCount >= 0, inputs != nil || inputCount == 0 else { throw APIError("cbamrun_session_run: inputs is NULL") }
         guard flags & ~CBAMRUN_RUN_ATTENTION == 0 else { throw APIError("cbamrun_session_run: unknown flags 0x\(String(flags, radix: 16))") }
         let session = box.session
-        let names = session.requiredInputs.map(\.name)
+        let names = box.inputNames
         var feeds: [String: Tensor] = [:]
         for position in 0..<inputCount {
             let given = inputs![position]
@@ -154,9 +159,9 @@ public func cbamrun_session_run(_ handle: OpaquePointer?, _ inputs: UnsafePointe
         let result: ResultBox
         if flags & CBAMRUN_RUN_ATTENTION != 0 {
             let (outputs, maps) = try session.runCapturingAttention(feeds)
-            result = try ResultBox(outputs: outputs, names: session.outputNames, maps: maps)
+            result = try ResultBox(outputs: outputs, names: box.outputNames, maps: maps)
         } else {
-            result = try ResultBox(outputs: try session.run(feeds), names: session.outputNames, maps: [])
+            result = try ResultBox(outputs: try session.run(feeds), names: box.outputNames, maps: [])
         }
         out.pointee = retain(result)
     }
