@@ -39,7 +39,7 @@ capi-test:
 python-test:
 	$(SWIFT) build --product cbamrun
 	$(SWIFT) build --product cbam-run
-	$(PYTHON) -m pytest python/tests -q
+	CBAMRUN_LIBRARY=$(CURDIR)/.build/debug/libcbamrun.so CBAM_RUN=$(CURDIR)/.build/debug/cbam-run $(PYTHON) -m pytest python/tests -q
 
 release: deps
 	$(SWIFT) build -c release --product cbam-run

@@ -1,5 +1,6 @@
 """cbamrun.Session: a model loaded through libcbamrun.so, run on numpy arrays."""
 import ctypes
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ class AttentionMap:
 
 
 class _Result:
-    """Owns a cbamrun_result; arrays viewing its buffers keep it alive."""
+    """Owns a cbamrun_result; the arrays viewing its buffers keep it alive."""
     __slots__ = ("handle",)
 
     def __init__(self, handle):
@@ -108,13 +109,20 @@ class _Result:
 
     def array(self, tensor: "_c.Tensor") -> np.ndarray:
         dtype = _TYPES[tensor.element_type][0]
-        shape = tuple(tensor.shape[i] for i in range(tensor.rank))
-        count = int(np.prod(shape, dtype=np.int64))
-        if count == 0:
+        shape = tuple(tensor.shape[:tensor.rank])
+        if math.prod(shape) == 0:
             return np.zeros(shape, dtype)
-        buffer = (ctypes.c_char * (count * dtype.itemsize)).from_address(tensor.data)
-        buffer._owner = self
-        return np.frombuffer(buffer, dtype=dtype).reshape(shape)
+        return np.asarray(_View(self, tensor.data, shape, dtype.str))
+
+
+class _View:
+    """The numpy array interface of a result's buffer (numpy keeps this object, and so the
+    result, as the array's base)."""
+    __slots__ = ("owner", "__array_interface__")
+
+    def __init__(self, owner, address, shape, typestr):
+        self.owner = owner
+        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": typestr, "version": 3}
 
 
 def _node_arg(info: "_c.ValueInfo") -> NodeArg:
@@ -236,7 +244,9 @@ class Session:
             shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
             encoded = self._encoded.get(name) or str(name).encode()
             keep.append((array, shape, encoded))
-            tensors[slot] = _c.Tensor(encoded, code, array.ndim, shape, array.ctypes.data if array.size else None)
+            # __array_interface__ is the cheapest way to the data pointer (array.ctypes costs more).
+            tensors[slot] = _c.Tensor(encoded, code, array.ndim, shape,
+                                      array.__array_interface__["data"][0] if array.size else None)
         result = ctypes.c_void_p()
         _check(_lib.cbamrun_session_run(self._handle, tensors, len(feeds), _c.RUN_ATTENTION if attention else 0,
                                         ctypes.byref(result)), run=True)

@@ -18,15 +18,17 @@ MANIFEST = {entry["name"]: entry for entry in json.loads((MODELS / "manifest.jso
 
 
 def cli_path() -> Path:
-    """The cbam-run binary built beside libcbamrun.so (the debug build that `make test` makes)."""
+    """$CBAM_RUN, else the cbam-run binary of the same build as the libcbamrun.so the package
+    loaded (debug and release builds may round differently)."""
     explicit = os.environ.get("CBAM_RUN")
     if explicit:
         return Path(explicit)
-    builds = [REPO / ".build" / kind / "cbam-run" for kind in ("debug", "release")]
-    found = [p for p in builds if p.exists()]
-    if not found:
-        pytest.fail("cbam-run is not built: run `swift build --product cbam-run` (make python-test does)")
-    return max(found, key=lambda p: p.stat().st_mtime)
+    import cbamrun.session
+
+    beside = Path(cbamrun.session._lib.path).parent / "cbam-run"
+    if not beside.exists():
+        pytest.fail(f"{beside} is not built: run `swift build --product cbam-run` (make python-test does)")
+    return beside
 
 
 def run_cli(*args, check=True):
