@@ -8,7 +8,7 @@ PYTHON ?= python3
 DEMO_MODEL ?= Models/seed000_cbam_fc_k7/torchscript_op17.onnx
 DEMO_INPUT ?= Models/seed000_cbam_fc_k7/input.npy
 
-.PHONY: deps demo test capi-test python-test release bench tools-deps proto
+.PHONY: deps demo test capi-test python-test python python-wheel-check release bench tools-deps proto
 
 deps:
 	@tools/install-deps.sh
@@ -40,6 +40,25 @@ python-test:
 	$(SWIFT) build --product cbamrun
 	$(SWIFT) build --product cbam-run
 	CBAMRUN_LIBRARY=$(CURDIR)/.build/debug/libcbamrun.so CBAM_RUN=$(CURDIR)/.build/debug/cbam-run $(PYTHON) -m pytest python/tests -q
+
+# A wheel of the Python package carrying libcbamrun.so, with the Swift runtime and Foundation
+# linked in statically (-static-stdlib; its own build folder, .build-static): it needs only the
+# Debian libraries libprotobuf-c1, libopenblas0, libdnnl2 and libgomp1, no Swift toolchain.
+python: deps
+	$(SWIFT) build -c release --product cbamrun --scratch-path .build-static -Xswiftc -static-stdlib
+	cp .build-static/release/libcbamrun.so python/cbamrun/libcbamrun.so
+	strip --strip-unneeded python/cbamrun/libcbamrun.so
+	rm -rf python/build dist/cbamrun-*.whl
+	$(PYTHON) -m pip wheel --no-deps -w dist ./python
+	rm -rf python/cbamrun/libcbamrun.so python/build python/cbamrun.egg-info
+	@ls -l dist/cbamrun-*.whl
+
+# Installs the wheel into a fresh venv (no system packages, numpy from PyPI) and runs a zoo
+# model from outside the repository, checking no Swift library is loaded.
+python-wheel-check: python
+	rm -rf .build/wheel-venv && $(PYTHON) -m venv .build/wheel-venv
+	.build/wheel-venv/bin/pip install -q dist/cbamrun-*.whl
+	cd /tmp && $(CURDIR)/.build/wheel-venv/bin/python $(CURDIR)/python/tools/wheel_check.py $(CURDIR)/Models
 
 release: deps
 	$(SWIFT) build -c release --product cbam-run
