@@ -115,6 +115,14 @@ class _Result:
         return np.asarray(_View(self, tensor.data, shape, dtype.str))
 
 
+def _address(array: np.ndarray) -> int:
+    """The address of an array's first element: through the buffer protocol (cheapest) when
+    the array is writable, else through its array interface."""
+    if array.flags.writeable:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    return array.__array_interface__["data"][0]
+
+
 class _View:
     """The numpy array interface of a result's buffer (numpy keeps this object, and so the
     result, as the array's base)."""
@@ -167,8 +175,9 @@ class Session:
         self._handle = handle
         self.inputs = self._infos(_lib.cbamrun_session_input_count, _lib.cbamrun_session_input)
         self.outputs = self._infos(_lib.cbamrun_session_output_count, _lib.cbamrun_session_output)
-        self._input_names = [arg.name for arg in self.inputs]
-        self._encoded = {name: name.encode() for name in self._input_names}
+        self._output_names = [arg.name for arg in self.outputs]  # a result's outputs come in this order
+        self._encoded = {arg.name: arg.name.encode() for arg in self.inputs}
+        self._shapes = {}
 
     def _infos(self, count, read):
         infos = []
@@ -241,21 +250,23 @@ class Session:
                                       f"(float32, float16, float64, int8, uint8, int32, int64, bool in native byte order)")
             if not array.flags.c_contiguous:
                 array = np.ascontiguousarray(array)
-            shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
+            shape = self._shapes.get(array.shape)
+            if shape is None:  # C arrays of shapes seen before are reused: they are only read
+                shape = (ctypes.c_int64 * max(array.ndim, 1))(*array.shape)
+                if len(self._shapes) < 64:
+                    self._shapes[array.shape] = shape
             encoded = self._encoded.get(name) or str(name).encode()
-            keep.append((array, shape, encoded))
-            # __array_interface__ is the cheapest way to the data pointer (array.ctypes costs more).
-            tensors[slot] = _c.Tensor(encoded, code, array.ndim, shape,
-                                      array.__array_interface__["data"][0] if array.size else None)
+            keep.append((array, encoded))
+            tensors[slot] = _c.Tensor(encoded, code, array.ndim, shape, _address(array) if array.size else None)
         result = ctypes.c_void_p()
         _check(_lib.cbamrun_session_run(self._handle, tensors, len(feeds), _c.RUN_ATTENTION if attention else 0,
                                         ctypes.byref(result)), run=True)
         owner = _Result(result)
         outputs = {}
         tensor = _c.Tensor()
-        for index in range(_lib.cbamrun_result_output_count(result)):
+        for index, name in enumerate(self._output_names):
             _check(_lib.cbamrun_result_output(result, index, ctypes.byref(tensor)))
-            outputs[tensor.name.decode()] = owner.array(tensor)
+            outputs[name] = owner.array(tensor)
         if not attention:
             return outputs
         maps = []

@@ -76,3 +76,15 @@ def test_contiguous_float32_inputs_are_not_copied_in_python():
         tracemalloc.stop()
     assert contiguous_peak < x.nbytes / 8, f"{contiguous_peak} bytes traced for a {x.nbytes}-byte input"
     assert strided_peak >= x.nbytes  # the check sees a copy when there is one
+
+
+def test_read_only_and_repeated_shapes():
+    """Read-only arrays (np.load with mmap_mode, broadcasts) and a second shape on the same session."""
+    session = cbamrun.Session(model_path(NAME), threads=1)
+    x = feeds(NAME)["input"]
+    expected = session.run({"input": x})["output"]
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    assert np.array_equal(session.run({"input": frozen})["output"], expected)
+    assert np.array_equal(session.run({"input": x[:1]})["output"], expected[:1])
+    assert np.array_equal(session.run({"input": x})["output"], expected)
