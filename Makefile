@@ -1,11 +1,14 @@
 # cbam-run: the two set-up commands of the README, and a few more.
 #   make demo    install what is missing, build, run a CBAM model shipped in Models/ and export its attention maps
 #   make test    install what is missing, check the generated protobuf code, run every test
+#                (swift test, the C API's C program plain and under AddressSanitizer, pytest python/tests)
 SWIFT ?= swift
+CC ?= cc
+PYTHON ?= python3
 DEMO_MODEL ?= Models/seed000_cbam_fc_k7/torchscript_op17.onnx
 DEMO_INPUT ?= Models/seed000_cbam_fc_k7/input.npy
 
-.PHONY: deps demo test release bench tools-deps proto
+.PHONY: deps demo test capi-test python-test python python-wheel-check release bench tools-deps proto
 
 deps:
 	@tools/install-deps.sh
@@ -18,6 +21,44 @@ demo: deps
 test: deps
 	tools/gen-proto.sh --check
 	$(SWIFT) test
+	$(MAKE) capi-test python-test
+
+# The C API from C (Tests/capi/capi_test.c against libcbamrun.so), then the same under
+# AddressSanitizer with leak checking: every handle the test takes, it frees.
+CAPI_FLAGS = -std=c11 -Wall -Wextra -Werror -g -ISources/CBAMRunC/include -L.build/debug -Wl,-rpath,$(CURDIR)/.build/debug
+capi-test:
+	$(SWIFT) build --product cbamrun
+	@mkdir -p .build/capi
+	$(CC) $(CAPI_FLAGS) -o .build/capi/capi_test Tests/capi/capi_test.c -lcbamrun -lm
+	.build/capi/capi_test Models
+	$(CC) $(CAPI_FLAGS) -fsanitize=address -fno-omit-frame-pointer -o .build/capi/capi_test_asan Tests/capi/capi_test.c -lcbamrun -lm
+	.build/capi/capi_test_asan Models
+
+# The Python package (python/, ctypes over libcbamrun.so) against the debug build, and the
+# CLI for the attention-map comparison.
+python-test:
+	$(SWIFT) build --product cbamrun
+	$(SWIFT) build --product cbam-run
+	CBAMRUN_LIBRARY=$(CURDIR)/.build/debug/libcbamrun.so CBAM_RUN=$(CURDIR)/.build/debug/cbam-run $(PYTHON) -m pytest python/tests -q
+
+# A wheel of the Python package carrying libcbamrun.so, with the Swift runtime and Foundation
+# linked in statically (-static-stdlib; its own build folder, .build-static): it needs only the
+# Debian libraries libprotobuf-c1, libdnnl2, libpng16-16, libjpeg62-turbo and libgomp1, no Swift toolchain.
+python: deps
+	$(SWIFT) build -c release --product cbamrun --scratch-path .build-static -Xswiftc -static-stdlib
+	cp .build-static/release/libcbamrun.so python/cbamrun/libcbamrun.so
+	strip --strip-unneeded python/cbamrun/libcbamrun.so
+	rm -rf python/build dist/cbamrun-*.whl
+	$(PYTHON) -m pip wheel --no-deps -w dist ./python
+	rm -rf python/cbamrun/libcbamrun.so python/build python/cbamrun.egg-info
+	@ls -l dist/cbamrun-*.whl
+
+# Installs the wheel into a fresh venv (no system packages, numpy from PyPI) and runs a zoo
+# model from outside the repository, checking no Swift library is loaded.
+python-wheel-check: python
+	rm -rf .build/wheel-venv && $(PYTHON) -m venv .build/wheel-venv
+	.build/wheel-venv/bin/pip install -q dist/cbamrun-*.whl
+	cd /tmp && $(CURDIR)/.build/wheel-venv/bin/python $(CURDIR)/python/tools/wheel_check.py $(CURDIR)/Models
 
 release: deps
 	$(SWIFT) build -c release --product cbam-run

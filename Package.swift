@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .executable(name: "cbam-run", targets: ["cbam-run"]),
         .library(name: "CBAMRuntime", targets: ["CBAMRuntime"]),
+        // libcbamrun.so: the C API (Sources/CBAMRunC/include/cbamrun.h), for C, Python's ctypes and others.
+        .library(name: "cbamrun", type: .dynamic, targets: ["CBAMRunC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -56,6 +58,17 @@ let package = Package(
                 "CBAMRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The C API's header, as a module the Swift side imports so both agree on the structs' layout.
+        .systemLibrary(
+            name: "CCBAMRun",
+            path: "Sources/CBAMRunC/include"
+        ),
+        // The C API: @_cdecl functions over Session that only convert arguments and results.
+        .target(
+            name: "CBAMRunC",
+            dependencies: ["CBAMRuntime", "CCBAMRun"],
+            exclude: ["include"]
         ),
         // Benchmarks of the oneDNN kernels (ResNet-50 convolutions, layouts, threading); never run by the tests.
         .executableTarget(

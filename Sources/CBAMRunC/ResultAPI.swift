@@ -1,0 +1,170 @@
+import CBAMRuntime
+import CCBAMRun
+import Foundation
+
+/// The largest rank the C API takes (ONNX sets none; no model in the zoo goes past 5).
+let maximumRank = 32
+
+/// A caller's input buffer as a ``Tensor`` (the one copy an input costs: the runtime's
+/// tensors own their elements). Every field is checked before anything is read.
+func tensor(from given: cbamrun_tensor, name: String, file: String) throws -> Tensor {
+    guard let type = DataType(rawValue: given.element_type) else {
+        throw CBAMError(.unsupportedType, "input \"\(name)\" has element type \(DataType.onnxName(of: given.element_type)), which cbam-run does not support", file: file)
+    }
+    guard given.rank >= 0, given.rank <= maximumRank else {
+        throw APIError("input \"\(name)\": rank \(given.rank) is not between 0 and \(maximumRank)")
+    }
+    guard given.shape != nil || given.rank == 0 else { throw APIError("input \"\(name)\": shape is NULL but rank is \(given.rank)") }
+    var shape: [Int] = []
+    for axis in 0..<Int(given.rank) {
+        let dim = given.shape![axis]
+        guard dim >= 0, dim <= Int64(Shape.maxElementCount) else {
+            throw CBAMError(.invalidShape, "input \"\(name)\" has dimension \(dim) on axis \(axis)", file: file)
+        }
+        shape.append(Int(dim))
+    }
+    let count = try withContext(file) { try Shape.elementCount(shape) }
+    guard given.data != nil || count == 0 else { throw APIError("input \"\(name)\": data is NULL") }
+    guard let source = given.data, count > 0 else { return try emptyTensor(type, shape) }
+
+    func read<T>(_: T.Type) -> [T] {
+        [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: source, byteCount: count * MemoryLayout<T>.stride)
+            initialized = count
+        }
+    }
+    let storage: Tensor.Storage
+    switch type {
+    case .float: storage = .float(read(Float.self))
+    case .double: storage = .double(read(Double.self))
+    case .int64: storage = .int64(read(Int64.self))
+    case .int32: storage = .int32(read(Int32.self))
+    case .int8: storage = .int8(read(Int8.self))
+    case .uint8: storage = .uint8(read(UInt8.self))
+    case .float16: storage = .float16(read(Float16.self))
+    case .bool:
+        // Any nonzero byte is true: a C caller's bool bytes need not be 0 or 1.
+        let bytes = source.assumingMemoryBound(to: UInt8.self)
+        storage = .bool((0..<count).map { bytes[$0] != 0 })
+    }
+    return try Tensor(shape: shape, storage: storage)
+}
+
+private func emptyTensor(_ type: DataType, _ shape: [Int]) throws -> Tensor {
+    let storage: Tensor.Storage
+    switch type {
+    case .float: storage = .float([])
+    case .double: storage = .double([])
+    case .int64: storage = .int64([])
+    case .int32: storage = .int32([])
+    case .int8: storage = .int8([])
+    case .uint8: storage = .uint8([])
+    case .float16: storage = .float16([])
+    case .bool: storage = .bool([])
+    }
+    return try Tensor(shape: shape, storage: storage)
+}
+
+private func withContext<T>(_ file: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as CBAMError { throw error.withContext(file: file) }
+}
+
+/// A tensor's name, shape and elements in memory the result owns, for `cbamrun_tensor`.
+final class TensorStorage {
+    let name: OwnedCString
+    let elementType: Int32
+    let shape: OwnedArray<Int64>
+    let data: UnsafeMutableRawPointer
+    let byteCount: Int
+
+    init(name: String, tensor: Tensor) {
+        self.name = OwnedCString(name)
+        elementType = tensor.dataType.rawValue
+        shape = OwnedArray(tensor.shape.map(Int64.init))
+        byteCount = tensor.count * tensor.dataType.byteSize
+        data = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+        func copy<T>(_ values: [T]) {
+            values.withUnsafeBytes { bytes in
+                if let base = bytes.baseAddress, bytes.count > 0 { data.copyMemory(from: base, byteCount: bytes.count) }
+            }
+        }
+        switch tensor.storage {
+        case .float(let v): copy(v)
+        case .double(let v): copy(v)
+        case .int64(let v): copy(v)
+        case .int32(let v): copy(v)
+        case .int8(let v): copy(v)
+        case .uint8(let v): copy(v)
+        case .bool(let v): copy(v)  // Swift's Bool is one byte, 0 or 1
+        case .float16(let v): copy(v)
+        }
+    }
+
+    deinit { data.deallocate() }
+
+    var c: cbamrun_tensor {
+        cbamrun_tensor(name: UnsafePointer(name.pointer), element_type: elementType, rank: Int32(shape.count),
+                       shape: UnsafePointer(shape.pointer), data: UnsafeRawPointer(data))
+    }
+}
+
+/// What `cbamrun_result *` points to: the outputs in the session's output order, and the maps.
+final class ResultBox {
+    let outputs: [TensorStorage]
+    let maps: [(map: AttentionMap, node: OwnedCString, tensor: TensorStorage)]
+
+    init(outputs: [String: Tensor], names: [String], maps: [AttentionMap]) throws {
+        self.outputs = try names.map { name in
+            guard let tensor = outputs[name] else { throw CBAMError(.malformedModel, "the run did not produce output \"\(name)\"") }
+            return TensorStorage(name: name, tensor: tensor)
+        }
+        self.maps = maps.map { ($0, OwnedCString($0.gate.node.ref.name), TensorStorage(name: $0.gate.tensor, tensor: $0.tensor)) }
+    }
+}
+
+@_cdecl("cbamrun_result_output_count")
+public func cbamrun_result_output_count(_ result: OpaquePointer?) -> Int {
+    object(result, as: ResultBox.self)?.outputs.count ?? 0
+}
+
+@_cdecl("cbamrun_result_output")
+public func cbamrun_result_output(_ result: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<cbamrun_tensor>?) -> OpaquePointer? {
+    guarded {
+        guard let box = object(result, as: ResultBox.self) else { throw APIError("cbamrun_result_output: result is NULL") }
+        guard let out else { throw APIError("cbamrun_result_output: out is NULL") }
+        guard index >= 0, index < box.outputs.count else {
+            throw APIError("cbamrun_result_output: index \(index) is out of range (the result has \(box.outputs.count) output(s))")
+        }
+        out.pointee = box.outputs[index].c
+    }
+}
+
+@_cdecl("cbamrun_result_attention_count")
+public func cbamrun_result_attention_count(_ result: OpaquePointer?) -> Int {
+    object(result, as: ResultBox.self)?.maps.count ?? 0
+}
+
+@_cdecl("cbamrun_result_attention")
+public func cbamrun_result_attention(_ result: OpaquePointer?, _ index: Int, _ out: UnsafeMutablePointer<cbamrun_attention_map>?) -> OpaquePointer? {
+    guarded {
+        guard let box = object(result, as: ResultBox.self) else { throw APIError("cbamrun_result_attention: result is NULL") }
+        guard let out else { throw APIError("cbamrun_result_attention: out is NULL") }
+        guard index >= 0, index < box.maps.count else {
+            throw APIError("cbamrun_result_attention: index \(index) is out of range (the result has \(box.maps.count) map(s))")
+        }
+        let (map, node, tensor) = box.maps[index]
+        let kind: cbamrun_attention_kind
+        switch map.kind {
+        case .channel: kind = CBAMRUN_ATTENTION_CHANNEL
+        case .spatial: kind = CBAMRUN_ATTENTION_SPATIAL
+        case .other: kind = CBAMRUN_ATTENTION_OTHER
+        }
+        out.pointee = cbamrun_attention_map(index: Int32(map.index), block: Int32(map.block), kind: Int32(bitPattern: kind.rawValue),
+                                            node: UnsafePointer(node.pointer), tensor: tensor.c)
+    }
+}
+
+@_cdecl("cbamrun_result_free")
+public func cbamrun_result_free(_ result: OpaquePointer?) {
+    release(result, as: ResultBox.self)
+}
