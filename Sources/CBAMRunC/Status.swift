@@ -43,6 +43,7 @@ final class StatusBox {
         case .badNPY: return CBAMRUN_BAD_NPY
         case .usage: return CBAMRUN_USAGE
         case .resourceLimit: return CBAMRUN_RESOURCE_LIMIT
+        case .badImage: return CBAMRUN_BAD_IMAGE
         }
     }
 }
