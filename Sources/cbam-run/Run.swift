@@ -92,7 +92,7 @@ struct Run: ParsableCommand {
                 let blocks = Set(report.maps.map(\.block)).count
                 print("attention: \(report.maps.count) map(s) in \(blocks) block(s) → \(attentionDir)/index.html")
                 for map in report.maps {
-                    print("  block \(map.block)  \(map.kind.padding(toLength: 7, withPad: " ", startingAt: 0))  \(Shape.describe(map.shape))  \(map.tensor)  min \(Summary.format(map.min))  max \(Summary.format(map.max))  mean \(Summary.format(map.mean))")
+                    print("  block \(map.block)  \(map.kind.padding(toLength: max(7, map.kind.count), withPad: " ", startingAt: 0))  \(Shape.describe(map.shape))  \(map.tensor)  min \(Summary.format(map.min))  max \(Summary.format(map.max))  mean \(Summary.format(map.mean))")
                 }
             } else {
                 results = try session.run(feeds, observer: observer)

@@ -25,9 +25,40 @@ public enum AttentionExport {
             var files = [stem + ".npy"]
             try NPY.write(map.tensor, to: path(directory, stem + ".npy"))
             let values = try map.tensor.floats("attention map")
+            var note: String? = nil, grid: [Int]? = nil
+            if map.kind == .selfAttention {
+                let summary = selfAttentionSummary(map.tensor, values: values, batch: input?.shape.first)
+                note = summary.note
+                if let side = summary.side {
+                    grid = [side, side]
+                    let summaryStem = stem + "_summary"
+                    try NPY.write(.float([summary.batch, 1, side, side], summary.values), to: path(directory, summaryStem + ".npy"))
+                    files.append(summaryStem + ".npy")
+                    let plane = side * side
+                    for item in 0..<summary.batch {
+                        let slice = Array(summary.values[(item * plane)..<((item + 1) * plane)])
+                        // Attention received sums to 1 over the keys: shown relative to its largest value.
+                        let top = slice.max() ?? 0
+                        let overlay = image.flatMap { layout -> (channels: Int, height: Int, width: Int, values: [Float])? in
+                            guard item < layout.batch else { return nil }
+                            let size = layout.channels * layout.height * layout.width
+                            return (layout.channels, layout.height, layout.width, Array(layout.values[(item * size)..<((item + 1) * size)]))
+                        }
+                        let base = image.map { ($0.height, $0.width) } ?? (side, side)
+                        let factor = max(1, (192 + max(base.0, base.1) - 1) / max(base.0, base.1, 1))
+                        let picture = try AttentionRendering.heatmap(slice.map { top > 0 ? $0 / top : 0 }, height: side, width: side,
+                                                                     size: (base.0 * factor, base.1 * factor), overlay: overlay)
+                        let name = summaryStem + (summary.batch > 1 ? "_n\(item)" : "") + ".png"
+                        let bytes = PNG.encode(picture)
+                        try FileOutput.write(bytes, to: path(directory, name))
+                        pictures[name] = bytes
+                        files.append(name)
+                    }
+                }
+            }
             let batch = max(map.tensor.shape.first ?? 1, 1)
             let perItem = values.count / batch
-            for item in 0..<batch where perItem > 0 {
+            for item in 0..<batch where perItem > 0 && map.kind != .selfAttention {
                 let slice = Array(values[(item * perItem)..<((item + 1) * perItem)])
                 let picture: RGBImage?
                 switch map.kind {
@@ -44,7 +75,7 @@ public enum AttentionExport {
                     let factor = max(1, (192 + max(base.0, base.1) - 1) / max(base.0, base.1, 1))
                     picture = try AttentionRendering.heatmap(slice, height: h, width: w,
                                                              size: (base.0 * factor, base.1 * factor), overlay: overlay)
-                case .channel, .other:
+                case .channel, .other, .selfAttention:
                     picture = perItem <= 65536 ? try AttentionRendering.channelBars(slice) : nil
                 }
                 if let picture {
@@ -60,7 +91,7 @@ public enum AttentionExport {
                 index: map.index, block: map.block, kind: map.kind.rawValue, tensor: map.gate.tensor,
                 node: map.gate.node.ref.name, opType: map.gate.node.opType, shape: map.tensor.shape,
                 min: summary.min() ?? 0, max: summary.max() ?? 0,
-                mean: summary.isEmpty ? 0 : summary.reduce(0, +) / Double(summary.count), files: files))
+                mean: summary.isEmpty ? 0 : summary.reduce(0, +) / Double(summary.count), files: files, grid: grid, note: note))
         }
         let report = AttentionReport(model: modelName, input: inputName, batch: input?.shape.first ?? 1, maps: records)
         let encoder = JSONEncoder()
@@ -68,6 +99,37 @@ public enum AttentionExport {
         try FileOutput.write(Array(try encoder.encode(report)), to: path(directory, "attention.json"))
         try FileOutput.write(Array(HTMLReport.render(report, images: pictures).utf8), to: path(directory, "index.html"))
         return report
+    }
+
+    /// A self-attention tensor's summary: the attention each key position receives, averaged
+    /// over heads and queries, per batch item (`batch` × side² values) when the keys form a
+    /// square grid and the tensor's first axis is the run's batch; otherwise only a note
+    /// saying why it is not mapped (windows or blocks folded into the first axis, keys that
+    /// are not a square grid, e.g. with a class token).
+    static func selfAttentionSummary(_ tensor: Tensor, values: [Float], batch runBatch: Int?)
+        -> (side: Int?, batch: Int, values: [Float], note: String?) {
+        guard tensor.rank >= 2, let keys = tensor.shape.last, keys > 0 else {
+            return (nil, 0, [], "raw tensor only: it has no key axis")
+        }
+        let batch = tensor.shape[0]
+        if let runBatch, batch != runBatch {
+            return (nil, 0, [], "raw tensor only: its first axis (\(batch)) is not the batch (\(runBatch)); windows or blocks cannot be mapped back to the grid")
+        }
+        let side = Int(Double(keys).squareRoot().rounded())
+        guard side * side == keys else {
+            return (nil, 0, [], "raw tensor only: \(keys) key positions do not form a square grid (a class token or a non-square layout)")
+        }
+        let rows = batch > 0 ? values.count / (batch * keys) : 0
+        var summary = [Float](repeating: 0, count: batch * keys)
+        for item in 0..<batch {
+            var sums = [Double](repeating: 0, count: keys)
+            for row in 0..<rows {
+                let base = (item * rows + row) * keys
+                for k in 0..<keys { sums[k] += Double(values[base + k]) }
+            }
+            for k in 0..<keys { summary[item * keys + k] = Float(sums[k] / Double(max(rows, 1))) }
+        }
+        return (side, batch, summary, "summary: attention received per key position on a \(side)×\(side) grid, averaged over heads and queries")
     }
 
     /// `[N, 1 or 3, H, W]` float inputs are images.

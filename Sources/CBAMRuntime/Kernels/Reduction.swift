@@ -32,7 +32,8 @@ extension OpRegistry {
     }
 }
 
-/// CumSum's axis input: one integer (a scalar or a one-element vector) within X's rank.
+/// CumSum's axis input: one integer (a scalar or a one-element vector) within X's rank
+/// (negative counts from the end); X must have an axis.
 func cumulativeAxis(_ axis: Tensor, rank: Int) throws -> Int {
     guard axis.dataType == .int64 || axis.dataType == .int32 else {
         throw CBAMError(.typeMismatch, "axis must be int64 or int32, not \(axis.dataType)", field: "axis")
@@ -40,7 +41,13 @@ func cumulativeAxis(_ axis: Tensor, rank: Int) throws -> Int {
     guard axis.count == 1, axis.rank <= 1 else {
         throw CBAMError(.shapeMismatch, "axis must hold one value, got shape \(Shape.describe(axis.shape))", field: "axis")
     }
-    return try withField("axis") { try Shape.normalizeAxis(try axis.integers("axis")[0], rank: rank) }
+    guard rank >= 1 else { throw CBAMError(.shapeMismatch, "x must have rank ≥ 1 to sum along an axis", field: "x") }
+    let value = try axis.integers("axis")[0]
+    let resolved = value < 0 ? value + rank : value
+    guard resolved >= 0, resolved < rank else {
+        throw CBAMError(.shapeMismatch, "axis \(value) is out of range for x of rank \(rank)", field: "axis")
+    }
+    return resolved
 }
 
 /// CumSum along `axis`: X viewed as `[outer, extent, inner]`; each output is the sum of the

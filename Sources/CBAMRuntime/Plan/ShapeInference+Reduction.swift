@@ -83,6 +83,7 @@ extension ShapeInference {
         guard axis.count == 1, axis.rank <= 1 else {
             throw CBAMError(.shapeMismatch, "axis must hold one value, got shape \(Shape.describe(axis.shape))", field: "axis")
         }
+        guard x.rank >= 1 else { throw CBAMError(.shapeMismatch, "x must have rank ≥ 1 to sum along an axis", field: "x") }
         if let value = o.context.constant(1) { _ = try cumulativeAxis(value, rank: x.rank) }
         guard [.float, .double, .int64, .int32].contains(x.dataType) else {
             throw CBAMError(.typeMismatch, "CumSum takes float32, float64, int64 or int32, not \(x.dataType)", field: "x")

@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+@testable import CBAMRuntime
+
+/// The modern families of issue 15 (ConvNeXt, ConvNeXt-V2, PoolFormer v1/v2, EfficientNet with
+/// GroupNorm / LayerNorm, ViT, CoAtNet), small random-weight exports written by
+/// tools/export_timm.py into Models/timm/: each must give PyTorch's output within
+/// 1e-4 × max |output| (the manifest's atol), with the optimised plan and without passes.
+@Suite("Modern families: every stored timm export matches PyTorch")
+struct ModernFamilyTests {
+    static let entries = ZooEntry.entries(inManifest: "Models/timm/manifest.json")
+
+    @Test func manifestIsPresent() {
+        #expect(Self.entries.count >= 10, "Models/timm/manifest.json lists \(Self.entries.count) runnable exports; run tools/export_timm.py")
+    }
+
+    @Test(arguments: entries)
+    func matchesPyTorch(_ entry: ZooEntry) throws {
+        var feeds: [String: Tensor] = [:]
+        for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+        for optimize in [true, false] {
+            let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2, optimize: optimize))
+            let results = try session.run(feeds)
+            for output in entry.outputs {
+                let expected = try NPY.read(contentsOf: Repo.path("Models/" + output.file))
+                let actual = try #require(results[output.name], "no output named \(output.name)")
+                let comparison = Comparison(actual: actual, expected: expected, atol: entry.atol, rtol: entry.rtol)
+                if optimize { print("timm \(entry.name) \(output.name): max abs error \(comparison.maxAbsoluteError) (bound \(entry.atol))") }
+                #expect(comparison.passed, "\(entry.name) output \(output.name) (passes \(optimize ? "on" : "off")): \(comparison)")
+            }
+        }
+    }
+}
+
+extension ModernFamilyTests {
+    /// `--attention` finds every self-attention softmax of the stored exports, with PyTorch's
+    /// values (the inputs of timm's attn_drop modules) within 1e-5.
+    @Test(arguments: entries.filter { !($0.attention ?? []).isEmpty })
+    func selfAttentionMapsMatchPyTorch(_ entry: ZooEntry) throws {
+        var feeds: [String: Tensor] = [:]
+        for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+        let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2))
+        let maps = try session.runCapturingAttention(feeds).maps.filter { $0.kind == .selfAttention }
+        let expected = entry.attention ?? []
+        #expect(maps.count == expected.count, "\(entry.name): \(maps.count) self-attention maps, PyTorch has \(expected.count)")
+        for (map, reference) in zip(maps, expected) {
+            let values = try NPY.read(contentsOf: Repo.path("Models/" + reference.file))
+            let comparison = Comparison(actual: map.tensor, expected: values, atol: 1e-5, rtol: 0)
+            #expect(comparison.passed, "\(entry.name) self-attention map \(reference.index): \(comparison)")
+        }
+    }
+}
+
+@Suite("Self-attention detection")
+struct SelfAttentionDetectionTests {
+    static func graph(_ nodes: [Node], outputs: [String]) -> Graph {
+        Graph(nodes: nodes, initializers: [:], inputs: [ValueInfo(name: "q"), ValueInfo(name: "k"), ValueInfo(name: "v")],
+              outputs: outputs.map { ValueInfo(name: $0) })
+    }
+
+    @Test func softmaxWeightingValuesThroughAMatMulIsSelfAttention() {
+        // scores = q·k; attn = softmax(scores); out = Transpose(attn) · v: the values are MatMul input 1.
+        let nodes = [Node(name: "scores", opType: "MatMul", inputs: ["q", "k"], outputs: ["s"]),
+                     Node(name: "softmax", opType: "Softmax", inputs: ["s"], outputs: ["a"]),
+                     Node(name: "t", opType: "Transpose", inputs: ["a"], outputs: ["at"]),
+                     Node(name: "weighted", opType: "MatMul", inputs: ["at", "v"], outputs: ["y"])]
+        let gates = AttentionDetector.gates(in: Self.graph(nodes, outputs: ["y"]))
+        #expect(gates.count == 1)
+        #expect(gates.first?.selfAttention == true)
+        #expect(gates.first?.mul?.name == "weighted")
+        #expect(gates.first?.featureInputIndex == 1)
+    }
+
+    @Test func gcnetContextPoolingHasTheValuesFirst() {
+        // GCNet: context = x · softmax(mask): the values are MatMul input 0.
+        let nodes = [Node(name: "softmax", opType: "Softmax", inputs: ["k"], outputs: ["a"]),
+                     Node(name: "pool", opType: "MatMul", inputs: ["v", "a"], outputs: ["y"])]
+        let gates = AttentionDetector.gates(in: Self.graph(nodes, outputs: ["y"]))
+        #expect(gates.map(\.selfAttention) == [true])
+        #expect(gates.first?.featureInputIndex == 0)
+    }
+
+    @Test func aSigmoidIntoAMatMulAndAClassifierSoftmaxAreNot() {
+        let nodes = [Node(name: "sigmoid", opType: "Sigmoid", inputs: ["q"], outputs: ["g"]),
+                     Node(name: "mm", opType: "MatMul", inputs: ["g", "v"], outputs: ["y"]),
+                     Node(name: "classifier", opType: "Softmax", inputs: ["k"], outputs: ["p"])]
+        // The classifier's Softmax reaches a graph output: kept as a returned map (filtered at run
+        // time by rank), never as self-attention.
+        let gates = AttentionDetector.gates(in: Self.graph(nodes, outputs: ["y", "p"]))
+        #expect(gates.allSatisfy { !$0.selfAttention })
+        #expect(!gates.contains { $0.node.name == "sigmoid" })
+    }
+
+    @Test func summaryAveragesOverHeadsAndQueriesOnASquareGrid() {
+        // [1, 2 heads, 1 query, 4 keys]: (1, 0, 0, 0) and (0, 0, 0.5, 0.5) → mean (0.5, 0, 0.25, 0.25) on 2×2.
+        let tensor = Tensor.float([1, 2, 1, 4], [1, 0, 0, 0, 0, 0, 0.5, 0.5])
+        let summary = AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 1)
+        #expect(summary.side == 2)
+        #expect(summary.values == [0.5, 0, 0.25, 0.25])
+        // 5 keys (a class token and 2×2) and windows folded into the batch axis stay raw, with a note.
+        let token = Tensor.float([1, 1, 1, 5], [0.2, 0.2, 0.2, 0.2, 0.2])
+        #expect(AttentionExport.selfAttentionSummary(token, values: try! token.floats(), batch: 1).side == nil)
+        #expect(AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 2).note?.contains("windows") == true)
+    }
+}
