@@ -113,7 +113,7 @@ public enum AttentionExport {
         }
         let batch = tensor.shape[0]
         if let runBatch, batch != runBatch {
-            return (nil, 0, [], "raw tensor only: its first axis (\(batch)) is not the batch (\(runBatch)); windows or blocks cannot be mapped back to the grid")
+            return (nil, 0, [], "raw tensor only: its first axis (\(batch)) is not the batch (\(runBatch)): heads, windows or blocks folded into it cannot be told apart or mapped back to the grid")
         }
         let side = Int(Double(keys).squareRoot().rounded())
         guard side * side == keys else {
