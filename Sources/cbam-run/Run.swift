@@ -33,6 +33,11 @@ struct Run: ParsableCommand {
         "Write every attention map (.npy, PNG), attention.json and index.html into DIR.", valueName: "DIR"))
     var attentionDir: String?
 
+    @Option(name: .customLong("query"), help: ArgumentHelp(
+        "With --attention: also write, for each self-attention map on a grid, the attention of the query at pixel Y,X of the input (grid cell Y,X when the input is not an image).",
+        valueName: "Y,X"))
+    var query: String?
+
     @Option(name: .customLong("dump"), help: ArgumentHelp("Write this intermediate tensor (repeatable; * and ? wildcards).", valueName: "NAME"))
     var dumpPatterns: [String] = []
 
@@ -62,9 +67,21 @@ struct Run: ParsableCommand {
         if output != nil && outputDir != nil { throw ValidationError("give either -o/--output or --output-dir, not both") }
         if !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         if warmupRuns < 0 || warmupRuns > 10_000 { throw ValidationError("--warmup must be between 0 and 10000") }
+        if query != nil {
+            if attentionDir == nil { throw ValidationError("--query needs --attention DIR") }
+            if queryPosition == nil { throw ValidationError("--query takes Y,X (two non-negative integers), got '\(query!)'") }
+        }
         for item in namedInputs where !item.contains("=") {
             throw ValidationError("--input takes NAME=PATH, got '\(item)'")
         }
+    }
+
+    /// `--query Y,X` as two non-negative integers.
+    var queryPosition: (y: Int, x: Int)? {
+        guard let parts = query?.split(separator: ",", omittingEmptySubsequences: false), parts.count == 2,
+              let y = Int(parts[0].trimmingCharacters(in: .whitespaces)), let x = Int(parts[1].trimmingCharacters(in: .whitespaces)),
+              y >= 0, x >= 0 else { return nil }
+        return (y, x)
     }
 
     func run() throws {
@@ -88,7 +105,8 @@ struct Run: ParsableCommand {
                 let (outputs, maps) = try session.runCapturingAttention(feeds, observer: observer)
                 results = outputs
                 let firstInput = session.requiredInputs.first.flatMap { feeds[$0.name] }
-                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir)
+                let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir,
+                                                       query: queryPosition)
                 let blocks = Set(report.maps.map(\.block)).count
                 print("attention: \(report.maps.count) map(s) in \(blocks) block(s) → \(attentionDir)/index.html")
                 for map in report.maps {

@@ -102,4 +102,18 @@ struct SelfAttentionDetectionTests {
         #expect(AttentionExport.selfAttentionSummary(token, values: try! token.floats(), batch: 1).side == nil)
         #expect(AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 2).note?.contains("windows") == true)
     }
+
+    @Test func queryMapIsOneRowAveragedOverHeads() throws {
+        // [1, 2 heads, 4 queries, 4 keys] on a 2×2 grid: query (0, 1) is row 1 of each head,
+        // (0, 1, 0, 0) and (0, 0, 1, 0) → (0, ½, ½, 0). Queries that are not the keys: no map.
+        var values = [Float](repeating: 0, count: 32)
+        values[0 * 16 + 1 * 4 + 1] = 1
+        values[1 * 16 + 1 * 4 + 2] = 1
+        let tensor = Tensor.float([1, 2, 4, 4], values)
+        #expect(try AttentionExport.selfAttentionQuery(tensor, values: values, batch: 1, side: 2, cell: (0, 1)) == [0, 0.5, 0.5, 0])
+        let cross = Tensor.float([1, 1, 3, 4], [Float](repeating: 0.25, count: 12))
+        #expect(try AttentionExport.selfAttentionQuery(cross, values: try cross.floats(), batch: 1, side: 2, cell: (0, 0)) == nil)
+        let outside = thrownCBAMError { _ = try AttentionExport.selfAttentionQuery(tensor, values: values, batch: 1, side: 2, cell: (2, 0)) }
+        #expect(outside?.kind == .usage)
+    }
 }

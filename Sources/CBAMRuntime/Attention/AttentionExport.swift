@@ -8,10 +8,13 @@ public enum AttentionExport {
     /// - Parameters:
     ///   - input: the network input, used to upscale heat maps to its size and overlay
     ///     them when it is an image (`[N, 1 or 3, H, W]`).
+    ///   - query: a position (Y, X) in the input image's pixels (grid cells when the input is
+    ///     not an image): each self-attention map on a grid whose queries are its keys also
+    ///     gets the attention of the query there, averaged over heads (`…_query.npy`, `[N, 1, S, S]`).
     /// - Returns: the report that was written.
     @discardableResult
     public static func write(_ maps: [AttentionMap], input: Tensor?, modelName: String, inputName: String?,
-                             to directory: String) throws -> AttentionReport {
+                             to directory: String, query: (y: Int, x: Int)? = nil) throws -> AttentionReport {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -27,11 +30,22 @@ public enum AttentionExport {
             let values = try map.tensor.floats("attention map")
             var note: String? = nil, grid: [Int]? = nil
             if map.kind == .selfAttention {
-                let summary = selfAttentionSummary(map.tensor, values: values, batch: input?.shape.first)
+                var summary = selfAttentionSummary(map.tensor, values: values, batch: input?.shape.first)
                 note = summary.note
                 if let side = summary.side {
                     grid = [side, side]
-                    let summaryStem = stem + "_summary"
+                    var stems = [(stem + "_summary", summary.values)]
+                    if let query {
+                        let cell = image.map { (query.y * side / max($0.height, 1), query.x * side / max($0.width, 1)) } ?? (query.y, query.x)
+                        if let row = try selfAttentionQuery(map.tensor, values: values, batch: summary.batch, side: side, cell: cell) {
+                            stems.append((stem + "_query", row))
+                            note = (note ?? "") + "; query (\(query.y), \(query.x)) → grid cell (\(cell.0), \(cell.1))"
+                        } else {
+                            note = (note ?? "") + "; no query map: its queries are not its keys"
+                        }
+                    }
+                    for (summaryStem, mapValues) in stems {
+                    summary.values = mapValues
                     try NPY.write(.float([summary.batch, 1, side, side], summary.values), to: path(directory, summaryStem + ".npy"))
                     files.append(summaryStem + ".npy")
                     let plane = side * side
@@ -53,6 +67,7 @@ public enum AttentionExport {
                         try FileOutput.write(bytes, to: path(directory, name))
                         pictures[name] = bytes
                         files.append(name)
+                    }
                     }
                 }
             }
@@ -130,6 +145,27 @@ public enum AttentionExport {
             for k in 0..<keys { summary[item * keys + k] = Float(sums[k] / Double(max(rows, 1))) }
         }
         return (side, batch, summary, "summary: attention received per key position on a \(side)×\(side) grid, averaged over heads and queries")
+    }
+
+    /// The attention of the query at grid `cell` over the keys, averaged over heads, per batch
+    /// item (`batch` × side² values): nil when the queries are not the keys' grid (a tensor
+    /// `[N, heads…, queries, keys]` with queries ≠ keys). A cell outside the grid is an error.
+    static func selfAttentionQuery(_ tensor: Tensor, values: [Float], batch: Int, side: Int, cell: (Int, Int)) throws -> [Float]? {
+        let keys = side * side
+        guard tensor.rank >= 3, tensor.shape[tensor.rank - 2] == keys, batch > 0 else { return nil }
+        guard (0..<side).contains(cell.0), (0..<side).contains(cell.1) else {
+            throw CBAMError(.usage, "the query (\(cell.0), \(cell.1)) is outside the \(side)×\(side) grid", field: "--query")
+        }
+        let heads = values.count / (batch * keys * keys), q = cell.0 * side + cell.1
+        var result = [Float](repeating: 0, count: batch * keys)
+        for item in 0..<batch {
+            for k in 0..<keys {
+                var sum: Double = 0
+                for h in 0..<heads { sum += Double(values[((item * heads + h) * keys + q) * keys + k]) }
+                result[item * keys + k] = Float(sum / Double(max(heads, 1)))
+            }
+        }
+        return result
     }
 
     /// `[N, 1 or 3, H, W]` float inputs are images.
