@@ -99,7 +99,7 @@ WIDE = [
     ("efficientvit_b0", timm_model("efficientvit_b0", num_classes=10), 64, ()),
     ("gcresnext26ts", timm_model("gcresnext26ts", num_classes=10), 64, ()),
     ("botnet26t", timm_model("botnet26t_256", num_classes=10, img_size=64), 64, ()),
-    ("halonet26t", timm_model("halonet26t", num_classes=10, img_size=128), 128, ()),
+    ("halonet26t", timm_model("halonet26t", num_classes=10, img_size=256), 256, ()),
     ("lambda_resnet26t", timm_model("lambda_resnet26t", num_classes=10, img_size=64), 64, ()),
     ("mobilevit_xxs", timm_model("mobilevit_xxs", num_classes=10), 64, ()),
     ("fastvit_t8", timm_model("fastvit_t8", num_classes=10), 64, ()),
@@ -133,10 +133,15 @@ def op_types(path):
 
 
 def run_cbam(binary, model_path, input_path, out_path):
-    proc = subprocess.run([binary, model_path, input_path, "-o", out_path], capture_output=True, text=True)
+    """cbam-run's output, and the kinds of the attention maps --attention found (or an error)."""
+    folder = out_path + ".attention"
+    proc = subprocess.run([binary, model_path, input_path, "-o", out_path, "--attention", folder], capture_output=True, text=True)
     if proc.returncode != 0:
-        return None, (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]
-    return np.load(out_path), None
+        return None, (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1], {}
+    with open(os.path.join(folder, "attention.json")) as f:
+        kinds = Counter(m["kind"] for m in json.load(f)["maps"])
+    shutil.rmtree(folder, ignore_errors=True)
+    return np.load(out_path), None, dict(kinds)
 
 
 def run_ort(model_path, x):
@@ -184,10 +189,15 @@ def main() -> int:
         maps = []
         hooks = [m.register_forward_hook(lambda _m, args, _out: maps.append(args[0].detach().clone()))
                  for n, m in model.named_modules() if n.endswith("attn_drop")]
-        with torch.no_grad():
-            y = model(x)
-        for h in hooks:
-            h.remove()
+        try:
+            with torch.no_grad():
+                y = model(x)
+        except Exception as e:  # noqa: BLE001
+            print(f"{name}: PyTorch forward failed: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}", flush=True)
+            continue
+        finally:
+            for h in hooks:
+                h.remove()
         folder = os.path.join(out, name)
         os.makedirs(folder, exist_ok=True)
         np.save(os.path.join(folder, "input.npy"), x.numpy())
@@ -217,7 +227,7 @@ def main() -> int:
                     ort_err = float(np.abs(run_ort(path, x.numpy()) - y.numpy()).max())
                 except Exception as e:  # noqa: BLE001
                     ort_err = f"error {str(e).splitlines()[0][:80]}"
-                actual, error = run_cbam(args.cbam_run, path, os.path.join(folder, "input.npy"), os.path.join(folder, exporter + ".cbam.npy"))
+                actual, error, kinds = run_cbam(args.cbam_run, path, os.path.join(folder, "input.npy"), os.path.join(folder, exporter + ".cbam.npy"))
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(os.path.join(folder, exporter + ".cbam.npy"))
                 if actual is None:
@@ -227,6 +237,7 @@ def main() -> int:
                     err = float(np.abs(actual - y.numpy()).max())
                     status = "pass" if err <= bound else "FAIL"
                     line += f"cbam-run max abs error {err:.3g} (bound {bound:.3g}) {status}"
+                    line += f"; --attention: {kinds or 'no maps'} (PyTorch attn_drop maps: {len(maps)})"
                 line += f"; onnxruntime {ort_err if isinstance(ort_err, str) else f'{ort_err:.3g}'}"
             line += "\n    ops: " + ", ".join(f"{k}×{v}" for k, v in ops.items())
             report.append(line)

@@ -117,3 +117,45 @@ struct SelfAttentionDetectionTests {
         #expect(outside?.kind == .usage)
     }
 }
+
+/// Single-node cases for the variants of issue 15's ops that onnx's node cases do not reach
+/// (GroupNormalization-18, LayerNormalization on an inner axis, CumSum on an inner axis, …),
+/// written with onnxruntime's outputs by tools/gen_ort_cases.py into Fixtures/ort/.
+struct OnnxRuntimeCase: Decodable, Sendable, CustomTestStringConvertible {
+    let name: String
+    let op: String
+    let opset: Int
+    let inputs: [String]
+    let outputs: [String]
+    let reference: String
+    var testDescription: String { name }
+
+    static let directory = "Tests/CBAMRuntimeTests/Fixtures/ort"
+    static let all: [OnnxRuntimeCase] = {
+        struct Manifest: Decodable { let cases: [OnnxRuntimeCase] }
+        guard let data = FileManager.default.contents(atPath: Repo.path(directory + "/manifest.json")),
+              let manifest = try? JSONDecoder().decode(Manifest.self, from: data) else { return [] }
+        return manifest.cases
+    }()
+}
+
+@Suite("Op variants checked against onnxruntime")
+struct OnnxRuntimeCaseTests {
+    @Test func casesArePresent() { #expect(OnnxRuntimeCase.all.count >= 15, "run tools/gen_ort_cases.py") }
+
+    @Test(arguments: OnnxRuntimeCase.all)
+    func matchesOnnxRuntime(_ testCase: OnnxRuntimeCase) throws {
+        let folder = Repo.path(OnnxRuntimeCase.directory + "/" + testCase.name)
+        var feeds: [String: Tensor] = [:]
+        for name in testCase.inputs { feeds[name] = try NPY.read(contentsOf: folder + "/input_\(name).npy") }
+        for threads in [1, 2] {
+            let results = try Session(contentsOf: folder + "/model.onnx", options: SessionOptions(threads: threads)).run(feeds)
+            for name in testCase.outputs {
+                let expected = try NPY.read(contentsOf: folder + "/output_\(name).npy")
+                let actual = try #require(results[name], "no output \(name)")
+                let comparison = Comparison(actual: actual, expected: expected, atol: 1e-5, rtol: 1e-5)
+                #expect(comparison.passed, "\(testCase.name) output \(name) vs \(testCase.reference): \(comparison)")
+            }
+        }
+    }
+}
