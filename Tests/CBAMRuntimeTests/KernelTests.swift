@@ -946,6 +946,38 @@ extension KernelTests {
             expectInt64s(try run1("Mod", [i64([1], [int64Min]), i64([1], [-1])], opset: 13), [1], [0])
         }
 
+        @Test func conv3D() throws {
+            // X [1, 1, 2, 2, 2] = 1…8, W [1, 1, 2, 1, 1] = (1, 10), B 0.5: each output (h, w) is
+            // x[0][h][w] + 10·x[1][h][w] + ½ → (1 + 50, 2 + 60, 3 + 70, 4 + 80) + ½.
+            let y = try run1("Conv", [f32([1, 1, 2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]), f32([1, 1, 2, 1, 1], [1, 10]), f32([1], [0.5])],
+                             constants: [1, 2])
+            expectFloats(y, [1, 1, 1, 2, 2], [51.5, 62.5, 73.5, 84.5])
+        }
+
+        /// A 3-D Conv whose first spatial axis has extent 1 (input and kernel) is the 2-D Conv of
+        /// the rest: the direct N-D loop against im2col + sgemm, with strides, pads, dilations, groups.
+        @Test func conv3DAgreesWithConv2D() throws {
+            var random = SplitMix(state: 3)
+            func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
+            for round in 0..<12 {
+                let group = [1, 2][round % 2], c = 2 * Int.random(in: 1...2, using: &random), m = group * Int.random(in: 1...3, using: &random)
+                let (h, w) = (Int.random(in: 3...7, using: &random), Int.random(in: 3...7, using: &random))
+                let (kh, kw) = (Int.random(in: 1...3, using: &random), Int.random(in: 1...3, using: &random))
+                let stride = Int.random(in: 1...2, using: &random), dilation = Int.random(in: 1...2, using: &random), pad = Int.random(in: 0...1, using: &random)
+                guard (kh - 1) * dilation + 1 <= h + 2 * pad, (kw - 1) * dilation + 1 <= w + 2 * pad else { continue }
+                let x = values(2 * c * h * w), weights = values(m * (c / group) * kh * kw), bias = values(m)
+                let planar = try run1("Conv", [f32([2, c, h, w], x), f32([m, c / group, kh, kw], weights), f32([m], bias)],
+                                      attributes: ["group": .int(group), "strides": .ints([stride, stride]), "dilations": .ints([dilation, dilation]),
+                                                   "pads": .ints([pad, pad, pad, pad])], constants: [1, 2])
+                let volume = try run1("Conv", [f32([2, c, 1, h, w], x), f32([m, c / group, 1, kh, kw], weights), f32([m], bias)],
+                                      attributes: ["group": .int(group), "strides": .ints([1, stride, stride]), "dilations": .ints([1, dilation, dilation]),
+                                                   "pads": .ints([0, pad, pad, 0, pad, pad])], constants: [1, 2])
+                #expect(volume.shape == [planar.shape[0], planar.shape[1], 1] + planar.shape[2...])
+                let comparison = Comparison(actual: try volume.reshaped(planar.shape), expected: planar, atol: 1e-5, rtol: 1e-5)
+                #expect(comparison.passed, "round \(round): \(comparison)")
+            }
+        }
+
         @Test func gatherND() throws {
             // data [[0, 1], [2, 3]]: tuples (0, 0), (1, 1) → (0, 3); tuples (1), (0) → rows 1 and 0
             let data = try f32([2, 2], [0, 1, 2, 3])

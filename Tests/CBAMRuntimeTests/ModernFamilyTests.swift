@@ -159,3 +159,18 @@ struct OnnxRuntimeCaseTests {
         }
     }
 }
+
+@Suite("Gate fusion on token tensors")
+struct TokenGateTests {
+    /// MobileViT multiplies rank-3 token tensors by a sigmoid: the spatial-gate matcher used to
+    /// index axis 3 of them and trap while planning.
+    @Test func sigmoidGateOnARankThreeFeatureRuns() throws {
+        let nodes = [Node(name: "gate", opType: "Sigmoid", inputs: ["g"], outputs: ["s"]),
+                     Node(name: "scale", opType: "Mul", inputs: ["x", "s"], outputs: ["y"])]
+        let graph = Graph(nodes: nodes, inputs: [ValueInfo(name: "x"), ValueInfo(name: "g")], outputs: [ValueInfo(name: "y")])
+        let session = try Session(model: Model(opsetImports: ["": 17], graph: graph))
+        // x [1, 3, 2] = 1…6, g [1, 1, 2] = (0, 0): every value halved.
+        let y = try #require(try session.run(["x": .float([1, 3, 2], [1, 2, 3, 4, 5, 6]), "g": .float([1, 1, 2], [0, 0])])["y"])
+        #expect(y.storage == .float([0.5, 1, 1.5, 2, 2.5, 3]))
+    }
+}
