@@ -101,6 +101,11 @@ struct SelfAttentionDetectionTests {
         let token = Tensor.float([1, 1, 1, 5], [0.2, 0.2, 0.2, 0.2, 0.2])
         #expect(AttentionExport.selfAttentionSummary(token, values: try! token.floats(), batch: 1).side == nil)
         #expect(AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 2).note?.contains("windows") == true)
+        // GCNet's context mask [N, 1, H·W, 1]: the map itself on the grid.
+        let mask = Tensor.float([1, 1, 4, 1], [0.1, 0.2, 0.3, 0.4])
+        let context = AttentionExport.selfAttentionSummary(mask, values: try! mask.floats(), batch: 1)
+        #expect(context.side == 2)
+        #expect(context.values == [0.1, 0.2, 0.3, 0.4])
     }
 
     @Test func queryMapIsOneRowAveragedOverHeads() throws {

@@ -120,10 +120,14 @@ public enum AttentionExport {
     /// over heads and queries, per batch item (`batch` × side² values) when the keys form a
     /// square grid and the tensor's first axis is the run's batch; otherwise only a note
     /// saying why it is not mapped (windows or blocks folded into the first axis, keys that
-    /// are not a square grid, e.g. with a class token).
+    /// are not a square grid, e.g. with a class token). The key axis is the last one of
+    /// extent > 1 (GCNet's softmax over H·W leaves `[N, 1, H·W, 1]`).
     static func selfAttentionSummary(_ tensor: Tensor, values: [Float], batch runBatch: Int?)
         -> (side: Int?, batch: Int, values: [Float], note: String?) {
-        guard tensor.rank >= 2, let keys = tensor.shape.last, keys > 0 else {
+        // Trailing axes of extent 1 are dropped: GCNet's context mask is [N, 1, H·W, 1].
+        var shape = tensor.shape
+        while shape.count > 2, shape.last == 1 { shape.removeLast() }
+        guard shape.count >= 2, let keys = shape.last, keys > 0 else {
             return (nil, 0, [], "raw tensor only: it has no key axis")
         }
         let batch = tensor.shape[0]
@@ -152,7 +156,9 @@ public enum AttentionExport {
     /// `[N, heads…, queries, keys]` with queries ≠ keys). A cell outside the grid is an error.
     static func selfAttentionQuery(_ tensor: Tensor, values: [Float], batch: Int, side: Int, cell: (Int, Int)) throws -> [Float]? {
         let keys = side * side
-        guard tensor.rank >= 3, tensor.shape[tensor.rank - 2] == keys, batch > 0 else { return nil }
+        var shape = tensor.shape
+        while shape.count > 2, shape.last == 1 { shape.removeLast() }
+        guard shape.count >= 3, shape.last == keys, shape[shape.count - 2] == keys, batch > 0 else { return nil }
         guard (0..<side).contains(cell.0), (0..<side).contains(cell.1) else {
             throw CBAMError(.usage, "the query (\(cell.0), \(cell.1)) is outside the \(side)×\(side) grid", field: "--query")
         }
