@@ -158,6 +158,7 @@ public func cbamrun_result_attention(_ result: OpaquePointer?, _ index: Int, _ o
         case .channel: kind = CBAMRUN_ATTENTION_CHANNEL
         case .spatial: kind = CBAMRUN_ATTENTION_SPATIAL
         case .other: kind = CBAMRUN_ATTENTION_OTHER
+        case .selfAttention: kind = CBAMRUN_ATTENTION_SELF
         }
         out.pointee = cbamrun_attention_map(index: Int32(map.index), block: Int32(map.block), kind: Int32(bitPattern: kind.rawValue),
                                             node: UnsafePointer(node.pointer), tensor: tensor.c)

@@ -48,6 +48,11 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("labels"), help: ArgumentHelp("Class names, one a line (line k names class k), for the top-5 lines.", valueName: "FILE"))
     var labelsFile: String?
 
+    @Option(name: .customLong("query"), help: ArgumentHelp(
+        "With --attention: also write, for each self-attention map on a grid, the attention of the query at pixel Y,X of the input (grid cell Y,X when the input is not an image).",
+        valueName: "Y,X"))
+    var query: String?
+
     @Option(name: .customLong("dump"), help: ArgumentHelp("Write this intermediate tensor (repeatable; * and ? wildcards).", valueName: "NAME"))
     var dumpPatterns: [String] = []
 
@@ -80,9 +85,21 @@ struct Run: ParsableCommand {
         if AttentionExport.MapScale(rawValue: mapScale) == nil {
             throw ValidationError("--map-scale takes fixed or per-map (got '\(mapScale)')")
         }
+        if query != nil {
+            if attentionDir == nil { throw ValidationError("--query needs --attention DIR") }
+            if queryPosition == nil { throw ValidationError("--query takes Y,X (two non-negative integers), got '\(query!)'") }
+        }
         for item in namedInputs where !item.contains("=") {
             throw ValidationError("--input takes NAME=PATH, got '\(item)'")
         }
+    }
+
+    /// `--query Y,X` as two non-negative integers.
+    var queryPosition: (y: Int, x: Int)? {
+        guard let parts = query?.split(separator: ",", omittingEmptySubsequences: false), parts.count == 2,
+              let y = Int(parts[0].trimmingCharacters(in: .whitespaces)), let x = Int(parts[1].trimmingCharacters(in: .whitespaces)),
+              y >= 0, x >= 0 else { return nil }
+        return (y, x)
     }
 
     func run() throws {
@@ -110,11 +127,12 @@ struct Run: ParsableCommand {
                 // Heat maps go over the photo as the network saw it (after the same resize and crop).
                 let photo = session.requiredInputs.first.flatMap { images[$0.name] }?.pixels.rgb
                 let report = try AttentionExport.write(maps, input: firstInput, modelName: model, inputName: inputs.first, to: attentionDir,
-                                                       photo: photo, scale: AttentionExport.MapScale(rawValue: mapScale) ?? .fixed)
+                                                       photo: photo, scale: AttentionExport.MapScale(rawValue: mapScale) ?? .fixed,
+                                                       query: queryPosition)
                 let blocks = Set(report.maps.map(\.block)).count
                 print("attention: \(report.maps.count) map(s) in \(blocks) block(s) → \(attentionDir)/index.html")
                 for map in report.maps {
-                    print("  block \(map.block)  \(map.kind.padding(toLength: 7, withPad: " ", startingAt: 0))  \(Shape.describe(map.shape))  \(map.tensor)  min \(Summary.format(map.min))  max \(Summary.format(map.max))  mean \(Summary.format(map.mean))")
+                    print("  block \(map.block)  \(map.kind.padding(toLength: max(7, map.kind.count), withPad: " ", startingAt: 0))  \(Shape.describe(map.shape))  \(map.tensor)  min \(Summary.format(map.min))  max \(Summary.format(map.max))  mean \(Summary.format(map.mean))")
                 }
             } else {
                 results = try session.run(feeds, observer: observer)

@@ -830,3 +830,167 @@ extension KernelTests {
         }
     }
 }
+
+// MARK: - Modern ops (issue 15)
+
+extension KernelTests {
+    @Suite struct ModernOps {
+        @Test func layerNormalizationLastAxis() throws {
+            // rows (1,3): mean 2, var 1; (2,6): mean 4, var 4 → both normalise to (−1, 1);
+            // scale (1, 2), B (0, 1) → (−1, 3). Mean (2, 4), InvStdDev (1, ½), shaped [2, 1].
+            let x = try f32([2, 2], [1, 3, 2, 6])
+            for constants: Set<Int> in [[], [1, 2]] {
+                let outputs = try runOp("LayerNormalization", [x, f32([2], [1, 2]), f32([2], [0, 1])],
+                                        attributes: ["epsilon": .float(0)], outputs: 3, constants: constants)
+                expectFloats(outputs[0], [2, 2], [-1, 3, -1, 3])
+                expectFloats(outputs[1], [2, 1], [2, 4])
+                expectFloats(outputs[2], [2, 1], [1, 0.5])
+            }
+        }
+
+        @Test func layerNormalizationAxisZeroWithoutBiasAndABroadcastScale() throws {
+            // One row (1, 3, 5, 7): mean 4, var (9+1+1+9)/4 = 5 → (−3, −1, 1, 3)/√5;
+            // scale [2, 1] = (1, 2) per row of the [2, 2] block → (−3, −1, 2, 6)/√5.
+            let r = 1 / Float(5).squareRoot()
+            for constants: Set<Int> in [[], [1]] {
+                let y = try run1("LayerNormalization", [f32([2, 2], [1, 3, 5, 7]), f32([2, 1], [1, 2])],
+                                 attributes: ["axis": .int(0), "epsilon": .float(0)], constants: constants)
+                expectFloats(y, [2, 2], [-3 * r, -r, 2 * r, 6 * r])
+            }
+        }
+
+        @Test func layerNormalizationScaleThatDoesNotBroadcastIsAnError() throws {
+            let error = thrownCBAMError { _ = try run1("LayerNormalization", [f32([2, 3], [1, 2, 3, 4, 5, 6]), f32([2], [1, 1])]) }
+            #expect(error?.kind == .shapeMismatch)
+            #expect(error?.field == "Scale")
+            #expect(error?.node?.opType == "LayerNormalization")
+        }
+
+        @Test func instanceNormalization() throws {
+            // channel 0 (1, 3): mean 2, var 1 → (−1, 1) · 2 + 1 = (−1, 3)
+            // channel 1 (0, 4): mean 2, var 4 → (−1, 1) · 1 + 0 = (−1, 1)
+            for constants: Set<Int> in [[], [1, 2]] {
+                let y = try run1("InstanceNormalization", [f32([1, 2, 2], [1, 3, 0, 4]), f32([2], [2, 1]), f32([2], [1, 0])],
+                                 attributes: ["epsilon": .float(0)], constants: constants)
+                expectFloats(y, [1, 2, 2], [-1, 3, -1, 1])
+            }
+        }
+
+        @Test func groupNormalizationBothOpsets() throws {
+            // groups (1, 3) and (0, 4) of channels (0, 1) and (2, 3) both normalise to (−1, 1, −1, 1).
+            let x = try f32([1, 4, 1], [1, 3, 0, 4])
+            for constants: Set<Int> in [[], [1, 2]] {
+                // opset 21: per channel, scale (1, 2, 3, 4), bias (0, 0, 0, 1) → (−1, 2, −3, 5)
+                let y21 = try run1("GroupNormalization", [x, f32([4], [1, 2, 3, 4]), f32([4], [0, 0, 0, 1])],
+                                   attributes: ["num_groups": .int(2), "epsilon": .float(0)], opset: 21, constants: constants)
+                expectFloats(y21, [1, 4, 1], [-1, 2, -3, 5])
+                // opset 18: per group, scale (1, 2), bias (0, 1) → (−1, 1, −2 + 1, 2 + 1)
+                let y18 = try run1("GroupNormalization", [x, f32([2], [1, 2]), f32([2], [0, 1])],
+                                   attributes: ["num_groups": .int(2), "epsilon": .float(0)], opset: 18, constants: constants)
+                expectFloats(y18, [1, 4, 1], [-1, 1, -1, 3])
+            }
+        }
+
+        @Test func groupNormalizationRefusals() throws {
+            // 3 channels do not split into 2 groups; num_groups is required.
+            let x = try f32([1, 3, 1], [1, 2, 3])
+            let uneven = thrownCBAMError {
+                _ = try run1("GroupNormalization", [x, f32([3], [1, 1, 1]), f32([3], [0, 0, 0])], attributes: ["num_groups": .int(2)], opset: 21)
+            }
+            #expect(uneven?.kind == .invalidAttribute)
+            #expect(uneven?.field == "attribute \"num_groups\"")
+            let missing = thrownCBAMError { _ = try run1("GroupNormalization", [x, f32([3], [1, 1, 1]), f32([3], [0, 0, 0])], opset: 21) }
+            #expect(missing?.kind == .invalidAttribute)
+        }
+
+        @Test func geluBothForms() throws {
+            // PyTorch: F.gelu((−1, 0, 1, 2)) and F.gelu(…, approximate="tanh")
+            let x = try f32([4], [-1, 0, 1, 2])
+            expectFloats(try run1("Gelu", [x], opset: 20), [4], [-0.15865525603294373, 0, 0.8413447141647339, 1.9544997215270996])
+            expectFloats(try run1("Gelu", [x], attributes: ["approximate": .string("tanh")], opset: 20), [4],
+                         [-0.15880799293518066, 0, 0.8411920070648193, 1.9545977115631104])
+            let error = thrownCBAMError { _ = try run1("Gelu", [x], attributes: ["approximate": .string("sigmoid")], opset: 20) }
+            #expect(error?.kind == .invalidAttribute)
+        }
+
+        @Test func sinAndCos() throws {
+            let x = try f32([3], [0, Float.pi / 2, Float.pi])
+            expectFloats(try run1("Sin", [x]), [3], [0, 1, 0])
+            expectFloats(try run1("Cos", [x]), [3], [1, 0, -1])
+        }
+
+        @Test func cumSumModes() throws {
+            // (1, 2, 3): inclusive (1, 3, 6); exclusive (0, 1, 3); reverse (6, 5, 3); both (5, 3, 0)
+            let x = try f32([3], [1, 2, 3]), axis = try i64([], [0])
+            expectFloats(try run1("CumSum", [x, axis], opset: 14), [3], [1, 3, 6])
+            expectFloats(try run1("CumSum", [x, axis], attributes: ["exclusive": .int(1)], opset: 14), [3], [0, 1, 3])
+            expectFloats(try run1("CumSum", [x, axis], attributes: ["reverse": .int(1)], opset: 14), [3], [6, 5, 3])
+            expectFloats(try run1("CumSum", [x, axis], attributes: ["exclusive": .int(1), "reverse": .int(1)], opset: 14), [3], [5, 3, 0])
+            // [[1, 2], [3, 4]] along axis −2 → [[1, 2], [4, 6]]; int64 too.
+            expectInt64s(try run1("CumSum", [i64([2, 2], [1, 2, 3, 4]), i64([1], [-2])], opset: 14), [2, 2], [1, 2, 4, 6])
+            let error = thrownCBAMError { _ = try run1("CumSum", [x, i64([], [1])], opset: 14) }
+            #expect(error?.kind == .shapeMismatch)
+            #expect(error?.field == "axis")
+        }
+
+        @Test func modSignFollowsTheDivisorOrTheDividend() throws {
+            // Python: −7 % 3 = 2, 7 % −3 = −2, −7 % −3 = −1, 7 % 3 = 1; C: −1, 1, −1, 1
+            let a = try i64([4], [-7, 7, -7, 7]), b = try i64([4], [3, -3, -3, 3])
+            expectInt64s(try run1("Mod", [a, b], opset: 13), [4], [2, -2, -1, 1])
+            expectInt64s(try run1("Mod", [a, b], attributes: ["fmod": .int(1)], opset: 13), [4], [-1, 1, -1, 1])
+            // fmod(−7.5, 2) = −1.5, fmod(7.5, −2) = 1.5
+            expectFloats(try run1("Mod", [f32([2], [-7.5, 7.5]), f32([1], [2])], attributes: ["fmod": .int(1)], opset: 13), [2], [-1.5, 1.5])
+            let error = thrownCBAMError { _ = try run1("Mod", [a, i64([1], [0])], opset: 13) }
+            #expect(error?.description.contains("modulo by zero") == true)
+            // Int64.min % −1 overflows in C; here it is 0, not a trap.
+            expectInt64s(try run1("Mod", [i64([1], [int64Min]), i64([1], [-1])], opset: 13), [1], [0])
+        }
+
+        @Test func conv3D() throws {
+            // X [1, 1, 2, 2, 2] = 1…8, W [1, 1, 2, 1, 1] = (1, 10), B 0.5: each output (h, w) is
+            // x[0][h][w] + 10·x[1][h][w] + ½ → (1 + 50, 2 + 60, 3 + 70, 4 + 80) + ½.
+            let y = try run1("Conv", [f32([1, 1, 2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8]), f32([1, 1, 2, 1, 1], [1, 10]), f32([1], [0.5])],
+                             constants: [1, 2])
+            expectFloats(y, [1, 1, 1, 2, 2], [51.5, 62.5, 73.5, 84.5])
+        }
+
+        /// A 3-D Conv whose first spatial axis has extent 1 (input and kernel) is the 2-D Conv of
+        /// the rest: the direct N-D loop against im2col + sgemm, with strides, pads, dilations, groups.
+        @Test func conv3DAgreesWithConv2D() throws {
+            var random = SplitMix(state: 3)
+            func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
+            for round in 0..<12 {
+                let group = [1, 2][round % 2], c = 2 * Int.random(in: 1...2, using: &random), m = group * Int.random(in: 1...3, using: &random)
+                let (h, w) = (Int.random(in: 3...7, using: &random), Int.random(in: 3...7, using: &random))
+                let (kh, kw) = (Int.random(in: 1...3, using: &random), Int.random(in: 1...3, using: &random))
+                let stride = Int.random(in: 1...2, using: &random), dilation = Int.random(in: 1...2, using: &random), pad = Int.random(in: 0...1, using: &random)
+                guard (kh - 1) * dilation + 1 <= h + 2 * pad, (kw - 1) * dilation + 1 <= w + 2 * pad else { continue }
+                let x = values(2 * c * h * w), weights = values(m * (c / group) * kh * kw), bias = values(m)
+                let planar = try run1("Conv", [f32([2, c, h, w], x), f32([m, c / group, kh, kw], weights), f32([m], bias)],
+                                      attributes: ["group": .int(group), "strides": .ints([stride, stride]), "dilations": .ints([dilation, dilation]),
+                                                   "pads": .ints([pad, pad, pad, pad])], constants: [1, 2])
+                let volume = try run1("Conv", [f32([2, c, 1, h, w], x), f32([m, c / group, 1, kh, kw], weights), f32([m], bias)],
+                                      attributes: ["group": .int(group), "strides": .ints([1, stride, stride]), "dilations": .ints([1, dilation, dilation]),
+                                                   "pads": .ints([0, pad, pad, 0, pad, pad])], constants: [1, 2])
+                #expect(volume.shape == [planar.shape[0], planar.shape[1], 1] + planar.shape[2...])
+                let comparison = Comparison(actual: try volume.reshaped(planar.shape), expected: planar, atol: 1e-5, rtol: 1e-5)
+                #expect(comparison.passed, "round \(round): \(comparison)")
+            }
+        }
+
+        @Test func gatherND() throws {
+            // data [[0, 1], [2, 3]]: tuples (0, 0), (1, 1) → (0, 3); tuples (1), (0) → rows 1 and 0
+            let data = try f32([2, 2], [0, 1, 2, 3])
+            expectFloats(try run1("GatherND", [data, i64([2, 2], [0, 0, 1, 1])], opset: 13), [2], [0, 3])
+            expectFloats(try run1("GatherND", [data, i64([2, 1], [1, -2])], opset: 13), [2, 2], [2, 3, 0, 1])
+            // batch_dims 1, data [2, 2, 2] = 0…7: batch 0 takes its row 1 (2, 3), batch 1 its row 0 (4, 5)
+            let cube = try f32([2, 2, 2], [0, 1, 2, 3, 4, 5, 6, 7])
+            expectFloats(try run1("GatherND", [cube, i64([2, 1], [1, 0])], attributes: ["batch_dims": .int(1)], opset: 13), [2, 2], [2, 3, 4, 5])
+            let error = thrownCBAMError { _ = try run1("GatherND", [data, i64([1, 2], [0, 2])], opset: 13) }
+            #expect(error?.kind == .shapeMismatch)
+            #expect(error?.field == "indices")
+            let depth = thrownCBAMError { _ = try run1("GatherND", [data, i64([1, 3], [0, 0, 0])], opset: 13) }
+            #expect(depth?.kind == .shapeMismatch)
+        }
+    }
+}

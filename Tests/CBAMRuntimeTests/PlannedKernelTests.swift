@@ -351,7 +351,7 @@ struct PlannedKernelTests {
     // MARK: Elementwise math
 
     static let unaryOps = ["Exp", "Log", "Tanh", "Erf", "Softplus", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Round",
-                           "Sign", "Softsign", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu"]
+                           "Sign", "Softsign", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Sin", "Cos", "Gelu"]
 
     @Test(arguments: unaryOps)
     func unaryFunctions(_ op: String) throws {
@@ -361,8 +361,45 @@ struct PlannedKernelTests {
             var attributes: [String: Attribute] = [:]
             if ["HardSigmoid", "LeakyRelu", "Elu"].contains(op), bool(&random) { attributes["alpha"] = .float(Float.random(in: 0...1, using: &random)) }
             if op == "HardSigmoid", bool(&random) { attributes["beta"] = .float(Float.random(in: 0...1, using: &random)) }
+            if op == "Gelu", bool(&random) { attributes["approximate"] = .string("tanh") }
             let node = Node(opType: op, inputs: ["x"], outputs: ["y"], attributes: attributes)
-            try check(node, feeds: ["x": floats(x, &random, special: true)], threads: round == 19 ? 2 : 1)
+            try check(node, feeds: ["x": floats(x, &random, special: true)], opset: op == "Gelu" ? 20 : 17, threads: round == 19 ? 2 : 1)
+        }
+    }
+
+    // MARK: Normalisation
+
+    /// LayerNormalization over random axes, with and without B and the statistics outputs;
+    /// Instance and GroupNormalization (both opsets) with constant parameters.
+    @Test func featureNormalizations() throws {
+        var random = Random(state: 97)
+        for round in 0..<40 {
+            let big = round % 10 == 9
+            let op = ["LayerNormalization", "InstanceNormalization", "GroupNormalization"][round % 3]
+            var x = big ? [2, 32, 24, 24] : [int(1...3, &random), int(1...8, &random)] + shape(rank: 0...2, extent: 1...7, &random)
+            var attributes: [String: Attribute] = ["epsilon": .float(Float.random(in: 1e-6...1e-2, using: &random))]
+            var constants: [String: Tensor] = [:], inputs = ["x", "scale", "bias"], outputs = ["y"], opset = 17
+            switch op {
+            case "LayerNormalization":
+                let axis = int(0...(x.count - 1), &random)
+                attributes["axis"] = .int(bool(&random) ? axis : axis - x.count)
+                constants["scale"] = floats(Array(x[axis...]), &random)
+                if bool(&random) { constants["bias"] = floats(Array(x[axis...]), &random) } else { inputs.removeLast() }
+                if bool(&random) { outputs += ["mean", "inv"] }
+            case "InstanceNormalization":
+                constants["scale"] = floats([x[1]], &random)
+                constants["bias"] = floats([x[1]], &random)
+            default:
+                let groups = [1, 2, 4][int(0...2, &random)]
+                x[1] = groups * int(1...3, &random)
+                attributes["num_groups"] = .int(groups)
+                opset = bool(&random) ? 18 : 21
+                let count = opset == 18 ? groups : x[1]
+                constants["scale"] = floats([count], &random)
+                constants["bias"] = floats([count], &random)
+            }
+            let node = Node(opType: op, inputs: inputs, outputs: outputs, attributes: attributes)
+            try check(node, feeds: ["x": floats(x, &random)], constants: constants, opset: opset, threads: big ? 2 : 1)
         }
     }
 

@@ -19,13 +19,16 @@ struct ZooEntry: Decodable, Sendable, CustomTestStringConvertible {
 
     var testDescription: String { name }
 
-    static let all: [ZooEntry] = {
+    static let all: [ZooEntry] = entries(inManifest: "Models/manifest.json")
+
+    /// The runnable entries of a manifest in Models/ (file paths relative to Models/).
+    static func entries(inManifest path: String) -> [ZooEntry] {
         struct Manifest: Decodable { let entries: [ZooEntry] }
-        guard let data = FileManager.default.contents(atPath: Repo.path("Models/manifest.json")),
+        guard let data = FileManager.default.contents(atPath: Repo.path(path)),
               let manifest = try? JSONDecoder().decode(Manifest.self, from: data) else { return [] }
         // Exports that failed in PyTorch have no file to run.
         return manifest.entries.filter { FileManager.default.fileExists(atPath: Repo.path("Models/" + $0.file)) }
-    }()
+    }
 }
 
 @Suite("Model zoo: every stored export matches PyTorch")

@@ -24,7 +24,7 @@ _TYPES = {
     11: (np.dtype(np.float64), "tensor(double)"),
 }
 _CODES = {dtype: code for code, (dtype, _) in _TYPES.items()}
-_KINDS = {0: "channel", 1: "spatial", 2: "other"}
+_KINDS = {0: "channel", 1: "spatial", 2: "other", 3: "self-attention"}
 
 # cbamrun_code values
 _CODE_NAMES = {1: "not_onnx", 2: "malformed_model", 3: "unsupported_op", 4: "unsupported_type",
@@ -87,7 +87,7 @@ class NodeArg:
 @dataclass(frozen=True)
 class AttentionMap:
     """One attention map of a run: ``name`` is the gate's output value, ``node`` the
-    Sigmoid/Softmax node, ``kind`` "channel", "spatial" or "other", ``index`` the position
+    Sigmoid/Softmax node, ``kind`` "channel", "spatial", "other" or "self-attention", ``index`` the position
     in execution order (the CLI's ``NN_<kind>.npy``), ``block`` the CBAM block it belongs to."""
     name: str
     node: str

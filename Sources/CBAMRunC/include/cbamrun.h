@@ -84,7 +84,8 @@ typedef enum cbamrun_element_type {
 typedef enum cbamrun_attention_kind {
     CBAMRUN_ATTENTION_CHANNEL = 0,   /* one weight per (item, channel) */
     CBAMRUN_ATTENTION_SPATIAL = 1,   /* one weight per (item, pixel) */
-    CBAMRUN_ATTENTION_OTHER = 2      /* branch selection (SK, split attention) and anything else */
+    CBAMRUN_ATTENTION_OTHER = 2,     /* branch selection (SK, split attention) and anything else */
+    CBAMRUN_ATTENTION_SELF = 3       /* a Softmax over key positions weighting values (ViT, BoTNet, …), as computed */
 } cbamrun_attention_kind;
 
 /* Flags for cbamrun_session_run. */

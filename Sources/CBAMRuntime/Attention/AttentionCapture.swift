@@ -1,6 +1,10 @@
 /// One attention map captured during a run.
 public struct AttentionMap: Sendable {
-    public enum Kind: String, Sendable, Codable { case channel, spatial, other }
+    public enum Kind: String, Sendable, Codable {
+        case channel, spatial, other
+        /// A Softmax over key positions weighting values through a MatMul (`[N, heads, queries, keys]`).
+        case selfAttention = "self-attention"
+    }
 
     /// Position in execution order, from 0.
     public let index: Int
@@ -56,6 +60,7 @@ public final class AttentionCapture: RunObserver {
         let names = order.filter { !notFeatureLike.contains($0) && gatesByNode[$0] != nil && tensors[$0] != nil }
         let kinds = names.map { name -> AttentionMap.Kind in
             let gate = gatesByNode[name]!, tensor = tensors[name]!
+            if gate.selfAttention { return .selfAttention }
             return gate.mul == nil ? Self.classifyReturned(tensor.shape) : Self.classify(tensor.shape, feature: featureShapes[name] ?? [])
         }
         return zip(names, zip(kinds, Self.blocks(kinds))).enumerated().map { index, item in
@@ -81,7 +86,7 @@ public final class AttentionCapture: RunObserver {
             case .spatial:
                 if !(blockHasChannel && !blockHasSpatial) { block += 1; blockHasChannel = false }
                 blockHasSpatial = true
-            case .other:
+            case .other, .selfAttention:
                 block += 1
                 blockHasChannel = false
                 blockHasSpatial = true

@@ -11,14 +11,22 @@
 /// ChannelAttention returns `sigmoid(…)`): a gate op whose output reaches a graph
 /// output is kept as a map too, when its input is a feature-like tensor (rank ≥ 3,
 /// checked at run time) so that a classifier's final Softmax is not taken for one.
+///
+/// Self-attention: a Softmax whose output (through the same pass-through ops) is an
+/// operand of a MatMul weights the other operand, the values (`softmax(q·kᵀ) · v` in
+/// ViT, BoTNet, HaloNet, CoAtNet, MaxViT; `x · softmax(mask)` in GCNet's context block).
+/// It is recorded with `selfAttention` set, the MatMul as its `mul` and the values as
+/// the feature input.
 public struct AttentionGate: Sendable {
     /// The Sigmoid / Softmax node and its output tensor (the map as computed).
     public let node: Node
     public var tensor: String { node.outputs[0] }
-    /// The Mul that applies the gate, and which of its inputs carries the feature map;
-    /// nil when the model returns the map itself.
+    /// The Mul (MatMul for self-attention) that applies the gate, and which of its inputs
+    /// carries the feature map (the values); nil when the model returns the map itself.
     public let mul: Node?
     public let featureInputIndex: Int
+    /// A Softmax that weights values through a MatMul.
+    public var selfAttention: Bool = false
 }
 
 public enum AttentionDetector {
@@ -55,6 +63,11 @@ public enum AttentionDetector {
                             // SiLU: the "feature" is the gate's own input.
                             if feature == node.inputs.first && tensor == output { continue }
                             found = AttentionGate(node: node, mul: consumer, featureInputIndex: 1 - gateSide)
+                            break
+                        }
+                        if node.opType == "Softmax", consumer.opType == "MatMul", consumer.inputs.count == 2 {
+                            let weightSide = consumer.inputs[0] == tensor ? 0 : 1
+                            found = AttentionGate(node: node, mul: consumer, featureInputIndex: 1 - weightSide, selfAttention: true)
                             break
                         }
                         if passThrough.contains(consumer.opType) {

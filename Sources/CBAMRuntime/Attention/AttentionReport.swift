@@ -41,9 +41,15 @@ public struct AttentionMapRecord: Codable, Sendable {
     /// The values shown as the color map's ends in the heat maps ([0, 1], or the map's own
     /// min and max with `--map-scale per-map`); nil for channel bars.
     public var displayRange: [Double]?
+    /// Self-attention: the grid `[H, W]` its summary map lies on, when it could be mapped.
+    public var grid: [Int]?
+    /// Self-attention: what was stored (the summary on a grid, or why only the raw tensor).
+    public var note: String?
 
     public init(index: Int, block: Int, kind: String, tensor: String, node: String, opType: String, shape: [Int],
-                min: Double, max: Double, mean: Double, files: [String]) {
+                min: Double, max: Double, mean: Double, files: [String], grid: [Int]? = nil, note: String? = nil) {
+        self.grid = grid
+        self.note = note
         self.index = index
         self.block = block
         self.kind = kind

@@ -64,6 +64,7 @@ public enum HTMLReport {
             html += "<tr><th>colors</th><td>stretched: \(number(range[0])) → \(number(range[1]))</td></tr>\n"
         }
         html += "</table>\n"
+        if let note = map.note { html += "<p class=\"note\">\(escape(note))</p>\n" }
         let pngs = map.files.filter { $0.lowercased().hasSuffix(".png") }
         for name in pngs {
             if let bytes = images[name] {
@@ -83,9 +84,9 @@ public enum HTMLReport {
         return html
     }
 
-    /// `kind` as a CSS class: only the three known kinds, so a model cannot inject class names.
+    /// `kind` as a CSS class: only the known kinds, so a model cannot inject class names.
     static func cssKind(_ kind: String) -> String {
-        ["channel", "spatial"].contains(kind) ? kind : "other"
+        ["channel", "spatial"].contains(kind) ? kind : kind == "self-attention" ? "self-attention" : "other"
     }
 
     /// A statistic with 4 decimals ("nan"/"inf" spelled out).
@@ -163,6 +164,7 @@ public enum HTMLReport {
     .channel .kind { color: #2a6f97; }
     .spatial .kind { color: #2b8a3e; }
     .other .kind { color: #7a5c00; }
+    .self-attention .kind { color: #862e9c; }
     table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 6px; }
     th { text-align: left; color: #666; font-weight: normal; padding: 1px 10px 1px 0; vertical-align: top; white-space: nowrap; }
     td { padding: 1px 0; max-width: 520px; }

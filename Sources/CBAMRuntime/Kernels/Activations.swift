@@ -13,6 +13,8 @@ extension OpRegistry {
         register("Log") { _ in unary({ Foundation.log($0) }, { Foundation.log($0) }) }
         register("Sqrt") { _ in unary({ $0.squareRoot() }, { $0.squareRoot() }) }
         register("Erf") { _ in unary({ Foundation.erf($0) }, { Foundation.erf($0) }) }
+        register("Sin") { _ in unary({ Foundation.sin($0) }, { Foundation.sin($0) }) }
+        register("Cos") { _ in unary({ Foundation.cos($0) }, { Foundation.cos($0) }) }
         register("Reciprocal") { _ in unary({ 1 / $0 }, { 1 / $0 }) }
         register("Floor") { _ in unary({ $0.rounded(.down) }, { $0.rounded(.down) }) }
         register("Ceil") { _ in unary({ $0.rounded(.up) }, { $0.rounded(.up) }) }
@@ -24,6 +26,10 @@ extension OpRegistry {
         register("Sign") { _ in unary({ $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }, { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }, integer: { $0.signum() }) }
         register("HardSwish") { _ in unary({ $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }) }
 
+        register("Gelu") { context in
+            let tanh = try geluApproximation(context)
+            return unary({ gelu($0, tanh: tanh) }, { gelu($0, tanh: tanh) })
+        }
         register("LeakyRelu") { context in
             let alpha = try context.float("alpha", default: 0.01)
             return unary({ $0 >= 0 ? $0 : alpha * $0 }, { $0 >= 0 ? $0 : Double(alpha) * $0 })
@@ -72,6 +78,25 @@ extension OpRegistry {
             }
         }
     }
+}
+
+/// Gelu's `approximate` attribute (opset 20): "none" (the erf form) or "tanh"; true for "tanh".
+func geluApproximation(_ context: NodeContext) throws -> Bool {
+    let approximate = try context.string("approximate", default: "none")
+    guard approximate == "none" || approximate == "tanh" else {
+        throw context.invalid("approximate", "must be \"none\" or \"tanh\", got \"\(approximate)\"")
+    }
+    return approximate == "tanh"
+}
+
+/// Gelu: `x/2 · (1 + erf(x/√2))`, or with `tanh` `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
+@inline(__always)
+func gelu<T: BinaryFloatingPoint>(_ x: T, tanh: Bool) -> T {
+    if tanh {
+        let inner = Double(x) * (1 + 0.044715 * Double(x) * Double(x)) * 0.7978845608028654
+        return T(0.5 * Double(x) * (1 + Foundation.tanh(inner)))
+    }
+    return T(0.5 * Double(x) * (1 + Foundation.erf(Double(x) * 0.7071067811865476)))
 }
 
 /// A float32 elementwise kernel computed with SIMD8 lanes (`double` serves float64).

@@ -1,6 +1,7 @@
-// Conv (1-D and 2-D) and ConvTranspose (any number of spatial axes), NC…, float32:
-// im2col / col2im around one sgemm (oneDNN's, see BLAS.swift) per (batch item, group). A 1-D
-// convolution is run as 2-D with H = 1.
+// Conv and ConvTranspose (any number of spatial axes), NC…, float32: im2col / col2im
+// around one sgemm (oneDNN's, see BLAS.swift) per (batch item, group). A 1-D convolution
+// is run as 2-D with H = 1; a 3-D or higher Conv (LambdaResNet's positional lambdas)
+// directly, each output summing its window.
 
 extension OpRegistry {
     mutating func registerConvolution() {
@@ -38,8 +39,8 @@ struct ConvWindow {
     }
 
     private static func checkRank(_ geometry: SpatialGeometry, _ context: NodeContext) throws {
-        guard (1...2).contains(geometry.rank) || (context.node.opType == "ConvTranspose" && geometry.rank >= 1) else {
-            throw context.invalid("kernel_shape", "\(geometry.rank)-D \(context.node.opType) is not supported (1-D and 2-D are)")
+        guard geometry.rank >= 1 else {
+            throw context.invalid("kernel_shape", "a \(context.node.opType) needs at least one spatial axis")
         }
     }
 }
@@ -92,6 +93,12 @@ struct ConvKernel {
             throw CBAMError(.shapeMismatch, "B has \(bias.count) values but W has \(m) output channels", field: "B")
         }
         let (outSpatial, padBegin, _) = try geometry.resolve(input: Array(x.shape.dropFirst(2)))
+        if geometry.rank > 2 {
+            let outShape = [n, m] + outSpatial
+            _ = try Shape.elementCount(outShape)
+            return .float(outShape, directConvolution(x: try x.floats("X"), xShape: x.shape, w: try w.floats("W"), wShape: w.shape,
+                                                      bias: bias, group: group, geometry: geometry, outSpatial: outSpatial, padBegin: padBegin))
+        }
         let (h, wIn) = as2D(Array(x.shape.dropFirst(2)))
         let (oh, ow) = as2D(outSpatial)
         let (kh, kw) = as2D(geometry.kernel)
@@ -160,6 +167,59 @@ struct ConvKernel {
         }
         return .float(outShape, output)
     }
+}
+
+/// Conv over any number of spatial axes, directly: X `[N, C, d…]`, W `[M, C/group, k…]` →
+/// `[N, M, out…]` with `y[n][m][o…] = B[m] + Σ_c Σ_k… W[m][c][k…] · x[n][g·C/group + c][o·s − p + k·d…]`
+/// (zero outside X). The path for 3-D and higher windows, which im2col's 2-D view does not cover.
+func directConvolution(x: [Float], xShape: [Int], w: [Float], wShape: [Int], bias: [Float]?, group: Int,
+                       geometry: SpatialGeometry, outSpatial: [Int], padBegin: [Int]) -> [Float] {
+    let rank = geometry.rank
+    let (n, c, m) = (xShape[0], xShape[1], wShape[0])
+    let (cg, mg) = (c / group, m / group)
+    let inSpatial = Array(xShape.dropFirst(2)), kernel = geometry.kernel
+    let inStrides = Shape.strides(inSpatial)
+    let inPlane = inSpatial.reduce(1, *), outPlane = outSpatial.reduce(1, *), taps = kernel.reduce(1, *)
+    // Each kernel tap's offset per axis (k·dilation), and each output position's window start (o·stride − pad).
+    let tapOffsets = (0..<taps).map { tap -> [Int] in
+        var rest = tap
+        return (0..<rank).reversed().map { axis -> Int in
+            let k = rest % kernel[axis]
+            rest /= kernel[axis]
+            return k * geometry.dilations[axis]
+        }.reversed()
+    }
+    var output = [Float](repeating: 0, count: n * m * outPlane)
+    var position = [Int](repeating: 0, count: rank)
+    for o in 0..<outPlane {
+        var rest = o
+        for axis in (0..<rank).reversed() {
+            position[axis] = (rest % outSpatial[axis]) * geometry.strides[axis] - padBegin[axis]
+            rest /= outSpatial[axis]
+        }
+        // The input offsets this output's window reads (−1: outside X, zero padding).
+        let reads = tapOffsets.map { offsets -> Int in
+            var index = 0
+            for axis in 0..<rank {
+                let i = position[axis] + offsets[axis]
+                guard i >= 0, i < inSpatial[axis] else { return -1 }
+                index += i * inStrides[axis]
+            }
+            return index
+        }
+        for batch in 0..<n {
+            for channel in 0..<m {
+                let g = channel / mg
+                var sum = bias?[channel] ?? 0
+                for cc in 0..<cg {
+                    let image = (batch * c + g * cg + cc) * inPlane, weights = (channel * cg + cc) * taps
+                    for tap in 0..<taps where reads[tap] >= 0 { sum += w[weights + tap] * x[image + reads[tap]] }
+                }
+                output[(batch * m + channel) * outPlane + o] = sum
+            }
+        }
+    }
+    return output
 }
 
 /// The indices k in 0..<count with `offset + k·stride` in 0..<limit, as (first, last):

@@ -10,6 +10,18 @@ extension OpRegistry {
         register("Mul") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, floatOperator: .multiply, float: *, double: *, int64: { $0 &* $1 }, int32: { $0 &* $1 }) } }
         register("Div") { context in binary { a, b in try arithmetic(a, b, threads: context.threads, floatOperator: .divide, float: /, double: /, int64: integerDivide, int32: integerDivide) } }
         register("Pow") { _ in binary(power) }
+        register("Mod") { context in
+            // fmod = 1: the remainder takes the dividend's sign (C's fmod and %); fmod = 0: the
+            // divisor's (Python's %). ONNX asks fmod = 1 for floats; onnx's reference computes
+            // numpy.mod for fmod = 0 whatever the type, and so does this kernel.
+            let truncated = try context.int("fmod", default: 0) != 0
+            return binary { a, b in
+                try arithmetic(a, b, float: { truncated ? Foundation.fmod($0, $1) : floatModulo($0, $1) },
+                               double: { truncated ? Foundation.fmod($0, $1) : floatModulo($0, $1) },
+                               int64: { try integerModulo($0, $1, truncated: truncated) },
+                               int32: { try integerModulo($0, $1, truncated: truncated) })
+            }
+        }
         register("Max") { _ in variadic { a, b in try arithmetic(a, b, float: { Swift.max($0, $1) }, double: { Swift.max($0, $1) }, int64: { Swift.max($0, $1) }, int32: { Swift.max($0, $1) }) } }
         register("Min") { _ in variadic { a, b in try arithmetic(a, b, float: { Swift.min($0, $1) }, double: { Swift.min($0, $1) }, int64: { Swift.min($0, $1) }, int32: { Swift.min($0, $1) }) } }
         register("Sum") { _ in variadic { a, b in try arithmetic(a, b, float: +, double: +, int64: { $0 &+ $1 }, int32: { $0 &+ $1 }) } }
@@ -189,6 +201,24 @@ func integerDivide<T: FixedWidthInteger>(_ a: T, _ b: T) throws -> T {
     guard b != 0 else { throw CBAMError(.invalidShape, "integer division by zero") }
     let (quotient, overflow) = a.dividedReportingOverflow(by: b)
     return overflow ? T.min : quotient
+}
+
+/// The remainder of a / b with the sign of b (numpy.mod); a zero remainder is +0 or −0 like b.
+func floatModulo<T: BinaryFloatingPoint>(_ a: T, _ b: T) -> T {
+    var r = a.truncatingRemainder(dividingBy: b)
+    if r != 0, (r < 0) != (b < 0) { r += b }
+    if r == 0 { r = b < 0 ? -0.0 : 0 }
+    return r
+}
+
+/// The integer remainder of a / b: with a's sign (`truncated`, C's %) or b's (Python's %).
+/// Division by zero is an error; `T.min % -1` is 0.
+func integerModulo<T: FixedWidthInteger>(_ a: T, _ b: T, truncated: Bool) throws -> T {
+    guard b != 0 else { throw CBAMError(.invalidShape, "integer modulo by zero") }
+    let (r, overflow) = a.remainderReportingOverflow(dividingBy: b)
+    if overflow { return 0 }
+    if !truncated, r != 0, (r < 0) != (b < 0) { return r &+ b }
+    return r
 }
 
 /// Pow: float bases take any numeric exponent; integer bases take integer or float exponents.

@@ -56,6 +56,7 @@ public struct OpRegistry: Sendable {
         registry.registerReduction()
         registry.registerLinear()
         registry.registerNormalization()
+        registry.registerFeatureNormalization()
         registry.registerShapeOps()
         registry.registerResize()
         return registry

@@ -20,6 +20,62 @@ extension OpRegistry {
         register("ReduceLogSumExp") { try ReduceKernel($0, axesInputSince: 18, start: 0, { $0 + Foundation.exp($1) }, { s, _ in Foundation.log(s) }).kernel() }
         register("ArgMax") { try ArgReduceKernel($0, greater: true).kernel() }
         register("ArgMin") { try ArgReduceKernel($0, greater: false).kernel() }
+        register("CumSum") { context in
+            let exclusive = try context.int("exclusive", default: 0) != 0
+            let reverse = try context.int("reverse", default: 0) != 0
+            return Kernel.single { inputs in
+                let x = try required(inputs, 0, "x")
+                let axis = try cumulativeAxis(try required(inputs, 1, "axis"), rank: x.rank)
+                return try cumulativeSum(x, axis: axis, exclusive: exclusive, reverse: reverse)
+            }
+        }
+    }
+}
+
+/// CumSum's axis input: one integer (a scalar or a one-element vector) within X's rank
+/// (negative counts from the end); X must have an axis.
+func cumulativeAxis(_ axis: Tensor, rank: Int) throws -> Int {
+    guard axis.dataType == .int64 || axis.dataType == .int32 else {
+        throw CBAMError(.typeMismatch, "axis must be int64 or int32, not \(axis.dataType)", field: "axis")
+    }
+    guard axis.count == 1, axis.rank <= 1 else {
+        throw CBAMError(.shapeMismatch, "axis must hold one value, got shape \(Shape.describe(axis.shape))", field: "axis")
+    }
+    guard rank >= 1 else { throw CBAMError(.shapeMismatch, "x must have rank ≥ 1 to sum along an axis", field: "x") }
+    let value = try axis.integers("axis")[0]
+    let resolved = value < 0 ? value + rank : value
+    guard resolved >= 0, resolved < rank else {
+        throw CBAMError(.shapeMismatch, "axis \(value) is out of range for x of rank \(rank)", field: "axis")
+    }
+    return resolved
+}
+
+/// CumSum along `axis`: X viewed as `[outer, extent, inner]`; each output is the sum of the
+/// elements before it (`exclusive`: strictly before), counting from the end with `reverse`.
+/// float32 and float64 add in their own type, as ONNX's reference does; integers wrap.
+func cumulativeSum(_ x: Tensor, axis: Int, exclusive: Bool, reverse: Bool) throws -> Tensor {
+    let extent = x.shape[axis], outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
+    func scan<T>(_ values: [T], zero: T, _ add: (T, T) -> T) -> [T] {
+        var result = values
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var total = zero
+                for step in 0..<extent {
+                    let k = reverse ? extent - 1 - step : step
+                    let index = (o * extent + k) * inner + i
+                    let value = values[index]
+                    if exclusive { result[index] = total; total = add(total, value) } else { total = add(total, value); result[index] = total }
+                }
+            }
+        }
+        return result
+    }
+    switch x.storage {
+    case .float(let v): return .float(x.shape, scan(v, zero: 0, +))
+    case .double(let v): return Tensor(unchecked: x.shape, .double(scan(v, zero: 0, +)))
+    case .int64(let v): return .int64(x.shape, scan(v, zero: 0, &+))
+    case .int32(let v): return Tensor(unchecked: x.shape, .int32(scan(v, zero: 0, &+)))
+    default: throw CBAMError(.typeMismatch, "CumSum takes float32, float64, int64 or int32, not \(x.dataType)", field: "x")
     }
 }
 

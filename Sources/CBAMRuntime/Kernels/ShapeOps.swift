@@ -132,6 +132,12 @@ extension OpRegistry {
                 try gather(try required(inputs, 0, "data"), indices: try required(inputs, 1, "indices"), axis: axis)
             }
         }
+        register("GatherND") { context in
+            let batchDims = try context.int("batch_dims", default: 0)
+            return Kernel.single { inputs in
+                try gatherND(try required(inputs, 0, "data"), indices: try required(inputs, 1, "indices"), batchDims: batchDims)
+            }
+        }
         register("Expand") { _ in
             Kernel.single { inputs in
                 let x = try required(inputs, 0, "input")
@@ -348,6 +354,67 @@ func gather(_ data: Tensor, indices: Tensor, axis axisAttribute: Int) throws -> 
     }
     let total = try Shape.elementCount(outShape)
     return Tensor(unchecked: outShape, try Tensor.Storage.transform([data.storage], CopyRuns(runs: runs, total: total)))
+}
+
+/// GatherND's shapes: data `[b…, d…]` and indices `[b…, i…, k]` with `b` leading batch axes
+/// in common give `[b…, i…] + d[k…]`, one slice of `sliceCount` elements per index tuple.
+/// Checked alike by the kernel and the shape rule.
+struct GatherNDGeometry {
+    let batchDims: Int
+    /// The length of an index tuple (indices' last axis).
+    let depth: Int
+    let outputShape: [Int]
+    /// Elements copied per index tuple.
+    let sliceCount: Int
+
+    init(data: [Int], indices: [Int], batchDims: Int) throws {
+        guard batchDims >= 0, batchDims < indices.count, batchDims < data.count else {
+            throw CBAMError(.invalidAttribute, "batch_dims \(batchDims) must be at least 0 and below the ranks of data (\(data.count)) and indices (\(indices.count))",
+                            field: ShapeInference.attribute("batch_dims"))
+        }
+        guard Array(data[..<batchDims]) == Array(indices[..<batchDims]) else {
+            throw CBAMError(.shapeMismatch, "the first \(batchDims) axes of data \(Shape.describe(data)) and indices \(Shape.describe(indices)) differ", field: "indices")
+        }
+        depth = indices[indices.count - 1]
+        guard depth >= 1, batchDims + depth <= data.count else {
+            throw CBAMError(.shapeMismatch, "index tuples of length \(depth) do not fit data \(Shape.describe(data)) after \(batchDims) batch axes", field: "indices")
+        }
+        self.batchDims = batchDims
+        outputShape = Array(indices.dropLast()) + Array(data[(batchDims + depth)...])
+        sliceCount = data[(batchDims + depth)...].reduce(1, *)
+        _ = try withField("indices") { try Shape.elementCount(outputShape) }
+    }
+}
+
+/// GatherND: each index tuple of `indices` picks a slice of `data` (within its batch item).
+/// Negative indices count from the end; one out of range is an error naming it.
+func gatherND(_ data: Tensor, indices: Tensor, batchDims: Int) throws -> Tensor {
+    guard indices.dataType == .int64 || indices.dataType == .int32 else {
+        throw CBAMError(.typeMismatch, "indices must be int64 or int32, not \(indices.dataType)", field: "indices")
+    }
+    let geometry = try GatherNDGeometry(data: data.shape, indices: indices.shape, batchDims: batchDims)
+    let values = try indices.integers("indices")
+    let batches = data.shape[..<batchDims].reduce(1, *)
+    let batchSize = data.shape[batchDims...].reduce(1, *)
+    let tuples = geometry.depth > 0 ? values.count / geometry.depth : 0
+    let perBatch = batches > 0 ? tuples / batches : 0
+    let strides = Shape.strides(Array(data.shape[batchDims...]))
+    var runs: [(array: Int, start: Int, length: Int)] = []
+    runs.reserveCapacity(tuples)
+    for tuple in 0..<tuples {
+        var start = perBatch > 0 ? (tuple / perBatch) * batchSize : 0
+        for k in 0..<geometry.depth {
+            let extent = data.shape[batchDims + k], index = values[tuple * geometry.depth + k]
+            let resolved = index < 0 ? index + extent : index
+            guard resolved >= 0, resolved < extent else {
+                throw CBAMError(.shapeMismatch, "index \(index) is out of range for axis \(batchDims + k) of size \(extent)", field: "indices")
+            }
+            start += resolved * strides[k]
+        }
+        runs.append((0, start, geometry.sliceCount))
+    }
+    let total = try Shape.elementCount(geometry.outputShape)
+    return Tensor(unchecked: geometry.outputShape, try Tensor.Storage.transform([data.storage], CopyRuns(runs: runs, total: total)))
 }
 
 /// Pad: constant, reflect, edge and wrap modes. Pads come from the attribute (opset < 11)

@@ -198,8 +198,9 @@ struct GateFusion {
     func gateOperand(mul: Int, featureSide: Int, kept: Set<Int>) -> (x: String, type: ValueType, path: GatePath)? {
         let node = graph.entries[mul].node
         let x = node.inputs[featureSide], g = node.inputs[1 - featureSide]
+        // The kept axes must exist: a rank-3 feature (MobileViT's tokens) has no axis 3.
         guard !x.isEmpty, !g.isEmpty, x != g, graph.constants[x] == nil, let xType = floatType(x), xType.rank >= 3,
-              let output = Self.singleOutput(node), graph.types[output] == xType,
+              kept.allSatisfy({ $0 < xType.rank }), let output = Self.singleOutput(node), graph.types[output] == xType,
               let path = gatePath(from: g), let sourceType = graph.types[path.broadcastSource],
               Self.fits(sourceType.shape, xType.shape, kept: kept) else { return nil }
         let sigmoid = graph.entries[path.sigmoid].node

@@ -133,8 +133,9 @@ enum Passes {
             let convFor = { (value: String) -> (Node, Int)? in
                 guard let convIndex = producers[value], !removed.contains(convIndex) else { return nil }
                 let conv = graph.entries[convIndex].node
+                // 1-D and 2-D only: the fused kernels are; a 3-D Conv runs as it is, on the reference kernel.
                 guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv"), conv.inputs.count >= 2,
-                      graph.constants[conv.inputs[1]] != nil else { return nil }
+                      let weight = graph.constants[conv.inputs[1]], weight.rank <= 4 else { return nil }
                 return (conv, convIndex)
             }
             let isFree = { (value: String) in readers[value] == 1 && !graph.outputs.contains(value) }

@@ -72,6 +72,7 @@ enum PlannedKernels {
         registerConvolution(&table)
         registerPooling(&table)
         registerNormalization(&table)
+        registerFeatureNormalization(&table)
         registerGates(&table)
         registerReduction(&table)
         registerShapeOps(&table)

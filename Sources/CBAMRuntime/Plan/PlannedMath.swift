@@ -12,6 +12,12 @@ extension PlannedKernels {
         table["Log"] = { try unary($0, detail: "log") { lanewise($0) { Foundation.log($0) } } }
         table["Tanh"] = { try unary($0, detail: "tanh") { lanewise($0) { Foundation.tanh($0) } } }
         table["Erf"] = { try unary($0, detail: "erf") { lanewise($0) { Foundation.erf($0) } } }
+        table["Sin"] = { try unary($0, detail: "sin") { lanewise($0) { Foundation.sin($0) } } }
+        table["Cos"] = { try unary($0, detail: "cos") { lanewise($0) { Foundation.cos($0) } } }
+        table["Gelu"] = { context in
+            let tanh = try geluApproximation(context.node)
+            return try unary(context, detail: tanh ? "gelu tanh" : "gelu") { lanewise($0) { gelu($0, tanh: tanh) } }
+        }
         table["Softplus"] = { try unary($0, detail: "softplus") { lanewise($0) { Foundation.log1p(Foundation.exp($0)) } } }
         table["Sqrt"] = { try unary($0, detail: "sqrt") { $0.squareRoot() } }
         table["Neg"] = { try unary($0, detail: "neg") { -$0 } }

@@ -190,8 +190,16 @@ struct Planner {
               typed.constants[input] == nil, let output = node.outputs.first, !output.isEmpty,
               let inType = typed.types[input], let outType = typed.types[output],
               inType.dataType == outType.dataType, inType.count == outType.count else { return false }
-        // Dropout's mask output, when requested, has to be written: not a pure view.
-        if node.opType == "Dropout" && node.outputs.count > 1 && !node.outputs[1].isEmpty { return false }
+        if node.opType == "Dropout" {
+            // Its mask output, when requested, has to be written: not a pure view. Nor is it one
+            // in training mode (random; the kernel refuses it) or when that mode is decided at run time.
+            if node.outputs.count > 1 && !node.outputs[1].isEmpty { return false }
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                let ratio = node.inputs.count > 1 && !node.inputs[1].isEmpty ? (try? typed.constants[node.inputs[1]]?.doubles().first) ?? nil : 0.5
+                guard let mode = typed.constants[node.inputs[2]], let training = try? mode.integers("training_mode").first,
+                      training == 0 || ratio == 0 else { return false }
+            }
+        }
         return true
     }
 

@@ -42,10 +42,10 @@ extension ShapeInference {
         return geometry
     }
 
-    /// Conv runs 1-D and 2-D windows; ConvTranspose any number of spatial axes.
+    /// Conv and ConvTranspose run any number (≥ 1) of spatial axes.
     private static func checkConvRank(_ geometry: SpatialGeometry, _ context: NodeContext) throws {
-        guard (1...2).contains(geometry.rank) || (context.node.opType == "ConvTranspose" && geometry.rank >= 1) else {
-            throw context.invalid("kernel_shape", "\(geometry.rank)-D \(context.node.opType) is not supported (1-D and 2-D are)")
+        guard geometry.rank >= 1 else {
+            throw context.invalid("kernel_shape", "a \(context.node.opType) needs at least one spatial axis")
         }
     }
 

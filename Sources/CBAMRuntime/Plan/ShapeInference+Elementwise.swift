@@ -14,7 +14,7 @@ extension ShapeInference {
     static func elementwiseRules() -> [String: Rule] {
         var rules: [String: Rule] = [:]
         for op in ["Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Erf", "Reciprocal", "Floor", "Ceil", "Round",
-                   "Softplus", "Softsign", "HardSwish"] {
+                   "Softplus", "Softsign", "HardSwish", "Sin", "Cos"] {
             rules[op] = { [try unary($0, floatMathTypes)] }
         }
         for op in ["Relu", "Abs", "Neg", "Sign"] {
@@ -34,11 +34,19 @@ extension ShapeInference {
             return [try unary(o, floatMathTypes)]
         }
         rules["Clip"] = clip
+        rules["Gelu"] = { o in
+            _ = try geluApproximation(o.context)
+            return [try unary(o, floatMathTypes)]
+        }
 
         for op in ["Add", "Sub", "Mul", "Div"] {
             rules[op] = { o in [try arithmetic(try o.required(0, "A"), try o.required(1, "B"))] }
         }
         rules["Pow"] = power
+        rules["Mod"] = { o in
+            _ = try o.context.int("fmod", default: 0)
+            return [try arithmetic(try o.required(0, "A"), try o.required(1, "B"))]
+        }
         for op in ["Max", "Min", "Sum"] {
             rules[op] = { [try variadic($0)] }
         }

@@ -15,6 +15,7 @@ extension ShapeInference {
         rules["Softmax"] = { try [softmax($0)] }
         rules["LogSoftmax"] = { try [softmax($0)] }
         rules["BatchNormalization"] = batchNormalization
+        rules["CumSum"] = cumulativeSum
         return rules
     }
 
@@ -68,6 +69,26 @@ extension ShapeInference {
         _ = try axis(axisAttribute, rank: x.rank, field: attribute("axis"))
         try requireFloat(x, "input")
         return x
+    }
+
+    /// CumSum: X's type and shape (float32, float64, int64, int32); the axis input is one
+    /// integer, range-checked when it is a constant.
+    static func cumulativeSum(_ o: Operands) throws -> [ValueType] {
+        _ = try o.context.int("exclusive", default: 0)
+        _ = try o.context.int("reverse", default: 0)
+        let x = try o.required(0, "x"), axis = try o.required(1, "axis")
+        guard axis.dataType == .int64 || axis.dataType == .int32 else {
+            throw CBAMError(.typeMismatch, "axis must be int64 or int32, not \(axis.dataType)", field: "axis")
+        }
+        guard axis.count == 1, axis.rank <= 1 else {
+            throw CBAMError(.shapeMismatch, "axis must hold one value, got shape \(Shape.describe(axis.shape))", field: "axis")
+        }
+        guard x.rank >= 1 else { throw CBAMError(.shapeMismatch, "x must have rank ≥ 1 to sum along an axis", field: "x") }
+        if let value = o.context.constant(1) { _ = try cumulativeAxis(value, rank: x.rank) }
+        guard [.float, .double, .int64, .int32].contains(x.dataType) else {
+            throw CBAMError(.typeMismatch, "CumSum takes float32, float64, int64 or int32, not \(x.dataType)", field: "x")
+        }
+        return [x]
     }
 
     /// BatchNormalization: float32 Y like X `[N, C, …]`; scale, B, mean and var hold C

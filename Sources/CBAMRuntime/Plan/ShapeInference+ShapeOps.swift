@@ -48,6 +48,14 @@ extension ShapeInference {
         rules["Split"] = split
         rules["Slice"] = slice
         rules["Gather"] = gather
+        rules["GatherND"] = { o in
+            let batchDims = try o.context.int("batch_dims", default: 0)
+            let data = try o.required(0, "data"), indices = try o.required(1, "indices")
+            guard indices.dataType == .int64 || indices.dataType == .int32 else {
+                throw CBAMError(.typeMismatch, "indices must be int64 or int32, not \(indices.dataType)", field: "indices")
+            }
+            return [ValueType(data.dataType, try GatherNDGeometry(data: data.shape, indices: indices.shape, batchDims: batchDims).outputShape)]
+        }
         rules["Expand"] = { o in
             let x = try o.required(0, "input")
             _ = try o.required(1, "shape")

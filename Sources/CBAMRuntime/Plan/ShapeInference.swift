@@ -44,7 +44,7 @@ enum ShapeInference {
     /// Every rule, by ONNX op type (default domain).
     static let rules: [String: Rule] = {
         var all: [String: Rule] = [:]
-        for family in [elementwiseRules(), convolutionRules(), reductionRules(), linearRules(), shapeRules(), resizeRules()] {
+        for family in [elementwiseRules(), convolutionRules(), reductionRules(), normalizationRules(), linearRules(), shapeRules(), resizeRules()] {
             all.merge(family) { first, _ in first }
         }
         return all

@@ -171,6 +171,7 @@ public enum Inspector {
         }
         let kinds = gates.map { gate -> AttentionMap.Kind in
             let shape = types[gate.node.outputs[0]]?.shape ?? []
+            if gate.selfAttention { return .selfAttention }
             guard let mul = gate.mul else { return AttentionCapture.classifyReturned(shape) }
             return AttentionCapture.classify(shape, feature: types[mul.inputs[gate.featureInputIndex]]?.shape ?? [])
         }

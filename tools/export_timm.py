@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""Export modern timm / torchvision families (issue 15) and check cbam-run against PyTorch.
+
+Each model is built with random weights (nothing is downloaded: pretrained=False,
+weights=None), seeded, in eval mode, with a small input. The script writes, per model,
+
+    <out>/<name>/input.npy           float32 input (batch 2)
+    <out>/<name>/output.npy          PyTorch's output for it
+    <out>/<name>/torchscript_op17.onnx, dynamo.onnx   (where the exporter succeeds)
+    <out>/<name>/attention/NN_self-attention.npy      PyTorch's self-attention maps (inputs of
+                                     timm's attn_drop modules, in execution order)
+
+and <out>/manifest.json in the format of Models/manifest.json (paths relative to the
+directory above <out>, so Models/timm/ entries read "timm/<name>/…"), with the tolerance
+of issue 15: max abs error ≤ 1e-4 × max |output| (atol = that, rtol = 0).
+
+With --check it also runs every export through cbam-run (--cbam-run, default
+.build/debug/cbam-run) and onnxruntime and prints each one's max abs error, the bound,
+and the op types the file uses. Only the exports a family lists as stored are kept,
+and only when the file is at most --max-bytes (default 2 MB; --keep-large keeps larger
+ones) and cbam-run passed (when checked); the others are deleted after the check.
+
+    python3 tools/export_timm.py --check                       # all families, into Models/timm
+    python3 tools/export_timm.py --check --only convnext --out /tmp/timm
+    python3 tools/export_timm.py --check --wide --large --out /tmp/timm  # every family, checked only
+
+Needs timm 1.0.31 and torchvision (pip install timm==1.0.31; see tools/requirements.txt).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from collections import Counter
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+torch.set_num_threads(1)
+
+
+def timm_model(name, **kwargs):
+    def build():
+        import timm
+        return timm.create_model(name, pretrained=False, **kwargs)
+    return build
+
+
+def metaformer(norm, **kwargs):
+    """timm's PoolFormer (v1: GroupNorm1 and GELU MLPs; v2: GroupNorm1NoBias) at a smaller width."""
+    def build():
+        from timm.models import metaformer as mf
+        common = dict(depths=(1, 1, 2, 1), dims=(16, 32, 48, 64), num_classes=10, use_mlp_head=False)
+        if norm == "v1":
+            common.update(downsample_norm=None, mlp_act=torch.nn.GELU, mlp_bias=True, norm_layers=mf.GroupNorm1,
+                          layer_scale_init_values=1e-5, res_scale_init_values=None)
+        else:
+            common.update(norm_layers=mf.GroupNorm1NoBias)
+        return mf.MetaFormer(**dict(common, **kwargs))
+    return build
+
+
+def torchvision_convnext_tiny():
+    import torchvision
+    return torchvision.models.convnext_tiny(weights=None)
+
+
+# (name, builder, input size (H = W), large): the smallest variants that keep each family's
+# blocks; "large" ones are checked only with --large and never stored.
+# (name, builder, input size (H = W), exporters whose files are stored): the smallest variants
+# that keep each family's blocks. Families that store nothing are checked only (with --wide);
+# torchvision's full-size ConvNeXt-T (110 MB) is checked with --large and never stored.
+TS, DYNAMO = "torchscript_op17", "dynamo"
+FAMILIES = [
+    ("convnext_test", timm_model("test_convnext", num_classes=10), 64, (DYNAMO,)),
+    ("convnext_atto_small", timm_model("convnext_atto", num_classes=10, dims=(16, 32, 48, 64), depths=(1, 1, 2, 1)), 64, (TS, DYNAMO)),
+    ("convnextv2_small", timm_model("convnextv2_atto", num_classes=10, dims=(16, 32, 48, 64), depths=(1, 1, 2, 1)), 64, (DYNAMO,)),
+    ("poolformer_small", metaformer("v1"), 64, (TS, DYNAMO)),
+    ("poolformerv2_small", metaformer("v2"), 64, (DYNAMO,)),
+    ("efficientnet_gn_test", timm_model("test_efficientnet_gn", num_classes=10), 64, (DYNAMO,)),
+    ("efficientnet_ln_test", timm_model("test_efficientnet_ln", num_classes=10), 64, (TS,)),
+    ("nfnet_test", timm_model("test_nfnet", num_classes=10), 64, ()),
+    ("vit_test", timm_model("test_vit", num_classes=10, img_size=64), 64, (DYNAMO,)),
+    ("coatnet_test", timm_model("test_coatnet", num_classes=10, img_size=64), 64, (TS,)),
+    ("maxvit_test", timm_model("test_maxvit", num_classes=10, img_size=64), 64, ()),
+]
+WIDE = [
+    ("edgenext_xx_small", timm_model("edgenext_xx_small", num_classes=10), 64, ()),
+    ("efficientvit_m0", timm_model("efficientvit_m0", num_classes=10, img_size=64), 64, ()),
+    ("efficientvit_b0", timm_model("efficientvit_b0", num_classes=10), 64, ()),
+    ("gcresnext26ts", timm_model("gcresnext26ts", num_classes=10), 64, ()),
+    ("botnet26t", timm_model("botnet26t_256", num_classes=10, img_size=64), 64, ()),
+    ("halonet26t", timm_model("halonet26t", num_classes=10, img_size=256), 256, ()),
+    ("lambda_resnet26t", timm_model("lambda_resnet26t", num_classes=10, img_size=64), 64, ()),
+    ("mobilevit_xxs", timm_model("mobilevit_xxs", num_classes=10), 64, ()),
+    ("fastvit_t8", timm_model("fastvit_t8", num_classes=10), 64, ()),
+    ("repvit_m0_9", timm_model("repvit_m0_9", num_classes=10), 64, ()),
+    ("visformer_tiny", timm_model("visformer_tiny", num_classes=10, img_size=64), 64, ()),
+]
+LARGE = [("torchvision_convnext_tiny", torchvision_convnext_tiny, 64, ())]
+
+
+def export_torchscript(model, x, path):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), path, opset_version=17, dynamo=False, input_names=["input"], output_names=["output"])
+
+
+def export_dynamo(model, x, path):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (x,), dynamo=True, input_names=["input"], output_names=["output"])
+        program.save(path, external_data=False)
+
+
+def op_types(path):
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    ops = Counter(n.op_type for n in model.graph.node)
+    for f in model.functions:  # dynamo exports may keep local functions
+        ops.update(n.op_type for n in f.node)
+    return opset, dict(sorted(ops.items()))
+
+
+def run_cbam(binary, model_path, input_path, out_path):
+    """cbam-run's output, and the kinds of the attention maps --attention found (or an error)."""
+    folder = out_path + ".attention"
+    proc = subprocess.run([binary, model_path, input_path, "-o", out_path, "--attention", folder], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1], {}
+    with open(os.path.join(folder, "attention.json")) as f:
+        kinds = Counter(m["kind"] for m in json.load(f)["maps"])
+    shutil.rmtree(folder, ignore_errors=True)
+    return np.load(out_path), None, dict(kinds)
+
+
+def run_ort(model_path, x):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "Models", "timm"))
+    ap.add_argument("--only", default="", help="comma-separated substrings of family names")
+    ap.add_argument("--check", action="store_true", help="run every export through cbam-run and onnxruntime")
+    ap.add_argument("--cbam-run", default=os.path.join(ROOT, ".build", "debug", "cbam-run"))
+    ap.add_argument("--wide", action="store_true", help="also the wider list of families (checked, not stored)")
+    ap.add_argument("--large", action="store_true", help="also the full-size torchvision ConvNeXt-T (checked, never stored)")
+    ap.add_argument("--max-bytes", type=int, default=2 * 1024 * 1024)
+    ap.add_argument("--keep-large", action="store_true", help="keep exports above --max-bytes in the manifest")
+    args = ap.parse_args()
+
+    # The attention maps as softmax(q·kᵀ) computed explicitly (the fused kernel has no map to hook).
+    from timm.layers import set_fused_attn
+    set_fused_attn(False)
+    out = os.path.abspath(args.out)
+    base = os.path.dirname(out)
+    os.makedirs(out, exist_ok=True)
+    wanted = [s for s in args.only.split(",") if s]
+    entries, report = [], []
+    families = FAMILIES + (WIDE if args.wide else []) + (LARGE if args.large else [])
+    for name, build, size, stored in families:
+        if wanted and not any(w in name for w in wanted):
+            continue
+        torch.manual_seed(0)
+        try:
+            model = build().eval()
+        except Exception as e:  # noqa: BLE001
+            print(f"{name}: cannot build: {str(e).splitlines()[0][:160]}", flush=True)
+            continue
+        params = sum(p.numel() for p in model.parameters())
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+        # Self-attention maps: timm's attention modules apply attn_drop (identity in eval) to
+        # softmax(q·kᵀ) right after computing it, so its input is the map as computed.
+        maps = []
+        hooks = [m.register_forward_hook(lambda _m, args, _out: maps.append(args[0].detach().clone()))
+                 for n, m in model.named_modules() if n.endswith("attn_drop")]
+        try:
+            with torch.no_grad():
+                y = model(x)
+        except Exception as e:  # noqa: BLE001
+            print(f"{name}: PyTorch forward failed: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}", flush=True)
+            continue
+        finally:
+            for h in hooks:
+                h.remove()
+        folder = os.path.join(out, name)
+        os.makedirs(folder, exist_ok=True)
+        np.save(os.path.join(folder, "input.npy"), x.numpy())
+        np.save(os.path.join(folder, "output.npy"), y.numpy())
+        attention = []
+        for index, tensor in enumerate(maps):
+            os.makedirs(os.path.join(folder, "attention"), exist_ok=True)
+            file = os.path.join(folder, "attention", f"{index:02d}_self-attention.npy")
+            np.save(file, tensor.numpy())
+            attention.append({"index": index, "kind": "self-attention", "shape": list(tensor.shape), "file": os.path.relpath(file, base)})
+        bound = 1e-4 * float(np.abs(y.numpy()).max())
+        for exporter, export in (("torchscript_op17", export_torchscript), ("dynamo", export_dynamo)):
+            path = os.path.join(folder, exporter + ".onnx")
+            try:
+                with torch.no_grad():
+                    export(model, x, path)
+            except Exception as e:  # noqa: BLE001
+                report.append(f"{name} {exporter}: export failed: {str(e).splitlines()[0][:160]}")
+                print(report[-1], flush=True)
+                continue
+            opset, ops = op_types(path)
+            nbytes = os.path.getsize(path)
+            line = f"{name} {exporter} (opset {opset}, {params} params, {nbytes / 1e6:.2f} MB): "
+            status = None
+            if args.check:
+                try:
+                    ort_err = float(np.abs(run_ort(path, x.numpy()) - y.numpy()).max())
+                except Exception as e:  # noqa: BLE001
+                    ort_err = f"error {str(e).splitlines()[0][:80]}"
+                actual, error, kinds = run_cbam(args.cbam_run, path, os.path.join(folder, "input.npy"), os.path.join(folder, exporter + ".cbam.npy"))
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, exporter + ".cbam.npy"))
+                if actual is None:
+                    status = "refused"
+                    line += f"cbam-run refused: {error}"
+                else:
+                    err = float(np.abs(actual - y.numpy()).max())
+                    status = "pass" if err <= bound else "FAIL"
+                    line += f"cbam-run max abs error {err:.3g} (bound {bound:.3g}) {status}"
+                    line += f"; --attention: {kinds or 'no maps'} (PyTorch attn_drop maps: {len(maps)})"
+                line += f"; onnxruntime {ort_err if isinstance(ort_err, str) else f'{ort_err:.3g}'}"
+            line += "\n    ops: " + ", ".join(f"{k}×{v}" for k, v in ops.items())
+            report.append(line)
+            print(line, flush=True)
+            keep = exporter in stored and (nbytes <= args.max_bytes or args.keep_large) and status in (None, "pass")
+            if not keep:
+                os.remove(path)
+                continue
+            rel = lambda p: os.path.relpath(p, base)  # noqa: E731
+            entries.append({
+                "name": f"{name}/{exporter}", "file": rel(path), "exporter": exporter, "opset": opset,
+                "inputs": [{"name": "input", "file": rel(os.path.join(folder, "input.npy"))}],
+                "outputs": [{"name": "output", "file": rel(os.path.join(folder, "output.npy"))}],
+                "atol": bound, "rtol": 0.0, "params": params, "ops": ops, "attention": attention,
+            })
+        if not any(e["name"].startswith(name + "/") for e in entries):
+            shutil.rmtree(folder, ignore_errors=True)
+    import timm
+    import torchvision
+    manifest = {"generator": "tools/export_timm.py", "torch": torch.__version__, "timm": timm.__version__,
+                "torchvision": torchvision.__version__, "tolerance": "max abs error <= 1e-4 * max|PyTorch output|",
+                "entries": entries}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    print(f"{len(entries)} export(s) kept in {out}/manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
