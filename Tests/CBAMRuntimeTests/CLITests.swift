@@ -10,10 +10,11 @@ struct CLI {
 
     struct Result { let status: Int32; let stdout: String; let stderr: String }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        if let environment { process.environment = environment }
         process.currentDirectoryURL = Repo.root
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
@@ -47,6 +48,21 @@ struct CLITests {
         let actual = try NPY.read(contentsOf: dir + "/y.npy")
         let reference = try NPY.read(contentsOf: Repo.path(Self.expected))
         #expect(Comparison(actual: actual, expected: reference, atol: 1e-4, rtol: 1e-4).passed)
+    }
+
+    /// libgomp's long default spin is shortened (by re-executing with GOMP_SPINCOUNT set) unless
+    /// the user chose a wait setting, which is then left alone; `--version` shows what is in effect.
+    @Test func theCommandShortensOpenMPSpinUnlessTheUserChoseASetting() throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["GOMP_SPINCOUNT"] = nil
+        environment["OMP_WAIT_POLICY"] = nil
+        let shortened = try CLI.run(["--version"], environment: environment)
+        #expect(shortened.status == 0)
+        #expect(shortened.stdout.contains("OpenMP wait: GOMP_SPINCOUNT=10000"), "\(shortened.stdout)")
+        environment["OMP_WAIT_POLICY"] = "passive"
+        let chosen = try CLI.run(["--version"], environment: environment)
+        #expect(chosen.stdout.contains("OpenMP wait: OMP_WAIT_POLICY=passive"), "\(chosen.stdout)")
+        #expect(!chosen.stdout.contains("GOMP_SPINCOUNT"))
     }
 
     @Test func helpExplainsTheCommands() throws {
