@@ -112,6 +112,8 @@ final class TensorStorage {
 final class ResultBox {
     let outputs: [TensorStorage]
     let maps: [(map: AttentionMap, node: OwnedCString, tensor: TensorStorage)]
+    /// What produced it (cbamrun_load_image's summary line), or "".
+    var note = OwnedCString("")
 
     init(outputs: [String: Tensor], names: [String], maps: [AttentionMap]) throws {
         self.outputs = try names.map { name in
@@ -168,4 +170,34 @@ public func cbamrun_result_attention(_ result: OpaquePointer?, _ index: Int, _ o
 @_cdecl("cbamrun_result_free")
 public func cbamrun_result_free(_ result: OpaquePointer?) {
     release(result, as: ResultBox.self)
+}
+
+@_cdecl("cbamrun_result_note")
+public func cbamrun_result_note(_ result: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard let box = object(result, as: ResultBox.self) else { return UnsafePointer(emptyNote.pointer) }
+    return UnsafePointer(box.note.pointer)
+}
+
+private let emptyNote = OwnedCString("")
+
+@_cdecl("cbamrun_load_image")
+public func cbamrun_load_image(_ path: UnsafePointer<CChar>?, _ shape: UnsafePointer<Int64>?, _ rank: Int32,
+                               _ out: UnsafeMutablePointer<OpaquePointer?>?) -> OpaquePointer? {
+    guarded {
+        guard let out else { throw APIError("cbamrun_load_image: out is NULL") }
+        out.pointee = nil
+        guard let path else { throw APIError("cbamrun_load_image: path is NULL") }
+        guard rank >= -1, rank <= Int32(maximumRank) else { throw APIError("cbamrun_load_image: rank \(rank) is not between -1 and \(maximumRank)") }
+        guard shape != nil || rank <= 0 else { throw APIError("cbamrun_load_image: shape is NULL but rank is \(rank)") }
+        let dims: [CBAMRuntime.Dimension]? = rank < 0 ? nil : (0..<Int(rank)).map { axis in
+            let dim = shape![axis]
+            return dim >= 0 && dim <= Int64(Shape.maxElementCount) ? .fixed(Int(dim)) : .symbolic("d\(axis)")
+        }
+        let file = String(cString: path)
+        let info = ValueInfo(name: "image", elementType: .float, shape: dims)
+        let image = try InputFiles.loadImage(file, for: info, request: ImagePreprocessing.Request())
+        let box = try ResultBox(outputs: ["image": image.tensor], names: ["image"], maps: [])
+        box.note = OwnedCString(image.summary(path: file))
+        out.pointee = retain(box)
+    }
 }

@@ -8,7 +8,7 @@
 
 A thin ctypes layer over libcbamrun.so (the C API, cbamrun.h): it only converts arguments.
 """
-from .session import AttentionMap, Error, InvalidInput, NodeArg, ResourceLimitError, Session, version
+from .session import AttentionMap, Error, InvalidInput, NodeArg, ResourceLimitError, Session, load_image, version
 
-__all__ = ["Session", "NodeArg", "AttentionMap", "Error", "InvalidInput", "ResourceLimitError", "version"]
+__all__ = ["Session", "NodeArg", "AttentionMap", "Error", "InvalidInput", "ResourceLimitError", "load_image", "version"]
 __version__ = "0.3.0"

@@ -75,6 +75,8 @@ def load():
         "cbamrun_result_attention_count": ([handle], ctypes.c_size_t),
         "cbamrun_result_attention": ([handle, ctypes.c_size_t, ctypes.POINTER(AttentionMap)], status),
         "cbamrun_result_free": ([handle], None),
+        "cbamrun_result_note": ([handle], ctypes.c_char_p),
+        "cbamrun_load_image": ([ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_int32, ctypes.POINTER(handle)], status),
     }
     for name, (arguments, result) in signatures.items():
         function = getattr(lib, name)

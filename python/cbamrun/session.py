@@ -276,3 +276,28 @@ class Session:
             maps.append(AttentionMap(record.tensor.name.decode(), record.node.decode(), _KINDS.get(record.kind, "other"),
                                      record.block, record.index, owner.array(record.tensor)))
         return outputs, maps
+
+
+def load_image(path, model_input_shape=None, *, with_note=False):
+    """Decodes a PNG or JPEG and preprocesses it as ``cbam-run model.onnx photo.jpg`` does,
+    for a model input of ``model_input_shape`` (e.g. ``session.inputs[0].shape``: ints for
+    fixed dimensions, a symbol or None for the others; None when unknown). For ``[N, 3, H, W]``
+    with fixed H and W that is torchvision's ImageNet evaluation transform (resize the shorter
+    side to H·256/224 with antialiasing, center crop, [0, 1], ImageNet mean/std): the tensor
+    equals ``transforms.Compose([Resize(256), CenterCrop(224), ToTensor(), Normalize(...)])``
+    on the PIL image. Returns a float32 array ``[1, C, H, W]`` (and, with ``with_note``, the
+    one line saying what was done). Bad images raise ``cbamrun.Error``."""
+    if model_input_shape is None:
+        rank, dims = -1, None
+    else:
+        shape = list(model_input_shape)
+        rank = len(shape)
+        dims = (ctypes.c_int64 * max(rank, 1))(*[d if isinstance(d, int) and d >= 0 else -1 for d in shape])
+    result = ctypes.c_void_p()
+    _check(_lib.cbamrun_load_image(os.fsencode(path), dims, rank, ctypes.byref(result)))
+    owner = _Result(result)
+    tensor = _c.Tensor()
+    _check(_lib.cbamrun_result_output(result, 0, ctypes.byref(tensor)))
+    array = np.array(owner.array(tensor), copy=True)
+    note = (_lib.cbamrun_result_note(result) or b"").decode(errors="replace")
+    return (array, note) if with_note else array

@@ -177,6 +177,21 @@ cbamrun_status *cbamrun_result_output(const cbamrun_result *result, size_t index
 size_t cbamrun_result_attention_count(const cbamrun_result *result);
 cbamrun_status *cbamrun_result_attention(const cbamrun_result *result, size_t index, cbamrun_attention_map *out);
 void cbamrun_result_free(cbamrun_result *result);
+/* What produced the result, when it says: cbamrun_load_image's one line on the decoding and
+ * preprocessing; "" otherwise. Owned by the result. */
+const char *cbamrun_result_note(const cbamrun_result *result);
+
+/* ---- Images ----------------------------------------------------------------------- */
+
+/* Decodes a PNG or JPEG file and preprocesses it for a model input declared with `shape`
+ * (`rank` entries, -1 for a symbolic dimension; rank -1 when the model records no shape),
+ * exactly as `cbam-run model.onnx photo.jpg` does: for a [N, 3, H, W] input with fixed H and
+ * W, torchvision's ImageNet evaluation transform (shorter side resized to H·256/224 with
+ * antialiasing, center crop H×W, [0, 1], ImageNet mean/std, RGB); for other shapes the
+ * pixels scaled to [0, 1] (gray for 1 channel). On success *out is a result with one output,
+ * "image", float32 [1, C, H, W], and cbamrun_result_note says what was done. Bad, truncated,
+ * CMYK or oversized images are refused (CBAMRUN_BAD_IMAGE). */
+cbamrun_status *cbamrun_load_image(const char *path, const int64_t *shape, int32_t rank, cbamrun_result **out);
 
 #ifdef __cplusplus
 }
