@@ -8,7 +8,7 @@ struct Batch: ParsableCommand {
         abstract: "Run a model on every image (or .npy) in folders and files, with progress, results.jsonl and a gallery.",
         discussion: """
             Inputs are files and folders (searched recursively for .png, .jpg, .jpeg and .npy), taken in
-            sorted order. Each input is run on its own (batch 1) and recorded as one JSON line in
+            sorted order (--shard I/N keeps every N-th of them, for N processes or machines). Each input is run on its own (batch 1) and recorded as one JSON line in
             OUT/results.jsonl: file, status (ok or error), the outputs' summaries and top-5, the attention
             maps' statistics and files, or the error. A bad file is recorded and skipped; the exit status
             is 1 when any input failed. Re-running skips inputs recorded as ok (use --force to redo them).
@@ -40,12 +40,29 @@ struct Batch: ParsableCommand {
     @Option(name: .customLong("labels"), help: ArgumentHelp("Class names, one a line, for the top-5.", valueName: "FILE"))
     var labelsFile: String?
 
+    @Option(name: .customLong("shard"), help: ArgumentHelp(
+        "Run only shard I of N (I from 0 to N-1): every N-th of the sorted inputs, starting at the I-th. N processes or machines with I = 0…N-1 (a Kubernetes Indexed Job's JOB_COMPLETION_INDEX, a Slurm array's SLURM_ARRAY_TASK_ID) cover every input exactly once; see docs/scale-out.md.",
+        valueName: "I/N"))
+    var shard: String?
+
+    /// `--shard I/N` parsed, or nil.
+    var shardIndex: (index: Int, count: Int)? {
+        guard let shard else { return nil }
+        let parts = shard.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let index = Int(parts[0]), let count = Int(parts[1]), count >= 1, count <= 1_000_000,
+              index >= 0, index < count else { return nil }
+        return (index, count)
+    }
+
     @OptionGroup var session: SessionFlags
 
     @OptionGroup(title: "Image inputs") var image: ImageFlags
 
     func validate() throws {
         if batchSize < 1 || batchSize > 4096 { throw ValidationError("--batch-size must be between 1 and 4096") }
+        if shard != nil && shardIndex == nil {
+            throw ValidationError("--shard takes I/N with 0 ≤ I < N (e.g. 0/4), got '\(shard!)'")
+        }
         if AttentionExport.MapScale(rawValue: mapScale) == nil {
             throw ValidationError("--map-scale takes fixed or per-map (got '\(mapScale)')")
         }
@@ -66,9 +83,15 @@ struct Batch: ParsableCommand {
     func runAll() throws -> Int {
         // Pictures written into an output folder inside an input folder are not inputs next time.
         let outputPrefix = URL(fileURLWithPath: outputDir).standardizedFileURL.path + "/"
-        let files = try Self.collect(inputs).filter { !URL(fileURLWithPath: $0).standardizedFileURL.path.hasPrefix(outputPrefix) }
-        guard !files.isEmpty else {
+        let allFiles = try Self.collect(inputs).filter { !URL(fileURLWithPath: $0).standardizedFileURL.path.hasPrefix(outputPrefix) }
+        guard !allFiles.isEmpty else {
             throw CBAMError(.usage, "no .png, .jpg, .jpeg or .npy files in \(inputs.joined(separator: ", "))")
+        }
+        // A shard: every N-th of the sorted list, so shards are balanced and disjoint.
+        let files = shardIndex.map { shard in allFiles.enumerated().filter { $0.offset % shard.count == shard.index }.map(\.element) } ?? allFiles
+        if let shard = shardIndex {
+            print("batch: shard \(shard.index)/\(shard.count): \(files.count) of \(allFiles.count) input(s)")
+            guard !files.isEmpty else { return 0 }
         }
         let labels = try labelsFile.map { try Labels.read(contentsOf: $0) }
         let session = try Session(contentsOf: model, options: self.session.options)

@@ -105,6 +105,53 @@ extension CLITests {
 }
 
 extension CLITests {
+    /// Three shards run in parallel, each into its own folder, together give exactly the records
+    /// of one unsharded run: every input once, with the same status and outputs.
+    @Test func threeShardsInParallelEqualOneRun() throws {
+        let dir = try CLI.temporaryDirectory()
+        let photos = dir + "/photos"
+        try FileManager.default.createDirectory(atPath: photos, withIntermediateDirectories: true)
+        let sources = ["hopper_97x61.png", "hopper_75x50.jpg", "hopper_gray_31x45.jpg", "hopper_gray_29x37.png",
+                       "hopper_palette_interlaced_53x71.png", "bad_truncated.png", "hopper_rgba16_40x33.png"]
+        for (i, source) in sources.enumerated() {
+            try FileManager.default.copyItem(atPath: ImageFixtures.path(source), toPath: photos + "/\(i)_" + source)
+        }
+        _ = try CLI.run(["batch", Self.imageModel, photos, "--output-dir", dir + "/all", "--threads", "1"])
+        let whole = BatchResults.read(dir + "/all/results.jsonl")
+        #expect(whole.count == sources.count)
+        var group = [Thread]()
+        let statuses = UncheckedBox([Int32](repeating: -1, count: 3))
+        for shard in 0..<3 {
+            let thread = Thread {
+                let result = try? CLI.run(["batch", Self.imageModel, photos, "--output-dir", dir + "/shard\(shard)", "--shard", "\(shard)/3",
+                                           "--threads", "1"])
+                statuses.lock.lock(); statuses.value[shard] = result?.status ?? -2; statuses.lock.unlock()
+            }
+            thread.start()
+            group.append(thread)
+        }
+        while statuses.lock.withLock({ statuses.value.contains(-1) }) { Thread.sleep(forTimeInterval: 0.05) }
+        var merged: [String: BatchRecord] = [:]
+        for shard in 0..<3 {
+            for (file, record) in BatchResults.read(dir + "/shard\(shard)/results.jsonl") {
+                #expect(merged[file] == nil, "\(file) ran in two shards")
+                merged[file] = record
+            }
+        }
+        #expect(Set(merged.keys) == Set(whole.keys))
+        for (file, record) in whole {
+            let sharded = try #require(merged[file])
+            #expect(sharded.status == record.status, "\(file)")
+            #expect(sharded.outputs?.first?.top?.map(\.index) == record.outputs?.first?.top?.map(\.index), "\(file)")
+            // Each process times its own Conv kernels and may pick another: float rounding may differ.
+            guard record.isOK else { continue }
+            let (a, b) = (sharded.outputs?.first?.mean ?? .nan, record.outputs?.first?.mean ?? .nan)
+            #expect(abs(a - b) <= 1e-4 * max(1, abs(b)), "\(file): mean \(a) vs \(b)")
+        }
+        let bad = try CLI.run(["batch", Self.imageModel, photos, "--output-dir", dir + "/bad", "--shard", "3/3"])
+        #expect(bad.status != 0 && bad.stderr.contains("--shard"), "\(bad.stderr)")
+    }
+
     /// The output folder inside the input folder: its pictures are not taken as inputs on the next run.
     @Test func batchIgnoresItsOwnOutputFolder() throws {
         let dir = try CLI.temporaryDirectory()
@@ -115,4 +162,11 @@ extension CLITests {
         #expect(second.status == 0, "\(second.stderr)")
         #expect(second.stdout.contains("1 of 1 input(s) already done") && second.stdout.contains("1 ok, 0 failed of 1"), "\(second.stdout)")
     }
+}
+
+/// A value shared by test threads under a lock.
+final class UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    let lock = NSLock()
+    init(_ value: T) { self.value = value }
 }
