@@ -5,8 +5,8 @@
 SWIFT ?= swift
 CC ?= cc
 PYTHON ?= python3
-DEMO_MODEL ?= Models/seed000_cbam_fc_k7/torchscript_op17.onnx
-DEMO_INPUT ?= Models/seed000_cbam_fc_k7/input.npy
+DEMO_MODEL ?= Models/demo_shapes_cbam/torchscript_op17.onnx
+DEMO_INPUT ?= Models/demo_shapes_cbam/samples/triangle.png
 
 .PHONY: deps demo test capi-test python-test python python-wheel-check release bench tools-deps proto
 
@@ -15,7 +15,7 @@ deps:
 
 demo: deps
 	$(SWIFT) build -c release --product cbam-run
-	.build/release/cbam-run $(DEMO_MODEL) $(DEMO_INPUT) -o /tmp/cbam-run-demo.npy --attention /tmp/cbam-run-demo-attention
+	.build/release/cbam-run $(DEMO_MODEL) $(DEMO_INPUT) --resize 64 --labels Models/demo_shapes_cbam/labels.txt -o /tmp/cbam-run-demo.npy --attention /tmp/cbam-run-demo-attention
 	@echo "wrote /tmp/cbam-run-demo.npy; attention maps in /tmp/cbam-run-demo-attention (open index.html)"
 
 test: deps
