@@ -190,10 +190,7 @@ public enum PNG {
         return raw
     }
 
-    /// Writes atomically (temporary file + rename); errors name the path.
-    ///
-    /// Foundation's `.atomic` option writes a temporary file next to `path` and renames it
-    /// over `path`, so a reader never sees half a PNG and a failed write leaves no partial file.
+    /// Writes through ``FileOutput`` (temporary file + rename); errors name the path.
     public static func write(_ image: RGBImage, to path: String) throws {
         guard image.width > 0, image.height > 0 else {
             throw CBAMError(.io, "cannot write a \(image.width)×\(image.height) image: PNG needs at least one pixel", file: path)
@@ -201,11 +198,7 @@ public enum PNG {
         guard image.width <= Int(Int32.max), image.height <= Int(Int32.max) else {
             throw CBAMError(.io, "image \(image.width)×\(image.height) is larger than PNG allows (2^31-1 a side)", file: path)
         }
-        do {
-            try Data(encode(image)).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw CBAMError(.io, "cannot write: \(error.localizedDescription)", file: path)
-        }
+        try FileOutput.write(encode(image), to: path)
     }
 
     // MARK: - Checksums
