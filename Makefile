@@ -1,11 +1,15 @@
 # cbam-run: the two set-up commands of the README, and a few more.
 #   make demo    install what is missing, build, run a CBAM model shipped in Models/ and export its attention maps
 #   make test    install what is missing, check the generated protobuf code, run every test
+#   make test-asan / test-tsan   every test under AddressSanitizer / ThreadSanitizer (slow; not CI)
+#   make fuzz    each libFuzzer target for FUZZ_SECONDS (tools/fuzz.sh; not CI)
 SWIFT ?= swift
 DEMO_MODEL ?= Models/seed000_cbam_fc_k7/torchscript_op17.onnx
 DEMO_INPUT ?= Models/seed000_cbam_fc_k7/input.npy
 
-.PHONY: deps demo test release bench tools-deps proto
+FUZZ_SECONDS ?= 300
+
+.PHONY: deps demo test test-asan test-tsan fuzz release bench tools-deps proto
 
 deps:
 	@tools/install-deps.sh
@@ -18,6 +22,19 @@ demo: deps
 test: deps
 	tools/gen-proto.sh --check
 	$(SWIFT) test
+
+# Sanitizer runs build into their own folders so they never invalidate the plain build.
+# TSan: tools/tsan.supp silences reports inside libgomp (uninstrumented, its barriers invisible to TSan).
+test-asan: deps
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+test-tsan: deps
+	TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
+fuzz: deps
+	tools/fuzz.sh --build
+	for target in fuzz-load fuzz-run fuzz-npy fuzz-tensorproto; do tools/fuzz.sh $$target $(FUZZ_SECONDS) || exit 1; done
 
 release: deps
 	$(SWIFT) build -c release --product cbam-run

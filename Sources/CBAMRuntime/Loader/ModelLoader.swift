@@ -47,7 +47,11 @@ public enum ModelLoader {
     /// Loads a serialized ONNX `TensorProto` (the `.pb` files of ONNX test data).
     /// Returns the tensor and the name stored in it (may be empty).
     public static func loadTensor(contentsOf path: String) throws -> (name: String, tensor: Tensor) {
-        let bytes = try readFile(path)
+        try loadTensor(bytes: try readFile(path), fileName: path)
+    }
+
+    /// Decodes a serialized `TensorProto` from bytes in memory; `fileName` is used in messages.
+    public static func loadTensor(bytes: [UInt8], fileName path: String = "<memory>") throws -> (name: String, tensor: Tensor) {
         let message: UnsafeMutablePointer<Onnx__TensorProto>? = bytes.withUnsafeBufferPointer {
             onnx__tensor_proto__unpack(nil, $0.count, $0.baseAddress)
         }
