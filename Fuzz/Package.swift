@@ -5,14 +5,17 @@
 // -fsanitize=fuzzer-no-link,address to the C ones (the protobuf-c generated code).
 import PackageDescription
 
-let library: [Target.Dependency] = [.product(name: "CBAMRuntime", package: "cbam-run")]
-// libFuzzer supplies main(); the targets only define LLVMFuzzerTestOneInput.
+let library: [Target.Dependency] = [.product(name: "CBAMRuntime", package: "cbam-run"), "FuzzSupport"]
+// Each target defines LLVMFuzzerTestOneInput and a `<module>_main` (the name SwiftPM links as
+// main) that starts libFuzzer through LLVMFuzzerRunDriver.
 let noMain: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
 
 let package = Package(
     name: "cbam-run-fuzz",
     dependencies: [.package(name: "cbam-run", path: "..")],
     targets: [
+        // The libFuzzer driver hook and the structure-aware ONNX mutator.
+        .target(name: "FuzzSupport"),
         // model bytes → ModelLoader (nesting guard, protobuf-c decode, conversion and checks).
         .executableTarget(name: "fuzz-load", dependencies: library, swiftSettings: noMain),
         // model bytes → load → Session (graph checks, folding) → plan → run, under small budgets.
