@@ -177,12 +177,25 @@ struct ProtoConverter {
             guard let pointer else { continue }
             nodes.append(try convertNode(pointer.pointee, depth: depth))
         }
+        let inputs = try ModelLoader.buffer(proto.input, proto.n_input).compactMap { try $0.map { try convertValueInfo($0.pointee) } }
+        let outputs = try ModelLoader.buffer(proto.output, proto.n_output).compactMap { try $0.map { try convertValueInfo($0.pointee) } }
+        // Every later stage looks values up by name: a nameless or repeated input or output
+        // has no place (found by the fuzz-run target: a nameless input reached the planner).
+        for (kind, values) in [("input", inputs), ("output", outputs)] {
+            if let index = values.firstIndex(where: { $0.name.isEmpty }) {
+                throw CBAMError(.malformedModel, "graph \(kind) #\(index) has no name", field: "graph \(kind)")
+            }
+        }
+        var inputNames = Set<String>()
+        for input in inputs where !inputNames.insert(input.name).inserted {
+            throw CBAMError(.malformedModel, "two graph inputs are named \"\(input.name)\"", field: "graph input")
+        }
         return Graph(
             name: ModelLoader.string(proto.name),
             nodes: nodes,
             initializers: initializers,
-            inputs: try ModelLoader.buffer(proto.input, proto.n_input).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
-            outputs: try ModelLoader.buffer(proto.output, proto.n_output).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
+            inputs: inputs,
+            outputs: outputs,
             valueInfo: try ModelLoader.buffer(proto.value_info, proto.n_value_info).compactMap { try $0.map { try convertValueInfo($0.pointee) } })
     }
 
