@@ -24,7 +24,7 @@ test: deps
 	$(SWIFT) test
 
 # Sanitizer runs build into their own folders so they never invalidate the plain build.
-# TSan: tools/tsan.supp silences reports inside libgomp (uninstrumented, its barriers invisible to TSan).
+# TSan: tools/tsan.supp silences the hand-off of Parallel.forEach through libgomp (uninstrumented, so TSan cannot see its barrier).
 test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
