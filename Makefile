@@ -2,13 +2,17 @@
 #   make demo    install what is missing, build, run a CBAM model shipped in Models/ and export its attention maps
 #   make test    install what is missing, check the generated protobuf code, run every test
 #                (swift test, the C API's C program plain and under AddressSanitizer, pytest python/tests)
+#   make test-asan / test-tsan   every test under AddressSanitizer / ThreadSanitizer (slow; not CI)
+#   make fuzz    each libFuzzer target for FUZZ_SECONDS (tools/fuzz.sh; not CI)
 SWIFT ?= swift
 CC ?= cc
 PYTHON ?= python3
 DEMO_MODEL ?= Models/demo_shapes_cbam/torchscript_op17.onnx
 DEMO_INPUT ?= Models/demo_shapes_cbam/samples/triangle.png
 
-.PHONY: deps demo test capi-test python-test python python-wheel-check release bench tools-deps proto
+FUZZ_SECONDS ?= 300
+
+.PHONY: deps demo test capi-test python-test python python-wheel-check test-asan test-tsan fuzz release bench tools-deps proto
 
 deps:
 	@tools/install-deps.sh
@@ -59,6 +63,21 @@ python-wheel-check: python
 	rm -rf .build/wheel-venv && $(PYTHON) -m venv .build/wheel-venv
 	.build/wheel-venv/bin/pip install -q dist/cbamrun-*.whl
 	cd /tmp && $(CURDIR)/.build/wheel-venv/bin/python $(CURDIR)/python/tools/wheel_check.py $(CURDIR)/Models
+
+# Sanitizer runs build into their own folders so they never invalidate the plain build.
+# ASan: tools/lsan.supp lists leaks that are Foundation's, XCTest's or the test suite's globals.
+# TSan: tools/tsan.supp silences the hand-off of Parallel.forEach through libgomp (uninstrumented, so TSan cannot see its barrier).
+test-asan: deps
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
+		$(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+test-tsan: deps
+	TSAN_OPTIONS="suppressions=$(CURDIR)/tools/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
+fuzz: deps
+	tools/fuzz.sh --build
+	for target in fuzz-load fuzz-run fuzz-npy fuzz-tensorproto; do tools/fuzz.sh $$target $(FUZZ_SECONDS) || exit 1; done
 
 release: deps
 	$(SWIFT) build -c release --product cbam-run

@@ -44,6 +44,7 @@ final class StatusBox {
         case .usage: return CBAMRUN_USAGE
         case .resourceLimit: return CBAMRUN_RESOURCE_LIMIT
         case .badImage: return CBAMRUN_BAD_IMAGE
+        case .cancelled: return CBAMRUN_CANCELLED
         }
     }
 }

@@ -7,6 +7,10 @@ struct CBAMRun: ParsableCommand {
     static func main() {
         shortenOpenMPSpin()
         tuneAllocator()
+        FileOutput.removeTemporaryFilesOnSignal()
+        if let pause = ProcessInfo.processInfo.environment["CBAM_TEST_PAUSE_BEFORE_RENAME"].flatMap(Double.init) {
+            FileOutput.pauseBeforeRename = pause
+        }
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
@@ -59,12 +63,20 @@ struct SessionFlags: ParsableArguments {
         "Refuse a plan that needs more than N multiply-accumulates per run (e.g. 1e11; default: unlimited).", valueName: "N"))
     var maxMACs: String?
 
+    @Option(name: .customLong("timeout"), help: ArgumentHelp(
+        "Stop a run that takes longer than SECONDS (checked between steps; compiling a new plan counts) with an error (default: no limit).",
+        valueName: "SECONDS"))
+    var timeout: Double?
+
     @Flag(name: .customLong("no-passes"), help: "Run every node as the file has it: no BatchNorm folding, fusion or in-place ops (for comparing).")
     var noPasses = false
 
     func validate() throws {
         if let threads, threads < 1 || threads > 256 {
             throw ValidationError("--threads must be between 1 and 256")
+        }
+        if let timeout, !(timeout > 0 && timeout.isFinite) {
+            throw ValidationError("--timeout takes a positive number of seconds such as 30 or 0.5")
         }
         _ = try limits()
     }
@@ -101,7 +113,7 @@ struct SessionFlags: ParsableArguments {
 
     var options: SessionOptions {
         SessionOptions(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount,
-                       limits: (try? limits()) ?? ResourceLimits(), optimize: !noPasses)
+                       limits: (try? limits()) ?? ResourceLimits(), optimize: !noPasses, timeout: timeout)
     }
 }
 

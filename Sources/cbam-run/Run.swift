@@ -14,7 +14,9 @@ struct Run: ParsableCommand {
             mean/std; --resize, --crop, --mean, --std and --channels change each step. \
             One line says what was done.
             The result summary (shape, min/max/mean, top-5 for [N, classes]) goes to standard output.
-            Nothing is written when the run fails.
+            Nothing is written when the run fails, and no file is ever half-written: each goes to a
+            temporary name in its folder and is renamed when complete (also on SIGINT/SIGTERM). An
+            output path that is an input, a folder or a dangling symlink is refused before anything runs.
             """)
 
     @Argument(help: "The .onnx model file.")
@@ -104,9 +106,11 @@ struct Run: ParsableCommand {
 
     func run() throws {
         do {
+            try checkOutputPaths()
             let session = try Session(contentsOf: model, options: self.session.options)
             let labels = try labelsFile.map { try Labels.read(contentsOf: $0) }
             let (feeds, images) = try collectInputs(for: session)
+            try checkOutputFiles(session: session)
 
             // Every extra (dump, check, profile, attention) is an observer of the one run.
             var observers: [RunObserver] = []
@@ -157,6 +161,60 @@ struct Run: ParsableCommand {
         } catch {
             throw fail(error)
         }
+    }
+
+    /// Every file the run reads: the model, the inputs, the references of --check-against.
+    var inputPaths: [String] {
+        [model] + inputs + namedInputs.map { String($0.split(separator: "=", maxSplits: 1).last ?? "") }
+    }
+
+    /// The checks that need no model: outputs that are inputs, folders or dangling symlinks,
+    /// folders that are files, a missing parent folder. Run before anything is loaded.
+    func checkOutputPaths() throws {
+        FileOutput.protect(inputPaths)
+        var files: [String] = []
+        if let output { files.append(output) }
+        if let profileJSON { files.append(profileJSON) }
+        for path in files {
+            try FileOutput.checkDestination(path)
+            let parent = (path as NSString).deletingLastPathComponent
+            var isFolder: ObjCBool = false
+            if !parent.isEmpty, !(FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder) && isFolder.boolValue) {
+                throw CBAMError(.usage, "the folder \(parent) does not exist", file: path)
+            }
+        }
+        if files.count == 2, Self.sameFile(files[0], files[1]) {
+            throw CBAMError(.usage, "-o and --profile-json name the same file", file: files[0])
+        }
+        var folders: [(flag: String, path: String)] = []
+        if let outputDir { folders.append(("--output-dir", outputDir)) }
+        if let attentionDir { folders.append(("--attention", attentionDir)) }
+        if dumpAll || !dumpPatterns.isEmpty { folders.append(("--dump-dir", dumpDir)) }
+        for folder in folders { try FileOutput.checkFolder(folder.path) }
+        if let referenceDir, let dump = folders.first(where: { $0.flag == "--dump-dir" }), Self.sameFile(dump.path, referenceDir) {
+            throw CBAMError(.usage, "--dump-dir is the --check-against folder; the dump would overwrite the references", file: referenceDir)
+        }
+    }
+
+    /// --output-dir's files, known once the model's output names are: each checked, no two the same.
+    func checkOutputFiles(session: Session) throws {
+        guard let outputDir else { return }
+        var seen: [String: String] = [:]
+        for name in session.outputNames {
+            let file = FileNames.safe(name) + ".npy"
+            if let other = seen[file] {
+                throw CBAMError(.usage, "outputs \"\(other)\" and \"\(name)\" would both be written as \(file)", file: outputDir)
+            }
+            seen[file] = name
+            try FileOutput.checkDestination((outputDir as NSString).appendingPathComponent(file))
+        }
+    }
+
+    /// Whether two paths name one file or folder (after symlinks and `..`); false when either is missing.
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        var x = stat(), y = stat()
+        guard stat(a, &x) == 0, stat(b, &y) == 0 else { return (a as NSString).standardizingPath == (b as NSString).standardizingPath }
+        return x.st_dev == y.st_dev && x.st_ino == y.st_ino
     }
 
     /// Binds positional and named input files to the model's inputs, converting dtypes as documented

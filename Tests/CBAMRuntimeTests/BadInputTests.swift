@@ -200,6 +200,30 @@ import Testing
         do { _ = try Session(contentsOf: path) } catch let error as CBAMError { #expect(error.kind == .invalidShape) }
     }
 
+    /// Found by the fuzz-run target (Fuzz/Regressions/fuzz-run/nameless-graph-input): a nameless
+    /// graph input reached the planner, which found no operand for it and trapped.
+    @Test func namelessGraphInputOrOutput() throws {
+        let input = ONNXBytes.model(graph: ONNXBytes.graph(
+            nodes: [ONNXBytes.node("Relu", name: "relu_1", inputs: ["x"], outputs: ["y"])],
+            inputs: [ONNXBytes.valueInfo("x"), ONNXBytes.valueInfo("", dims: [.value(2)])], outputs: [ONNXBytes.valueInfo("y")]))
+        let error = try sessionError("nameless.onnx", input)
+        #expect(error.kind == .malformedModel)
+        #expect(error.description.hasSuffix("nameless.onnx: graph input: graph input #1 has no name"), "\(error)")
+        let output = ONNXBytes.model(graph: ONNXBytes.graph(
+            nodes: [ONNXBytes.node("Relu", name: "relu_1", inputs: ["x"], outputs: ["y"])],
+            inputs: [ONNXBytes.valueInfo("x")], outputs: [ONNXBytes.valueInfo("")]))
+        #expect(try sessionError("nameless.onnx", output).message == "graph output #0 has no name")
+    }
+
+    /// Two graph inputs with one name would make run(positional:) build a dictionary with a repeated key.
+    @Test func repeatedGraphInputName() throws {
+        let bytes = ONNXBytes.model(graph: ONNXBytes.graph(
+            nodes: [ONNXBytes.node("Relu", name: "relu_1", inputs: ["x"], outputs: ["y"])],
+            inputs: [ONNXBytes.valueInfo("x"), ONNXBytes.valueInfo("x")], outputs: [ONNXBytes.valueInfo("y")]))
+        let error = try sessionError("twice.onnx", bytes)
+        #expect(error.kind == .malformedModel && error.message == "two graph inputs are named \"x\"")
+    }
+
     @Test func graphCycle() throws {
         let bytes = ONNXBytes.model(graph: ONNXBytes.graph(
             nodes: [ONNXBytes.node("Relu", name: "first", inputs: ["b"], outputs: ["a"]),

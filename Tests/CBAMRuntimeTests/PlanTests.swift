@@ -215,7 +215,7 @@ struct PlanTests {
         let single = try Session(contentsOf: path, options: SessionOptions(threads: 1))
         let expected = try shared.run(positional: [input])
         let results = UnsafeMutableBufferPointer<[String: Tensor]?>.allocate(capacity: 8)
-        defer { results.deallocate() }
+        defer { _ = results.deinitialize(); results.deallocate() }  // deinitialize: LeakSanitizer found the outputs kept
         results.initialize(repeating: nil)
         let box = UncheckedSendable(results)
         DispatchQueue.concurrentPerform(iterations: 8) { i in

@@ -29,7 +29,7 @@ _KINDS = {0: "channel", 1: "spatial", 2: "other", 3: "self-attention"}
 # cbamrun_code values
 _CODE_NAMES = {1: "not_onnx", 2: "malformed_model", 3: "unsupported_op", 4: "unsupported_type",
                5: "invalid_attribute", 6: "invalid_shape", 7: "shape_mismatch", 8: "type_mismatch",
-               9: "missing_input", 10: "io", 11: "bad_npy", 12: "usage", 13: "resource_limit", 14: "bad_image",
+               9: "missing_input", 10: "io", 11: "bad_npy", 12: "usage", 13: "resource_limit", 14: "bad_image", 15: "cancelled",
                100: "invalid_argument"}
 # Failures of a run that come from the feeds: raised as InvalidInput, a ValueError.
 _INPUT_CODES = {4, 6, 7, 8, 9, 100}

@@ -48,7 +48,7 @@ extern "C" {
 /* Bumped when a declaration here changes incompatibly. */
 #define CBAMRUN_API_VERSION 1
 
-/* Failure kinds. 1–14 are the kinds of the runtime's CBAMError. */
+/* Failure kinds. 1–15 are the kinds of the runtime's CBAMError. */
 typedef enum cbamrun_code {
     CBAMRUN_OK = 0,
     CBAMRUN_NOT_ONNX = 1,            /* the bytes are not an ONNX ModelProto */
@@ -65,6 +65,7 @@ typedef enum cbamrun_code {
     CBAMRUN_USAGE = 12,
     CBAMRUN_RESOURCE_LIMIT = 13,     /* the plan needs more memory or MACs than the options allow */
     CBAMRUN_BAD_IMAGE = 14,          /* a PNG or JPEG file that cannot be decoded (or is refused) */
+    CBAMRUN_CANCELLED = 15,          /* the run passed its timeout or was cancelled */
     CBAMRUN_INVALID_ARGUMENT = 100   /* a NULL pointer, an index out of range, bad options… */
 } cbamrun_code;
 

@@ -21,6 +21,7 @@ public struct CBAMError: Error, Sendable, Equatable, CustomStringConvertible {
         case badImage           // a PNG or JPEG file cbam-run cannot decode (or refuses to)
         case usage              // a command-line argument that makes no sense
         case resourceLimit      // the plan needs more memory or work than the limits allow
+        case cancelled          // the run passed its timeout or its cancellation token was cancelled
     }
 
     /// Where a node-level error happened.

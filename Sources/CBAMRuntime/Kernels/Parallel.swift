@@ -1,4 +1,7 @@
 import CDNNL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Intra-op parallelism: the kernels that split their work (Conv) call this.
 enum Parallel {
@@ -32,14 +35,36 @@ enum Parallel {
         withoutActuallyEscaping(body) { body in
             var task = (body: body, count: count)
             withUnsafeMutablePointer(to: &task) { pointer in
+                ThreadSanitizer.release(pointer)  // fork: the team sees what the caller wrote
                 GOMP_parallel({ raw in
+                    ThreadSanitizer.acquire(raw)
                     let task = raw!.assumingMemoryBound(to: ((Int) -> Void, Int).self).pointee
                     let member = Int(omp_get_thread_num()), team = Swift.max(1, Int(omp_get_num_threads()))
                     for index in stride(from: member, to: task.1, by: team) { task.0(index) }
+                    ThreadSanitizer.release(raw)
                 }, pointer, UInt32(count), 0)
+                ThreadSanitizer.acquire(pointer)  // join: the caller sees what the team wrote
             }
         }
     }
+}
+
+/// ThreadSanitizer's happens-before annotations, looked up at run time: present only in a
+/// process built with `-sanitize=thread` (`make test-tsan`), no-ops otherwise. libgomp is not
+/// instrumented, so without them TSan cannot see that GOMP_parallel's thread launch and final
+/// barrier order the caller's writes before the team's reads and the team's writes before the
+/// caller's next ones, and reports every parallel loop as a race.
+enum ThreadSanitizer {
+    typealias Hook = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    nonisolated(unsafe) private static let acquireHook: Hook? = lookup("__tsan_acquire")
+    nonisolated(unsafe) private static let releaseHook: Hook? = lookup("__tsan_release")
+
+    private static func lookup(_ name: String) -> Hook? {
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), name).map { unsafeBitCast($0, to: Hook.self) }
+    }
+
+    @inline(__always) static func acquire(_ address: UnsafeMutableRawPointer?) { acquireHook?(address) }
+    @inline(__always) static func release(_ address: UnsafeMutableRawPointer?) { releaseHook?(address) }
 }
 
 /// Carries a value across threads where the code around it guarantees there is no race.

@@ -50,7 +50,11 @@ public enum ModelLoader {
     /// Loads a serialized ONNX `TensorProto` (the `.pb` files of ONNX test data).
     /// Returns the tensor and the name stored in it (may be empty).
     public static func loadTensor(contentsOf path: String) throws -> (name: String, tensor: Tensor) {
-        let bytes = try readFile(path)
+        try loadTensor(bytes: try readFile(path), fileName: path)
+    }
+
+    /// Decodes a serialized `TensorProto` from bytes in memory; `fileName` is used in messages.
+    public static func loadTensor(bytes: [UInt8], fileName path: String = "<memory>") throws -> (name: String, tensor: Tensor) {
         let message: UnsafeMutablePointer<Onnx__TensorProto>? = bytes.withUnsafeBufferPointer {
             onnx__tensor_proto__unpack(nil, $0.count, $0.baseAddress)
         }
@@ -207,12 +211,25 @@ struct ProtoConverter {
             guard let pointer else { continue }
             nodes.append(try convertNode(pointer.pointee, depth: depth))
         }
+        let inputs = try ModelLoader.buffer(proto.input, proto.n_input).compactMap { try $0.map { try convertValueInfo($0.pointee) } }
+        let outputs = try ModelLoader.buffer(proto.output, proto.n_output).compactMap { try $0.map { try convertValueInfo($0.pointee) } }
+        // Every later stage looks values up by name: a nameless or repeated input or output
+        // has no place (found by the fuzz-run target: a nameless input reached the planner).
+        for (kind, values) in [("input", inputs), ("output", outputs)] {
+            if let index = values.firstIndex(where: { $0.name.isEmpty }) {
+                throw CBAMError(.malformedModel, "graph \(kind) #\(index) has no name", field: "graph \(kind)")
+            }
+        }
+        var inputNames = Set<String>()
+        for input in inputs where !inputNames.insert(input.name).inserted {
+            throw CBAMError(.malformedModel, "two graph inputs are named \"\(input.name)\"", field: "graph input")
+        }
         return Graph(
             name: ModelLoader.string(proto.name),
             nodes: nodes,
             initializers: initializers,
-            inputs: try ModelLoader.buffer(proto.input, proto.n_input).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
-            outputs: try ModelLoader.buffer(proto.output, proto.n_output).compactMap { try $0.map { try convertValueInfo($0.pointee) } },
+            inputs: inputs,
+            outputs: outputs,
             valueInfo: try ModelLoader.buffer(proto.value_info, proto.n_value_info).compactMap { try $0.map { try convertValueInfo($0.pointee) } })
     }
 

@@ -83,7 +83,7 @@ final class Plan: @unchecked Sendable {
     // MARK: - Running
 
     /// Runs the plan: copies the feeds into the arena, runs every step, copies the outputs out.
-    func run(_ feeds: [String: Tensor], observer: RunObserver?) throws -> [String: Tensor] {
+    func run(_ feeds: [String: Tensor], observer: RunObserver?, interrupt: RunInterrupt? = nil) throws -> [String: Tensor] {
         let arena = takeArena()
         defer { giveBack(arena) }
         let memory = RunMemory(arena: arena.pointer, scratch: arena.pointer + arenaBytes)
@@ -92,9 +92,10 @@ final class Plan: @unchecked Sendable {
             tensor.copyBytes(to: operand.address.pointer(memory), operand: operand)
         }
         if let observer {
-            try runObserved(memory, observer)
+            try runObserved(memory, observer, interrupt)
         } else {
-            for step in steps {
+            for (index, step) in steps.enumerated() {
+                try interrupt?.check(step: index, of: steps.count)
                 try withErrorContext(node: step.entry.node.ref) { try step.kernel.run(memory) }
             }
         }
@@ -110,7 +111,7 @@ final class Plan: @unchecked Sendable {
 
     /// The observed loop: each step's inputs are read before it runs (an in-place step
     /// overwrites one), its outputs after, and the observer sees them as tensors.
-    private func runObserved(_ memory: RunMemory, _ observer: RunObserver) throws {
+    private func runObserved(_ memory: RunMemory, _ observer: RunObserver, _ interrupt: RunInterrupt?) throws {
         let timed = observer.wantsTiming
         var eventIndex = 0
         func tensor(_ operand: Operand) -> Tensor { Tensor(copying: operand.address.pointer(memory), operand: operand) }
@@ -124,6 +125,7 @@ final class Plan: @unchecked Sendable {
         }
         try emitViews(after: -1)
         for (index, step) in steps.enumerated() {
+            try interrupt?.check(step: index, of: steps.count)
             let inputs = zip(step.entry.node.inputs, step.inputs).map { name, operand -> Tensor? in
                 if let constant = typed.constants[name] { return constant }
                 return operand.map(tensor)

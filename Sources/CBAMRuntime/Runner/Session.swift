@@ -78,14 +78,22 @@ public struct SessionOptions: Sendable {
     var carryFromMACs = LayoutPass.minimumMACs
     /// The layout to carry instead of the one this CPU's convolutions prefer (tests of the other CPUs' layouts).
     var carriedLayout: Layout? = nil
+    /// Seconds a run may take (from the call to `run`, compiling a new plan included); past it
+    /// the run stops before its next step with a `.cancelled` error. nil: no limit.
+    public var timeout: Double?
+    /// A token whose ``CancellationToken/cancel()`` stops every run of the session between steps.
+    public var cancellation: CancellationToken?
 
     public init(threads: Int = 1, limits: ResourceLimits = ResourceLimits(), optimize: Bool = true,
-                convolution: ConvolutionKernel = .fromEnvironment, carryLayouts: Bool = ProcessInfo.processInfo.environment["CBAM_LAYOUT"] != "plain") {
+                convolution: ConvolutionKernel = .fromEnvironment, timeout: Double? = nil,
+                cancellation: CancellationToken? = nil, carryLayouts: Bool = ProcessInfo.processInfo.environment["CBAM_LAYOUT"] != "plain") {
         self.threads = max(1, threads)
         self.limits = limits
         self.optimize = optimize
         self.convolution = convolution
         self.carryLayouts = carryLayouts
+        self.timeout = timeout.map { $0.isNaN ? 0 : max(0, $0) }
+        self.cancellation = cancellation
     }
 }
 
@@ -343,8 +351,9 @@ public final class Session: @unchecked Sendable {
     /// dimensions must match, symbolic ones (`batch`) take any size.
     public func run(_ feeds: [String: Tensor], observer: RunObserver? = nil) throws -> [String: Tensor] {
         try withErrorContext(file: fileName) {
+            let interrupt = RunInterrupt(options)
             let checked = try checkedFeeds(feeds)
-            return try plan(for: checked).run(checked, observer: observer)
+            return try plan(for: checked).run(checked, observer: observer, interrupt: interrupt)
         }
     }
 

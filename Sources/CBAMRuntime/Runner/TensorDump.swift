@@ -52,11 +52,7 @@ public final class TensorDump: RunObserver {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let path = (directory as NSString).appendingPathComponent("index.json")
-        do {
-            try encoder.encode(entries).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw CBAMError(.io, "cannot write: \(error.localizedDescription)", file: path)
-        }
+        try FileOutput.write(Array(try encoder.encode(entries)), to: path)
     }
 }
 
