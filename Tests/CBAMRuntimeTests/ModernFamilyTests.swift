@@ -97,9 +97,13 @@ struct SelfAttentionDetectionTests {
         let summary = AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 1)
         #expect(summary.side == 2)
         #expect(summary.values == [0.5, 0, 0.25, 0.25])
-        // 5 keys (a class token and 2×2) and windows folded into the batch axis stay raw, with a note.
-        let token = Tensor.float([1, 1, 1, 5], [0.2, 0.2, 0.2, 0.2, 0.2])
-        #expect(AttentionExport.selfAttentionSummary(token, values: try! token.floats(), batch: 1).side == nil)
+        // 5 keys: a class token and 2×2; the token is left out of the grid (ViT's layout).
+        let token = Tensor.float([1, 1, 1, 5], [0.6, 0.1, 0.1, 0.1, 0.1])
+        let withToken = AttentionExport.selfAttentionSummary(token, values: try! token.floats(), batch: 1)
+        #expect(withToken.side == 2 && withToken.values == [0.1, 0.1, 0.1, 0.1] && withToken.note?.contains("class token") == true)
+        // 6 keys (no grid, with or without a token) and windows folded into the batch axis stay raw, with a note.
+        let six = Tensor.float([1, 1, 1, 6], [Float](repeating: 1 / 6, count: 6))
+        #expect(AttentionExport.selfAttentionSummary(six, values: try! six.floats(), batch: 1).side == nil)
         #expect(AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 2).note?.contains("windows") == true)
         // GCNet's context mask [N, 1, H·W, 1]: the map itself on the grid.
         let mask = Tensor.float([1, 1, 4, 1], [0.1, 0.2, 0.3, 0.4])

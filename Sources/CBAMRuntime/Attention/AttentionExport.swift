@@ -156,21 +156,28 @@ public enum AttentionExport {
         if let runBatch, batch != runBatch {
             return (nil, 0, [], "raw tensor only: its first axis (\(batch)) is not the batch (\(runBatch)): heads, windows or blocks folded into it cannot be told apart or mapped back to the grid")
         }
-        let side = Int(Double(keys).squareRoot().rounded())
-        guard side * side == keys else {
-            return (nil, 0, [], "raw tensor only: \(keys) key positions do not form a square grid (a class token or a non-square layout)")
+        // A grid of keys, or a class token (ViT's key 0) followed by one: the token is left out.
+        func squareSide(_ n: Int) -> Int? {
+            let side = Int(Double(n).squareRoot().rounded())
+            return side > 0 && side * side == n ? side : nil
         }
+        let skipped = squareSide(keys) == nil && keys > 4 && squareSide(keys - 1) != nil ? 1 : 0
+        guard let side = squareSide(keys - skipped) else {
+            return (nil, 0, [], "raw tensor only: \(keys) key positions do not form a square grid, nor a class token and one (a non-square layout)")
+        }
+        let gridKeys = side * side
         let rows = batch > 0 ? values.count / (batch * keys) : 0
-        var summary = [Float](repeating: 0, count: batch * keys)
+        var summary = [Float](repeating: 0, count: batch * gridKeys)
         for item in 0..<batch {
-            var sums = [Double](repeating: 0, count: keys)
+            var sums = [Double](repeating: 0, count: gridKeys)
             for row in 0..<rows {
-                let base = (item * rows + row) * keys
-                for k in 0..<keys { sums[k] += Double(values[base + k]) }
+                let base = (item * rows + row) * keys + skipped
+                for k in 0..<gridKeys { sums[k] += Double(values[base + k]) }
             }
-            for k in 0..<keys { summary[item * keys + k] = Float(sums[k] / Double(max(rows, 1))) }
+            for k in 0..<gridKeys { summary[item * gridKeys + k] = Float(sums[k] / Double(max(rows, 1))) }
         }
-        return (side, batch, summary, "summary: attention received per key position on a \(side)×\(side) grid, averaged over heads and queries")
+        let token = skipped == 1 ? "; key 0 (a class token) left out, so a row sums to less than 1" : ""
+        return (side, batch, summary, "summary: attention received per key position on a \(side)×\(side) grid, averaged over heads and queries" + token)
     }
 
     /// The attention of the query at grid `cell` over the keys, averaged over heads, per batch
