@@ -29,11 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=25, help="rows per map_batches call (stacked into one run)")
     parser.add_argument("--model", default=str(ROOT / "Models/demo_shapes_cbam/torchscript_op17.onnx"))
     parser.add_argument("--binary", default=str(ROOT / ".build/release/cbam-run"))
     args = parser.parse_args()
     os.environ.setdefault("CBAMRUN_LIBRARY", str(ROOT / ".build/release/libcbamrun.so"))
     sys.path.insert(0, str(ROOT / "python"))
+    # Ray's workers start from the local cluster's environment: they find the package the same way.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")]))
 
     base = np.load(Path(args.model).parent / "input.npy")[:1]
     rng = np.random.default_rng(0)
@@ -60,7 +63,7 @@ def main():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     dataset = ray.data.from_items([{"id": i, "input": a[0]} for i, a in enumerate(arrays)])
     start = time.perf_counter()
-    rows = cbamrun.ray.map_batches(dataset, args.model, concurrency=2, batch_size=1).take_all()
+    rows = cbamrun.ray.map_batches(dataset, args.model, concurrency=2, batch_size=args.batch_size).take_all()
     ray_seconds = time.perf_counter() - start
     assert len(rows) == args.count
     ray.shutdown()
@@ -68,7 +71,7 @@ def main():
 
     print(f"inputs: {args.count} × {list(base.shape)}; model {os.path.relpath(args.model, ROOT)}")
     print(f"shards (2 × cbam-run batch --shard I/2, 1 thread each): {shards:.2f} s, {args.count / shards:.1f} inputs/s")
-    print(f"ray (map_batches, 2 actors, batch_size 1):            {ray_seconds:.2f} s, {args.count / ray_seconds:.1f} inputs/s")
+    print(f"ray (map_batches, 2 actors, batch_size {args.batch_size}): {ray_seconds:.2f} s, {args.count / ray_seconds:.1f} inputs/s")
     print(f"ray / shards throughput: {shards / ray_seconds:.2f}")
 
 

@@ -469,3 +469,34 @@ struct GateFusionTests {
         #expect(sigmoidModels.subtracting(Self.zooGates.keys).isEmpty, "not listed: \(sigmoidModels.subtracting(Self.zooGates.keys).sorted())")
     }
 }
+
+/// ONNX does not require node names to be unique or present: gates are found and ordered by
+/// the values they write, so two gates whose nodes share a name (or have none) both appear.
+@Suite("Attention maps by value, not node name")
+struct AttentionIdentityTests {
+    @Test(arguments: [true, false])
+    func duplicateAndEmptyNodeNamesKeepEveryGate(_ optimize: Bool) throws {
+        let nodes = [
+            Node(name: "pool", opType: "GlobalAveragePool", inputs: ["x"], outputs: ["p1"]),
+            Node(name: "gate", opType: "Sigmoid", inputs: ["p1"], outputs: ["s1"]),
+            Node(name: "", opType: "Mul", inputs: ["x", "s1"], outputs: ["y1"]),
+            Node(name: "pool", opType: "GlobalAveragePool", inputs: ["y1"], outputs: ["p2"]),
+            Node(name: "gate", opType: "Sigmoid", inputs: ["p2"], outputs: ["s2"]),
+            Node(name: "", opType: "Mul", inputs: ["y1", "s2"], outputs: ["y2"]),
+        ]
+        let session = try Session(model: Model(graph: Graph(nodes: nodes, initializers: [:],
+                                                            inputs: [ValueInfo(name: "x", shape: [.fixed(1), .fixed(2), .fixed(1), .fixed(2)])],
+                                                            outputs: [ValueInfo(name: "y2")])),
+                                  options: SessionOptions(optimize: optimize))
+        // x: channel 0 = (0, 2), mean 1; channel 1 = (-1, 1), mean 0.
+        let x = try Tensor(shape: [1, 2, 1, 2], floats: [0, 2, -1, 1])
+        func sigmoid(_ v: Float) -> Float { 1 / (1 + exp(-v)) }
+        let s1 = [sigmoid(1), 0.5], s2 = [sigmoid(sigmoid(1)), 0.5]  // y1's channel means: σ(1) and 0
+        let (_, maps) = try session.runCapturingAttention(["x": x])
+        #expect(maps.map(\.gate.tensor) == ["s1", "s2"])
+        for (map, expected) in zip(maps, [s1, s2]) {
+            let values = try map.tensor.floats()
+            #expect(values.count == 2 && zip(values, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(map.gate.tensor): \(values) vs \(expected)")
+        }
+    }
+}

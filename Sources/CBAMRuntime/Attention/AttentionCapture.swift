@@ -21,6 +21,8 @@ public struct AttentionMap: Sendable {
 /// A run observer that keeps the output of every attention gate and the shape of
 /// the feature map it multiplies, then classifies and groups them.
 public final class AttentionCapture: RunObserver {
+    /// Gates by their output tensor, and by the output of the Mul that applies them: value
+    /// names are unique in an ONNX graph, node names need not be (they may repeat or be empty).
     private let gatesByNode: [String: AttentionGate]
     private let gatesByMul: [String: AttentionGate]
     private var order: [String] = []
@@ -30,27 +32,29 @@ public final class AttentionCapture: RunObserver {
     private var notFeatureLike: Set<String> = []
 
     public init(gates: [AttentionGate]) {
-        gatesByNode = Dictionary(gates.map { ($0.node.ref.name, $0) }, uniquingKeysWith: { first, _ in first })
-        gatesByMul = Dictionary(gates.compactMap { gate in gate.mul.map { ($0.ref.name, gate) } }, uniquingKeysWith: { first, _ in first })
+        gatesByNode = Dictionary(gates.map { ($0.tensor, $0) }, uniquingKeysWith: { first, _ in first })
+        gatesByMul = Dictionary(gates.compactMap { gate in gate.mul.flatMap { mul in mul.outputs.first.map { ($0, gate) } } },
+                                uniquingKeysWith: { first, _ in first })
     }
 
     public func nodeDidRun(_ event: NodeEvent) throws {
-        let name = event.node.ref.name
-        if let gate = gatesByNode[name], let output = event.outputs.first {
+        let name = event.node.outputs.first ?? ""
+        if !name.isEmpty, let gate = gatesByNode[name], let output = event.outputs.first {
             order.append(name)
             tensors[name] = output
             if gate.mul == nil, (event.inputs.first??.rank ?? 0) < 3 { notFeatureLike.insert(name) }
         }
-        if let gate = gatesByMul[name], let feature = event.inputs[gate.featureInputIndex] {
-            featureShapes[gate.node.ref.name] = feature.shape
+        if event.replaced.count <= 1, !name.isEmpty, let gate = gatesByMul[name], gate.featureInputIndex < event.inputs.count,
+           let feature = event.inputs[gate.featureInputIndex] {
+            featureShapes[gate.tensor] = feature.shape
         } else if event.replaced.count > 1 {
             // A fused step whose last node is the gate's Mul (a fused attention gate): the
             // feature map is the step's input of the same name.
             for inner in event.replaced {
-                guard let gate = gatesByMul[inner.ref.name], gate.featureInputIndex < inner.inputs.count,
+                guard let output = inner.outputs.first, let gate = gatesByMul[output], gate.featureInputIndex < inner.inputs.count,
                       let position = event.node.inputs.firstIndex(of: inner.inputs[gate.featureInputIndex]),
                       position < event.inputs.count, let feature = event.inputs[position] else { continue }
-                featureShapes[gate.node.ref.name] = feature.shape
+                featureShapes[gate.tensor] = feature.shape
             }
         }
     }
@@ -128,10 +132,12 @@ extension AttentionCapture {
 extension Session {
     /// The attention gates of this model, in execution order.
     public var attentionGates: [AttentionGate] {
-        let position = Dictionary(executionOrder.enumerated().map { ($0.element.ref.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        // Keyed by each node's first output: unique in a graph, where node names may repeat or be empty.
+        let position = Dictionary(executionOrder.enumerated().compactMap { item in item.element.outputs.first.map { ($0, item.offset) } },
+                                  uniquingKeysWith: { a, _ in a })
         return AttentionDetector.gates(in: model.graph)
-            .filter { position[$0.node.ref.name] != nil }
-            .sorted { position[$0.node.ref.name]! < position[$1.node.ref.name]! }
+            .filter { position[$0.tensor] != nil }
+            .sorted { position[$0.tensor]! < position[$1.tensor]! }
     }
 
     /// Runs the model and returns its outputs with every attention map it computed.
