@@ -1199,6 +1199,11 @@ def write_benchmarks(path, results, args, header, per_layers, specs_deep, chart_
         lines += ["## Per-node profile", ""]
         for p in per_layers:
             lines += per_layer_markdown(p) + [""]
+    # Measurements made by other tools (the Python package's call overhead, Ray vs shards) are
+    # kept in docs/benchmarks-other.md, with the commands that made them, and carried over here.
+    other = os.path.join(ROOT, "docs", "benchmarks-other.md")
+    if os.path.exists(other):
+        lines += ["", open(other).read().rstrip()]
     with open(path, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
 
