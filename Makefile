@@ -12,7 +12,7 @@ DEMO_INPUT ?= Models/demo_shapes_cbam/samples/triangle.png
 
 FUZZ_SECONDS ?= 300
 
-.PHONY: deps demo test capi-test python-test python python-wheel-check test-asan test-tsan fuzz release bench tools-deps proto
+.PHONY: deps demo docs test capi-test python-test python python-wheel-check test-asan test-tsan fuzz release bench tools-deps proto
 
 deps:
 	@tools/install-deps.sh
@@ -81,6 +81,12 @@ fuzz: deps
 
 release: deps
 	$(SWIFT) build -c release --product cbam-run
+
+# The DocC catalogue of the library (a getting-started article and the API), as a static site in .build/docs.
+docs: deps
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target CBAMRuntime \
+		--output-path .build/docs --transform-for-static-hosting --hosting-base-path cbam-run
+	@echo "documentation in .build/docs (serve the folder; the library's pages are under documentation/cbamruntime)"
 
 # Python tools (export, reference outputs, benchmark against onnxruntime, OpenVINO, PyTorch).
 tools-deps: deps
