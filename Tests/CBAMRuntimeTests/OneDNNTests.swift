@@ -242,15 +242,17 @@ import Testing
     /// libgomp keeps OpenMP's thread count per thread: two threads that set different counts
     /// at the same time each read back their own, so sessions with different counts coexist.
     @Test func openMPThreadCountIsPerThread() {
-        let seen = Mutex<[Int: Int]>([:])
+        // A class holding the results under a lock: ThreadSanitizer flags a stack Mutex captured by
+        // the concurrent closure as a Swift access race (both threads "modify" the capture).
+        let seen = UncheckedBox([Int: Int]())
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             OneDNN.withThreads(i + 1) {
                 usleep(50_000)  // both threads are inside withThreads now
                 let count = OneDNN.threadsOnThisThread
-                seen.withLock { $0[i + 1] = count }
+                seen.lock.withLock { seen.value[i + 1] = count }
             }
         }
-        #expect(seen.withLock { $0 } == [1: 1, 2: 2])
+        #expect(seen.lock.withLock { seen.value } == [1: 1, 2: 2])
     }
 
     // MARK: Refusals
