@@ -27,27 +27,10 @@ func tensor(from given: cbamrun_tensor, name: String, file: String) throws -> Te
     guard given.data != nil || count == 0 else { throw APIError("input \"\(name)\": data is NULL") }
     guard let source = given.data, count > 0 else { return try emptyTensor(type, shape) }
 
-    func read<T>(_: T.Type) -> [T] {
-        [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-            UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: source, byteCount: count * MemoryLayout<T>.stride)
-            initialized = count
-        }
-    }
-    let storage: Tensor.Storage
-    switch type {
-    case .float: storage = .float(read(Float.self))
-    case .double: storage = .double(read(Double.self))
-    case .int64: storage = .int64(read(Int64.self))
-    case .int32: storage = .int32(read(Int32.self))
-    case .int8: storage = .int8(read(Int8.self))
-    case .uint8: storage = .uint8(read(UInt8.self))
-    case .float16: storage = .float16(read(Float16.self))
-    case .bool:
-        // Any nonzero byte is true: a C caller's bool bytes need not be 0 or 1.
-        let bytes = source.assumingMemoryBound(to: UInt8.self)
-        storage = .bool((0..<count).map { bytes[$0] != 0 })
-    }
-    return try Tensor(shape: shape, storage: storage)
+    guard type == .bool else { return Tensor(copying: source, type: ValueType(type, shape)) }
+    // Any nonzero byte is true: a C caller's bool bytes need not be 0 or 1.
+    let bytes = source.assumingMemoryBound(to: UInt8.self)
+    return try Tensor(shape: shape, storage: .bool((0..<count).map { bytes[$0] != 0 }))
 }
 
 private func emptyTensor(_ type: DataType, _ shape: [Int]) throws -> Tensor {
@@ -83,21 +66,7 @@ final class TensorStorage {
         shape = OwnedArray(tensor.shape.map(Int64.init))
         byteCount = tensor.count * tensor.dataType.byteSize
         data = .allocate(byteCount: max(byteCount, 1), alignment: 64)
-        func copy<T>(_ values: [T]) {
-            values.withUnsafeBytes { bytes in
-                if let base = bytes.baseAddress, bytes.count > 0 { data.copyMemory(from: base, byteCount: bytes.count) }
-            }
-        }
-        switch tensor.storage {
-        case .float(let v): copy(v)
-        case .double(let v): copy(v)
-        case .int64(let v): copy(v)
-        case .int32(let v): copy(v)
-        case .int8(let v): copy(v)
-        case .uint8(let v): copy(v)
-        case .bool(let v): copy(v)  // Swift's Bool is one byte, 0 or 1
-        case .float16(let v): copy(v)
-        }
+        tensor.copyBytes(to: data)  // Swift's Bool is one byte, 0 or 1, as the header states
     }
 
     deinit { data.deallocate() }

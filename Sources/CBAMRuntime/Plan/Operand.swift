@@ -122,7 +122,7 @@ struct PlannedKernel {
 
 extension Tensor {
     /// Copies the elements into `destination` (which holds `count` elements of this type).
-    func copyBytes(to destination: UnsafeMutableRawPointer) {
+    public func copyBytes(to destination: UnsafeMutableRawPointer) {
         func copy<T>(_ values: [T]) {
             values.withUnsafeBytes { bytes in
                 if let source = bytes.baseAddress, bytes.count > 0 { destination.copyMemory(from: source, byteCount: bytes.count) }
@@ -141,7 +141,7 @@ extension Tensor {
     }
 
     /// A tensor holding a copy of the `type.count` elements at `source`.
-    init(copying source: UnsafeRawPointer, type: ValueType) {
+    public init(copying source: UnsafeRawPointer, type: ValueType) {
         let count = type.count
         func read<T>(_: T.Type) -> [T] {
             [T](unsafeUninitializedCapacity: count) { buffer, initialized in
