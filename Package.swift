@@ -48,10 +48,16 @@ let package = Package(
             dependencies: ["CProtobufC"],
             cSettings: [.unsafeFlags(["-w"])]  // generated code; its warnings are not ours to fix
         ),
+        // Elementwise exp and sigmoid with one body per instruction set (AVX-512F, AVX2+FMA, plain C),
+        // chosen at run time from cpuid: Swift compiles for baseline x86-64, never -march=native.
+        .target(
+            name: "CVectorMath",
+            cSettings: [.unsafeFlags(["-O2"])]  // the intrinsics want optimising even in a debug build
+        ),
         // Loader, IR, kernels, runner, NPY/PNG/JPEG I/O and attention export.
         .target(
             name: "CBAMRuntime",
-            dependencies: ["CONNXProto", "CProtobufC", "CDNNL", "CPNG", "CJPEG"]
+            dependencies: ["CONNXProto", "CProtobufC", "CDNNL", "CPNG", "CJPEG", "CVectorMath"]
         ),
         // The command line.
         .executableTarget(

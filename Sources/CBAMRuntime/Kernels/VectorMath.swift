@@ -1,3 +1,5 @@
+import CVectorMath
+
 /// Reductions over contiguous float32 runs, written with SIMD accumulators because
 /// the compiler may not reorder a float sum into vector lanes on its own.
 enum VectorMath {
@@ -97,5 +99,54 @@ extension VectorMath {
             let mapped = lanes(tail)
             for k in 0..<(count - i) { target[i + k] = mapped[k] }
         }
+    }
+}
+
+// The hot transcendental loops run in CVectorMath: one C body per instruction set, chosen from
+// cpuid at run time, since Swift here compiles for baseline x86-64 (the SIMD8 `exp` above took
+// 2.9 ns per value as SSE2 code; AVX-512 takes a tenth of that). The SIMD8 `exp` stays as the
+// reference the C variants are tested against (VectorMathTests).
+extension VectorMath {
+    /// The instruction set of the C loops: `.auto` is the best the CPU has; forcing one the CPU
+    /// lacks falls back to the best it has.
+    enum InstructionSet: CaseIterable, Sendable {
+        case auto, portable, avx2, avx512
+
+        var c: cbam_vm_isa {
+            switch self {
+            case .auto: CBAM_VM_AUTO
+            case .portable: CBAM_VM_PORTABLE
+            case .avx2: CBAM_VM_AVX2
+            case .avx512: CBAM_VM_AVX512
+            }
+        }
+
+        /// What `.auto` resolves to on this CPU.
+        static var best: InstructionSet {
+            switch cbam_vm_best_isa() {
+            case CBAM_VM_AVX512: .avx512
+            case CBAM_VM_AVX2: .avx2
+            default: .portable
+            }
+        }
+    }
+
+    /// target[i] = e^source[i] for i < count (target may equal source).
+    @inline(__always)
+    static func exp(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, _ count: Int, isa: InstructionSet = .auto) {
+        cbam_vm_exp(source, target, count, isa.c)
+    }
+
+    /// target[i] = 1 / (1 + e^−source[i]) for i < count (target may equal source).
+    @inline(__always)
+    static func sigmoid(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, _ count: Int, isa: InstructionSet = .auto) {
+        cbam_vm_sigmoid(source, target, count, isa.c)
+    }
+
+    /// target[i] = e^(source[i] − shift[i·shiftStep]), shiftStep 0 or 1 (softmax's numerator).
+    @inline(__always)
+    static func expShifted(_ source: UnsafePointer<Float>, shift: UnsafePointer<Float>, shiftStep: Int,
+                           _ target: UnsafeMutablePointer<Float>, _ count: Int, isa: InstructionSet = .auto) {
+        cbam_vm_exp_shifted(source, shift, shiftStep, target, count, isa.c)
     }
 }

@@ -9,7 +9,7 @@ extension PlannedKernels {
         table["Mul"] = { try binary($0, FloatOperator.multiply) }
         table["Div"] = { try binary($0, FloatOperator.divide) }
         table["Relu"] = { try unary($0, detail: "relu", ReluLanes.self) }
-        table["Sigmoid"] = { try unary($0, detail: "sigmoid", SigmoidLanes.self) }
+        table["Sigmoid"] = { try unary($0, detail: "sigmoid \(VectorMath.InstructionSet.best)") { VectorMath.sigmoid($0, $1, $2) } }
     }
 
     /// `C = A ∘ B` with numpy broadcasting, float32: SIMD8 runs along the innermost
@@ -45,6 +45,13 @@ extension PlannedKernels {
     static func unary(_ context: PlanContext, detail: String,
                       _ lanes: @escaping (SIMD8<Float>) -> SIMD8<Float>) throws -> PlannedKernel? {
         try unaryStep(context, detail: detail) { VectorMath.map($0, $1, $2, lanes) }
+    }
+
+    /// `Y = f(X)` elementwise, float32, with `map(source, target, count)` a whole-array loop
+    /// (the CPU-dispatched C loops of CVectorMath).
+    static func unary(_ context: PlanContext, detail: String,
+                      map: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) throws -> PlannedKernel? {
+        try unaryStep(context, detail: detail, map)
     }
 
     /// A float32 step that applies `map(source, target, count)` to X's elements, each worker
@@ -105,10 +112,3 @@ enum ReluLanes: LaneFunction {
     @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { x.replacing(with: SIMD8<Float>.zero, where: x .< SIMD8<Float>.zero) }
 }
 
-enum SigmoidLanes: LaneFunction {
-    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { 1 / (1 + VectorMath.exp(-x)) }
-}
-
-enum ExpLanes: LaneFunction {
-    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { VectorMath.exp(x) }
-}

@@ -67,7 +67,7 @@ extension PlannedKernels {
                                                    means: average ? slots + offsets[0] : nil, maxima: maximum ? slots + offsets[1] : nil)
                 }
                 for step in program { step(slots) }
-                VectorMath.map(UnsafePointer(slots + resultOffset), gate, planes) { 1 / (1 + VectorMath.exp(-$0)) }
+                VectorMath.sigmoid(UnsafePointer(slots + resultOffset), gate, planes)
                 Parallel.forEach(workers) { worker in
                     CarriedLoops.scaleChannels(source, target, gate: UnsafePointer(gate), blocks, units: Parallel.share(worker, of: workers, count: units))
                 }
@@ -93,7 +93,7 @@ extension PlannedKernels {
                 }
             }
             for step in program { step(slots) }
-            VectorMath.map(UnsafePointer(slots + resultOffset), gate, planes) { 1 / (1 + VectorMath.exp(-$0)) }
+            VectorMath.sigmoid(UnsafePointer(slots + resultOffset), gate, planes)
             // Pass 2: y = x · s, one scale per plane.
             Parallel.forEach(workers) { worker in
                 for plane in Parallel.share(worker, of: workers, count: planes) {

@@ -8,7 +8,7 @@ import Foundation
 
 extension PlannedKernels {
     static func registerMath(_ table: inout [String: Builder]) {
-        table["Exp"] = { try unary($0, detail: "exp", ExpLanes.self) }
+        table["Exp"] = { try unary($0, detail: "exp \(VectorMath.InstructionSet.best)") { VectorMath.exp($0, $1, $2) } }
         table["Log"] = { try unary($0, detail: "log") { lanewise($0) { Foundation.log($0) } } }
         table["Tanh"] = { try unary($0, detail: "tanh") { lanewise($0) { Foundation.tanh($0) } } }
         table["Erf"] = { try unary($0, detail: "erf") { lanewise($0) { Foundation.erf($0) } } }

@@ -122,7 +122,7 @@ extension PlannedKernels {
         if stride == 1 {
             // One contiguous row: e = exp(x − max), then e / Σe.
             var maximum = VectorMath.max(x, extent)
-            ShiftedExpOperator.fill(y, extent, x, 1, &maximum, 0)
+            VectorMath.expShifted(x, shift: &maximum, shiftStep: 0, y, extent)
             var total = VectorMath.sum(y, extent)
             DivideOperator.fill(y, extent, y, 1, &total, 0)
         } else if let (maximum, total) = buffers {
@@ -130,7 +130,7 @@ extension PlannedKernels {
             for k in 1..<Swift.max(extent, 1) { KeepMaxOperator.fill(maximum, columns, maximum, 1, x + k * stride, 1) }
             total.update(repeating: 0, count: columns)
             for k in 0..<extent {
-                ShiftedExpOperator.fill(y + k * stride, columns, x + k * stride, 1, maximum, 1)
+                VectorMath.expShifted(x + k * stride, shift: maximum, shiftStep: 1, y + k * stride, columns)
                 AddOperator.fill(total, columns, total, 1, y + k * stride, 1)
             }
             for k in 0..<extent { DivideOperator.fill(y + k * stride, columns, y + k * stride, 1, total, 1) }
@@ -142,10 +142,4 @@ extension PlannedKernels {
             }
         }
     }
-}
-
-/// `exp(a − b)` (VectorMath.exp, also for the scalar tail so every element agrees).
-enum ShiftedExpOperator: FloatBinaryOperator {
-    static func apply(_ a: Float, _ b: Float) -> Float { VectorMath.exp(SIMD8(repeating: a - b))[0] }
-    static func apply(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { VectorMath.exp(a - b) }
 }

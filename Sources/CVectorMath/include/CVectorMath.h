@@ -1,0 +1,44 @@
+// Elementwise float32 math chosen at run time by the CPU's features.
+//
+// Swift compiles for baseline x86-64 (SSE2), and the project never builds with -march=native,
+// so the hot transcendental loops live here: one body per instruction set (AVX-512F, AVX2+FMA,
+// and plain C for anything else), picked once per process from cpuid. Every variant computes
+// the same polynomial as VectorMath.exp in Swift (Cody–Waite reduction, Cephes' degree-5 expf
+// coefficients, 2ⁿ built in the exponent bits), so they agree to a few ulp; VectorMathTests
+// holds each variant against the Swift reference.
+#ifndef CBAM_VECTOR_MATH_H
+#define CBAM_VECTOR_MATH_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The instruction sets a variant can be forced to (for the differential tests).
+typedef enum {
+    CBAM_VM_AUTO = 0,      ///< the best the CPU has
+    CBAM_VM_PORTABLE = 1,  ///< plain C, whatever the compiler makes of it for baseline x86-64
+    CBAM_VM_AVX2 = 2,      ///< AVX2 + FMA, 8 lanes
+    CBAM_VM_AVX512 = 3,    ///< AVX-512F, 16 lanes
+} cbam_vm_isa;
+
+/// The variant `CBAM_VM_AUTO` resolves to on this CPU.
+cbam_vm_isa cbam_vm_best_isa(void);
+
+/// y[i] = eˣ⁽ⁱ⁾ for i < count. Past float32's range: +∞ above 88.72, 0 below −87.34; NaN stays NaN.
+/// `y` may equal `x`. An `isa` the CPU lacks falls back to the best it has.
+void cbam_vm_exp(const float *x, float *y, size_t count, cbam_vm_isa isa);
+
+/// y[i] = 1 / (1 + e^−x⁽ⁱ⁾) for i < count, with the same exp. `y` may equal `x`.
+void cbam_vm_sigmoid(const float *x, float *y, size_t count, cbam_vm_isa isa);
+
+/// y[i] = e^(x[i] − shift[i]) when shift_step is 1, e^(x[i] − shift[0]) when it is 0 (softmax's
+/// numerator). `y` may equal `x`.
+void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, float *y, size_t count, cbam_vm_isa isa);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

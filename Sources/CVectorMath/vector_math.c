@@ -1,0 +1,212 @@
+// One body per instruction set for the loops of CVectorMath.h; see the header for the contract.
+#include "CVectorMath.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+// The constants of VectorMath.exp (Sources/CBAMRuntime/Kernels/VectorMath.swift).
+#define EXP_HIGH 88.72283f
+#define EXP_LOW (-87.33654f)
+#define LOG2E 1.44269504088896341f
+#define SHIFTER 12582912.0f  // 1.5·2²³: adding it leaves round(v·log2 e) in the low mantissa bits
+#define LN2_HIGH 0.693359375f
+#define LN2_LOW (-2.12194440e-4f)
+#define P0 1.9875691500e-4f
+#define P1 1.3981999507e-3f
+#define P2 8.3334519073e-3f
+#define P3 4.1665795894e-2f
+#define P4 1.6666665459e-1f
+#define P5 5.0000001201e-1f
+
+// ---- plain C: the same steps one value at a time ---------------------------------------------
+
+static inline float bits_to_float(int32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
+static inline int32_t float_to_bits(float f) { int32_t b; memcpy(&b, &f, 4); return b; }
+
+static inline float exp_portable_one(float x) {
+    if (x != x) return x;
+    if (x > EXP_HIGH) return __builtin_inff();
+    if (x < EXP_LOW) return 0.0f;
+    float shifted = x * LOG2E + SHIFTER;
+    float n = shifted - SHIFTER;
+    float r = x - n * LN2_HIGH - n * LN2_LOW;
+    float z = r * r;
+    float p = P0;
+    p = p * r + P1; p = p * r + P2; p = p * r + P3; p = p * r + P4; p = p * r + P5;
+    p = p * z + r + 1.0f;
+    // 2ⁿ as two factors: n reaches 128 and −126 at the ends of the range.
+    int32_t whole = float_to_bits(shifted) - 0x4B400000;
+    int32_t half = whole >> 1, rest = whole - half;
+    return p * bits_to_float((half + 127) << 23) * bits_to_float((rest + 127) << 23);
+}
+
+static void exp_portable(const float *x, float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) y[i] = exp_portable_one(x[i]);
+}
+static void sigmoid_portable(const float *x, float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + exp_portable_one(-x[i]));
+}
+static void exp_shifted_portable(const float *x, const float *shift, size_t step, float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) y[i] = exp_portable_one(x[i] - shift[i * step]);
+}
+
+// ---- AVX2 + FMA: 8 lanes ----------------------------------------------------------------------
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline __m256 exp8(__m256 x) {
+    const __m256 high = _mm256_set1_ps(EXP_HIGH), low = _mm256_set1_ps(EXP_LOW), shifter = _mm256_set1_ps(SHIFTER);
+    __m256 v = _mm256_min_ps(_mm256_max_ps(x, low), high);
+    __m256 shifted = _mm256_fmadd_ps(v, _mm256_set1_ps(LOG2E), shifter);
+    __m256 n = _mm256_sub_ps(shifted, shifter);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HIGH), v);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LOW), r);
+    __m256 z = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_set1_ps(P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
+    p = _mm256_fmadd_ps(p, z, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i whole = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000));
+    __m256i half = _mm256_srai_epi32(whole, 1), rest = _mm256_sub_epi32(whole, half);
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 scale1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+    __m256 scale2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, bias), 23));
+    __m256 result = _mm256_mul_ps(_mm256_mul_ps(p, scale1), scale2);
+    result = _mm256_blendv_ps(result, _mm256_set1_ps(__builtin_inff()), _mm256_cmp_ps(x, high, _CMP_GT_OQ));
+    result = _mm256_blendv_ps(result, _mm256_setzero_ps(), _mm256_cmp_ps(x, low, _CMP_LT_OQ));
+    return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+AVX2 static inline __m256 sigmoid8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// The tail goes through a zero-padded vector so every element takes the vector path.
+#define AVX2_LOOP(BODY)                                                                 \
+    size_t i = 0;                                                                       \
+    for (; i + 8 <= count; i += 8) { __m256 v = _mm256_loadu_ps(x + i); BODY; _mm256_storeu_ps(y + i, v); } \
+    if (i < count) {                                                                    \
+        float tail[8] = {0};                                                            \
+        memcpy(tail, x + i, (count - i) * sizeof(float));                               \
+        __m256 v = _mm256_loadu_ps(tail); BODY; _mm256_storeu_ps(tail, v);              \
+        memcpy(y + i, tail, (count - i) * sizeof(float));                               \
+    }
+
+AVX2 static void exp_avx2(const float *x, float *y, size_t count) { AVX2_LOOP(v = exp8(v)) }
+AVX2 static void sigmoid_avx2(const float *x, float *y, size_t count) { AVX2_LOOP(v = sigmoid8(v)) }
+AVX2 static void exp_shifted_avx2(const float *x, const float *shift, size_t step, float *y, size_t count) {
+    if (step == 0) {
+        const __m256 s = _mm256_set1_ps(shift[0]);
+        AVX2_LOOP(v = exp8(_mm256_sub_ps(v, s)))
+    } else {
+        for (size_t i = 0; i < count; i++) y[i] = x[i] - shift[i];
+        exp_avx2(y, y, count);
+    }
+}
+
+// ---- AVX-512F: 16 lanes, the tail by a mask ---------------------------------------------------
+
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 exp16(__m512 x) {
+    const __m512 high = _mm512_set1_ps(EXP_HIGH), low = _mm512_set1_ps(EXP_LOW), shifter = _mm512_set1_ps(SHIFTER);
+    __m512 v = _mm512_min_ps(_mm512_max_ps(x, low), high);
+    __m512 shifted = _mm512_fmadd_ps(v, _mm512_set1_ps(LOG2E), shifter);
+    __m512 n = _mm512_sub_ps(shifted, shifter);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), v);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
+    p = _mm512_fmadd_ps(p, z, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i whole = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000));
+    __m512i half = _mm512_srai_epi32(whole, 1), rest = _mm512_sub_epi32(whole, half);
+    const __m512i bias = _mm512_set1_epi32(127);
+    __m512 scale1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(half, bias), 23));
+    __m512 scale2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(rest, bias), 23));
+    __m512 result = _mm512_mul_ps(_mm512_mul_ps(p, scale1), scale2);
+    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, high, _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
+    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, low, _CMP_LT_OQ), _mm512_setzero_ps());
+    return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+AVX512 static inline __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+#define AVX512_LOOP(BODY)                                                                    \
+    size_t i = 0;                                                                            \
+    for (; i + 16 <= count; i += 16) { __m512 v = _mm512_loadu_ps(x + i); BODY; _mm512_storeu_ps(y + i, v); } \
+    if (i < count) {                                                                         \
+        __mmask16 m = (__mmask16)((1u << (count - i)) - 1);                                  \
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i); BODY; _mm512_mask_storeu_ps(y + i, m, v); \
+    }
+
+AVX512 static void exp_avx512(const float *x, float *y, size_t count) { AVX512_LOOP(v = exp16(v)) }
+AVX512 static void sigmoid_avx512(const float *x, float *y, size_t count) { AVX512_LOOP(v = sigmoid16(v)) }
+AVX512 static void exp_shifted_avx512(const float *x, const float *shift, size_t step, float *y, size_t count) {
+    if (step == 0) {
+        const __m512 s = _mm512_set1_ps(shift[0]);
+        AVX512_LOOP(v = exp16(_mm512_sub_ps(v, s)))
+    } else {
+        size_t i = 0;
+        for (; i + 16 <= count; i += 16)
+            _mm512_storeu_ps(y + i, exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(shift + i))));
+        if (i < count) {
+            __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+            _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, shift + i))));
+        }
+    }
+}
+
+// ---- dispatch ---------------------------------------------------------------------------------
+
+cbam_vm_isa cbam_vm_best_isa(void) {
+    static int best = -1;  // a benign race: every thread computes the same value
+    if (best < 0) {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) best = CBAM_VM_AVX512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = CBAM_VM_AVX2;
+        else best = CBAM_VM_PORTABLE;
+    }
+    return (cbam_vm_isa)best;
+}
+
+static cbam_vm_isa resolve(cbam_vm_isa wanted) {
+    cbam_vm_isa best = cbam_vm_best_isa();
+    return (wanted == CBAM_VM_AUTO || wanted > best) ? best : wanted;
+}
+
+void cbam_vm_exp(const float *x, float *y, size_t count, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: exp_avx512(x, y, count); break;
+    case CBAM_VM_AVX2: exp_avx2(x, y, count); break;
+    default: exp_portable(x, y, count); break;
+    }
+}
+
+void cbam_vm_sigmoid(const float *x, float *y, size_t count, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: sigmoid_avx512(x, y, count); break;
+    case CBAM_VM_AVX2: sigmoid_avx2(x, y, count); break;
+    default: sigmoid_portable(x, y, count); break;
+    }
+}
+
+void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, float *y, size_t count, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: exp_shifted_avx512(x, shift, shift_step, y, count); break;
+    case CBAM_VM_AVX2: exp_shifted_avx2(x, shift, shift_step, y, count); break;
+    default: exp_shifted_portable(x, shift, shift_step, y, count); break;
+    }
+}
