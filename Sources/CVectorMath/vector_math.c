@@ -169,6 +169,113 @@ AVX512 static void exp_shifted_avx512(const float *x, const float *shift, size_t
     }
 }
 
+// ---- window pools over channels-last rows ----------------------------------------------------
+
+// The taps and the divisor of output pixel (oy, ox), shared by every variant.
+#define POOL_WINDOW                                                                              \
+    const int rf = g->row_first[oy], rc = g->row_count[oy], cf = g->column_first[ox], cc = g->column_count[ox]; \
+    const int divisor = g->divisor_rows ? g->divisor_rows[oy] * g->divisor_columns[ox] : rc * cc;            \
+    const float *origin = x + ((size_t)(oy * g->sh - g->pad_top) * g->w + (size_t)(ox * g->sw - g->pad_left)) * block; \
+    float *out = y + ((size_t)oy * g->ow + ox) * block;
+
+#define TAP(i, j) (origin + ((size_t)(i) * g->dh * g->w + (size_t)(j) * g->dw) * block)
+
+static void pool_portable(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *g, int first_row, int end_row, int average) {
+    for (int oy = first_row; oy < end_row; oy++) {
+        for (int ox = 0; ox < g->ow; ox++) {
+            POOL_WINDOW
+            for (size_t lane = 0; lane < block; lane++) {
+                float acc = average ? 0.0f : -__builtin_inff();
+                int nan = 0;
+                for (int i = rf; i < rf + rc; i++)
+                    for (int j = cf; j < cf + cc; j++) {
+                        float v = TAP(i, j)[lane];
+                        if (average) acc += v; else { nan |= v != v; acc = v > acc ? v : acc; }
+                    }
+                out[lane] = average ? (divisor > 0 ? acc / (float)divisor : 0.0f) : (nan ? __builtin_nanf("") : acc);
+            }
+        }
+    }
+}
+
+// Four vectors of lanes per pass over the window (64 channels on AVX-512, 32 on AVX2), so a
+// tap's address is computed once for them; NaN is tracked apart because max_ps drops it.
+AVX512 static void pool_avx512(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *g, int first_row, int end_row, int average) {
+    for (int oy = first_row; oy < end_row; oy++) {
+        for (int ox = 0; ox < g->ow; ox++) {
+            POOL_WINDOW
+            for (size_t lane = 0; lane < block; lane += 64) {
+                __mmask16 m[4];
+                for (int k = 0; k < 4; k++) {
+                    size_t start = lane + 16 * (size_t)k;
+                    size_t left = start < block ? block - start : 0;
+                    m[k] = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                }
+                __m512 acc[4];
+                __mmask16 nan[4] = {0, 0, 0, 0};
+                for (int k = 0; k < 4; k++) acc[k] = _mm512_set1_ps(average ? 0.0f : -__builtin_inff());
+                for (int i = rf; i < rf + rc; i++)
+                    for (int j = cf; j < cf + cc; j++) {
+                        const float *tap = TAP(i, j) + lane;
+                        for (int k = 0; k < 4; k++) {
+                            if (!m[k]) break;
+                            __m512 v = _mm512_maskz_loadu_ps(m[k], tap + 16 * k);
+                            if (average) acc[k] = _mm512_add_ps(acc[k], v);
+                            else { nan[k] |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); acc[k] = _mm512_max_ps(acc[k], v); }
+                        }
+                    }
+                for (int k = 0; k < 4; k++) {
+                    if (!m[k]) break;
+                    __m512 r = acc[k];
+                    if (average) r = divisor > 0 ? _mm512_div_ps(r, _mm512_set1_ps((float)divisor)) : _mm512_setzero_ps();
+                    else r = _mm512_mask_mov_ps(r, nan[k], _mm512_set1_ps(__builtin_nanf("")));
+                    _mm512_mask_storeu_ps(out + lane + 16 * k, m[k], r);
+                }
+            }
+        }
+    }
+}
+
+AVX2 static void pool_avx2(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *g, int first_row, int end_row, int average) {
+    const size_t whole = block / 8 * 8;
+    for (int oy = first_row; oy < end_row; oy++) {
+        for (int ox = 0; ox < g->ow; ox++) {
+            POOL_WINDOW
+            for (size_t lane = 0; lane < whole; lane += 32) {
+                const int vectors = (int)((whole - lane) / 8 < 4 ? (whole - lane) / 8 : 4);
+                __m256 acc[4], nan[4];
+                for (int k = 0; k < 4; k++) { acc[k] = _mm256_set1_ps(average ? 0.0f : -__builtin_inff()); nan[k] = _mm256_setzero_ps(); }
+                for (int i = rf; i < rf + rc; i++)
+                    for (int j = cf; j < cf + cc; j++) {
+                        const float *tap = TAP(i, j) + lane;
+                        for (int k = 0; k < vectors; k++) {
+                            __m256 v = _mm256_loadu_ps(tap + 8 * k);
+                            if (average) acc[k] = _mm256_add_ps(acc[k], v);
+                            else { nan[k] = _mm256_or_ps(nan[k], _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); acc[k] = _mm256_max_ps(acc[k], v); }
+                        }
+                    }
+                for (int k = 0; k < vectors; k++) {
+                    __m256 r = acc[k];
+                    if (average) r = divisor > 0 ? _mm256_div_ps(r, _mm256_set1_ps((float)divisor)) : _mm256_setzero_ps();
+                    else r = _mm256_blendv_ps(r, _mm256_set1_ps(__builtin_nanf("")), nan[k]);
+                    _mm256_storeu_ps(out + lane + 8 * k, r);
+                }
+            }
+            // Channels past the last multiple of 8, one at a time as the portable loop does.
+            for (size_t lane = whole; lane < block; lane++) {
+                float acc = average ? 0.0f : -__builtin_inff();
+                int nan = 0;
+                for (int i = rf; i < rf + rc; i++)
+                    for (int j = cf; j < cf + cc; j++) {
+                        float v = TAP(i, j)[lane];
+                        if (average) acc += v; else { nan |= v != v; acc = v > acc ? v : acc; }
+                    }
+                out[lane] = average ? (divisor > 0 ? acc / (float)divisor : 0.0f) : (nan ? __builtin_nanf("") : acc);
+            }
+        }
+    }
+}
+
 // ---- dispatch ---------------------------------------------------------------------------------
 
 cbam_vm_isa cbam_vm_best_isa(void) {
@@ -208,5 +315,14 @@ void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, 
     case CBAM_VM_AVX512: exp_shifted_avx512(x, shift, shift_step, y, count); break;
     case CBAM_VM_AVX2: exp_shifted_avx2(x, shift, shift_step, y, count); break;
     default: exp_shifted_portable(x, shift, shift_step, y, count); break;
+    }
+}
+
+void cbam_vm_pool2d(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *geometry,
+                    int first_row, int end_row, int average, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: pool_avx512(x, y, block, geometry, first_row, end_row, average); break;
+    case CBAM_VM_AVX2: pool_avx2(x, y, block, geometry, first_row, end_row, average); break;
+    default: pool_portable(x, y, block, geometry, first_row, end_row, average); break;
     }
 }

@@ -317,6 +317,35 @@ struct GateFusionTests {
         try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: ["y"])
     }
 
+    // MARK: - Residual Add (+ Relu) after a gate
+
+    /// The last gate of a block, then `Add(y, r)` with r computed apart (the block's shortcut)
+    /// and, with `relu`, a Relu: both gate kinds merge them (one step for gate, Add and Relu)
+    /// and compute what the unfused plan does, at 1 and 2 threads; when y is read elsewhere
+    /// (a graph output) nothing merges.
+    @Test(arguments: [true, false])
+    func aResidualAddAndReluMergeIntoTheGate(_ relu: Bool) throws {
+        var rng = SplitMix(state: 41)
+        let (spatialNodes, spatialInits) = try spatialGate(k: 3, maxFirst: true, c: 16, &rng)
+        let (channelNodes, channelInits) = try channelGate(.gemm, n: 2, c: 16, h: 5, w: 7, hidden: 4, gateFirst: false, &rng)
+        for (gateNodes, inits, pass) in [(spatialNodes, spatialInits, "fuse-spatial-gate"), (channelNodes, channelInits, "fuse-channel-gate")] {
+            let x = try random([2, 16, 5, 7], &rng, scale: 2)
+            var nodes = [Node(name: "shortcut", opType: "Neg", inputs: ["x"], outputs: ["r"])] + gateNodes
+            nodes.append(Node(name: "add", opType: "Add", inputs: ["y", "r"], outputs: ["z"]))
+            if relu { nodes.append(Node(name: "relu", opType: "Relu", inputs: ["z"], outputs: ["out"])) }
+            let output = relu ? "out" : "z"
+            let s = try session(nodes, initializers: inits, x: x.shape, outputs: [output])
+            #expect(try fused(s, x, pass) == 1)
+            #expect(try fused(s, x, "fuse-gate-residual") == 1, "\(pass)")
+            #expect(try s.prepare(["x": x]).steps == 2, "\(pass): the shortcut and the gate with its Add\(relu ? " and Relu" : "")")
+            for threads in [1, 2] { try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: [output], threads: threads) }
+            // y also a graph output: the Add stays apart.
+            let kept = try session(nodes, initializers: inits, x: x.shape, outputs: [output, "y"])
+            #expect(try fused(kept, x, "fuse-gate-residual") == 0)
+            try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: [output, "y"])
+        }
+    }
+
     // MARK: - What must not fuse
 
     /// Each gate with one value in between also read outside it (a graph output): the

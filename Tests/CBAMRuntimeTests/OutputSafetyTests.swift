@@ -191,7 +191,9 @@ import Testing
     @Test func aSignalDuringASlowRunLeavesNoFile() throws {
         let (model, input) = try slowModel()
         let started = Date()
-        let ended = try interrupt([model, input, "-o", directory + "/y.npy", "--profile-json", directory + "/trace.json"], signal: SIGINT) {
+        // Warm-up runs without end keep the process busy however fast the chain runs on this CPU.
+        let ended = try interrupt([model, input, "-o", directory + "/y.npy", "--profile-json", directory + "/trace.json", "--warmup", "10000"],
+                                  signal: SIGINT) {
             Date().timeIntervalSince(started) > 1
         }
         #expect(ended.reason == .uncaughtSignal && ended.status == SIGINT, "\(ended)")

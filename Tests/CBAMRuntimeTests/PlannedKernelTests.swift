@@ -363,7 +363,9 @@ struct PlannedKernelTests {
             if op == "HardSigmoid", bool(&random) { attributes["beta"] = .float(Float.random(in: 0...1, using: &random)) }
             if op == "Gelu", bool(&random) { attributes["approximate"] = .string("tanh") }
             let node = Node(opType: op, inputs: ["x"], outputs: ["y"], attributes: attributes)
-            try check(node, feeds: ["x": floats(x, &random, special: true)], opset: op == "Gelu" ? 20 : 17, threads: round == 19 ? 2 : 1)
+            // Exp's planned loop is CVectorMath's (FMA on AVX2 and AVX-512), the reference kernel's the Swift SIMD8 one: ulps apart.
+            try check(node, feeds: ["x": floats(x, &random, special: true)], opset: op == "Gelu" ? 20 : 17, tolerance: op == "Exp" ? 3e-7 : 0,
+                      threads: round == 19 ? 2 : 1)
         }
     }
 

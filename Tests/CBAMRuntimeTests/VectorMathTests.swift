@@ -81,4 +81,61 @@ struct VectorMathTests {
         if want < Float.leastNormalMagnitude * 4 { return got < Float.leastNormalMagnitude * 4 && got >= 0 }
         return abs(got - want) <= 3e-7 * want
     }
+
+    /// The carried (channels-last) window pools of CVectorMath, each instruction set, against the
+    /// Swift loop they replaced (``CarriedLoops/pool``) on random geometries: kernel, stride,
+    /// dilation, pads, ceil mode, count_include_pad, channel counts that leave vector tails, NaN
+    /// inputs, and a split into row bands.
+    @Test(arguments: VectorMath.InstructionSet.allCases)
+    func carriedPoolsMatchTheSwiftLoop(_ isa: VectorMath.InstructionSet) throws {
+        var rng = SplitMix(state: 42)
+        for trial in 0..<60 {
+            let (k, s, d) = (1 + rng.next(3), 1 + rng.next(2), 1 + rng.next(1))
+            let pad = rng.next(k - 1)
+            let (h, w) = ((k - 1) * d + 1 + rng.next(9), (k - 1) * d + 1 + rng.next(9))
+            let average = trial % 2 == 1
+            var attributes: [String: Attribute] = ["kernel_shape": .ints([k, k]), "strides": .ints([s, s]), "dilations": .ints([d, d]),
+                                                   "pads": .ints([pad, pad, pad, pad]), "ceil_mode": .int(rng.next(1))]
+            if average { attributes["dilations"] = nil }
+            let node = Node(opType: average ? "AveragePool" : "MaxPool", inputs: ["x"], outputs: ["y"], attributes: attributes)
+            let geometry = try SpatialGeometry(NodeContext(node: node, opset: 19), kernel: nil)
+            let countPad = rng.next(1) == 1
+            let loop = try Pool2DLoop(geometry: geometry, mode: average ? .average(countIncludePad: countPad) : .max, height: h, width: w)
+            // The Swift loop takes whole SIMD8 rows; the C loops any width (tested below on a tail).
+            let block = [8, 16, 24, 64, 72, 136][trial % 6]
+            var x = (0..<(h * w * block)).map { _ in Float(rng.next(2000)) / 100 - 10 }
+            if trial % 5 == 0 { x[rng.next(x.count - 1)] = .nan }
+            let count = loop.oh * loop.ow * block
+            var want = [Float](repeating: 0, count: count), got = [Float](repeating: -7, count: count)
+            x.withUnsafeBufferPointer { xp in
+                want.withUnsafeMutableBufferPointer { CarriedLoops.pool(xp.baseAddress!, $0.baseAddress!, block: block, loop, average: average) }
+                let pool = CarriedPoolGeometry(loop)!
+                got.withUnsafeMutableBufferPointer { yp in
+                    let half = loop.oh / 2
+                    pool.run(xp.baseAddress!, yp.baseAddress!, block: block, rows: 0..<half, isa: isa)
+                    pool.run(xp.baseAddress!, yp.baseAddress!, block: block, rows: half..<loop.oh, isa: isa)
+                }
+            }
+            for i in 0..<count where !(want[i] == got[i] || (want[i].isNaN && got[i].isNaN) || abs(want[i] - got[i]) <= 1e-6 * abs(want[i])) {
+                Issue.record("\(isa) trial \(trial) (k \(k) s \(s) d \(d) pad \(pad) \(h)×\(w), \(average ? "average" : "max"), block \(block)): element \(i) \(got[i]) vs \(want[i])")
+                break
+            }
+        }
+        // A channel count that is not a multiple of 8 (a tail in every variant), against a direct computation.
+        let (h, w, block) = (5, 4, 11)
+        let x = (0..<(h * w * block)).map { Float(($0 * 7919) % 101) }
+        let node = Node(opType: "MaxPool", inputs: ["x"], outputs: ["y"], attributes: ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2])])
+        let loop = try Pool2DLoop(geometry: try SpatialGeometry(NodeContext(node: node, opset: 19), kernel: nil), mode: .max, height: h, width: w)
+        var got = [Float](repeating: 0, count: loop.oh * loop.ow * block)
+        CarriedPoolGeometry(loop)!.run(x, &got, block: block, rows: 0..<loop.oh, isa: isa)
+        for oy in 0..<loop.oh { for ox in 0..<loop.ow { for c in 0..<block {
+            let want = [(0, 0), (0, 1), (1, 0), (1, 1)].map { x[((2 * oy + $0.0) * w + 2 * ox + $0.1) * block + c] }.max()!
+            #expect(got[(oy * loop.ow + ox) * block + c] == want)
+        } } }
+    }
+}
+
+private extension SplitMix {
+    /// A value in 0...upper.
+    mutating func next(_ upper: Int) -> Int { upper <= 0 ? 0 : Int.random(in: 0...upper, using: &self) }
 }

@@ -150,3 +150,51 @@ extension VectorMath {
         cbam_vm_exp_shifted(source, shift, shiftStep, target, count, isa.c)
     }
 }
+
+/// A ``Pool2DLoop`` as CVectorMath's C geometry, its tap tables allocated once and kept for the
+/// plan's life (the run closure only passes pointers; several workers read them at once).
+final class CarriedPoolGeometry: @unchecked Sendable {
+    private let tables: UnsafeMutablePointer<Int32>
+    private let geometry: UnsafeMutablePointer<cbam_vm_pool2d_geometry>
+    let average: Bool
+
+    /// Nil for an Lp pool, or a figure past Int32 (the plain loops take those).
+    init?(_ loop: Pool2DLoop) {
+        let includePad: Bool
+        switch loop.mode {
+        case .max: (average, includePad) = (false, false)
+        case .average(let countPad): (average, includePad) = (true, countPad)
+        case .lp: return nil
+        }
+        let columns = [loop.rows.map(\.first), loop.rows.map(\.count), loop.columns.map(\.first), loop.columns.map(\.count),
+                       loop.paddedRows, loop.paddedColumns]
+        let scalars = [loop.h, loop.w, loop.oh, loop.ow, loop.sh, loop.sw, loop.dh, loop.dw, loop.padTop, loop.padLeft]
+        guard (columns.joined() + scalars).allSatisfy({ Int32(exactly: $0) != nil }) else { return nil }
+        tables = .allocate(capacity: Swift.max(columns.reduce(0) { $0 + $1.count }, 1))
+        var starts: [UnsafeMutablePointer<Int32>] = []
+        var cursor = tables
+        for column in columns {
+            starts.append(cursor)
+            for (k, value) in column.enumerated() { cursor[k] = Int32(value) }
+            cursor += column.count
+        }
+        let s = scalars.map { Int32($0) }
+        geometry = .allocate(capacity: 1)
+        geometry.initialize(to: cbam_vm_pool2d_geometry(
+            h: s[0], w: s[1], oh: s[2], ow: s[3], sh: s[4], sw: s[5], dh: s[6], dw: s[7], pad_top: s[8], pad_left: s[9],
+            row_first: starts[0], row_count: starts[1], column_first: starts[2], column_count: starts[3],
+            divisor_rows: includePad ? starts[4] : nil, divisor_columns: includePad ? starts[5] : nil))
+    }
+
+    deinit {
+        tables.deallocate()
+        geometry.deallocate()
+    }
+
+    /// Pools output rows `rows` of one channels-last block (`block` channels per pixel row).
+    @inline(__always)
+    func run(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, block: Int, rows: Range<Int>,
+             isa: VectorMath.InstructionSet = .auto) {
+        cbam_vm_pool2d(x, y, block, geometry, Int32(rows.lowerBound), Int32(rows.upperBound), average ? 1 : 0, isa.c)
+    }
+}

@@ -9,7 +9,7 @@ import Foundation
 ///   - Conv / cbam::FusedConv with constant weights (input X, residual R, output Y);
 ///   - elementwise Relu, Add, Sub, Mul, Div whose operands all have the output's shape
 ///     (they act on the bytes as they are, so all their operands share one layout);
-///   - the fused CBAM gates (X and Y; the sigmoid map stays plain);
+///   - the fused CBAM gates (X, Y and a merged residual; the sigmoid map stays plain);
 ///   - MaxPool and AveragePool over 2-D windows (X and Y in one layout);
 ///   - GlobalAveragePool / GlobalMaxPool (input only: `[N, C, 1, 1]` is written plain).
 /// Anything else that reads or writes the value keeps it plain, as do graph inputs and
@@ -70,7 +70,13 @@ enum LayoutPass {
                 guard let x = node.inputs.first, isRuntime(x), let y = node.outputs.first, !y.isEmpty else { allPlain(); break }
                 union(x, y)
                 plainOnly.formUnion(outputs.dropFirst())
-                plainOnly.formUnion(inputs.dropFirst())
+                // A residual (the last input, attribute residual = 1) lies like y; the program's constants are plain.
+                if case .int(1)? = node.attributes["residual"], let residual = node.inputs.last, isRuntime(residual) {
+                    union(residual, y)
+                    plainOnly.formUnion(inputs.dropFirst().dropLast())
+                } else {
+                    plainOnly.formUnion(inputs.dropFirst())
+                }
             case "MaxPool", "AveragePool":
                 // Window pools of 2-D maps without MaxPool's Indices output: X and Y in one layout.
                 guard let x = node.inputs.first, isRuntime(x), let y = node.outputs.first, !y.isEmpty, outputs.count == 1,

@@ -17,6 +17,7 @@ enum Passes {
         graph = try foldBatchNormIntoConv(graph)
         graph = fuseChannelGates(graph)
         graph = fuseSpatialGates(graph)
+        graph = fuseGateResidual(graph)
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
         return graph
@@ -151,6 +152,67 @@ enum Passes {
         }
         graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         if !removed.isEmpty { graph.log.append("\(tag): \(removed.count) \(log)") }
+        return graph
+    }
+
+    // MARK: - Residual Add (+ Relu) after a gate
+
+    /// `Relu(Add(y, R))` or `Add(y, R)`, where y is the first output of a fused
+    /// `cbam::ChannelGate` or `cbam::SpatialGate` (the last gate of an SE or CBAM block) →
+    /// the gate with R appended as its last input, attribute `residual = 1` and, with the
+    /// Relu, `activation = "Relu"`: its second pass writes `max(x · s + R, 0)` straight away
+    /// instead of three passes over the feature map. Applies when nothing else reads y (or
+    /// the Add's output, for the Relu), R has y's type, and nothing reads the gate's map
+    /// before the fused step, which takes the last replaced node's place (where R is ready).
+    static func fuseGateResidual(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readerCounts = graph.readerCounts()
+        let producers = graph.producers()
+        var onlyReader: [String: Int] = [:]
+        for (index, entry) in graph.entries.enumerated() { for input in entry.node.inputs where !input.isEmpty { onlyReader[input] = index } }
+        let isFree = { (value: String) in readerCounts[value] == 1 && !graph.outputs.contains(value) }
+        var removed = Set<Int>(), fusedCount = 0
+        for (addIndex, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Add" {
+            let add = entry.node
+            guard add.inputs.count == 2, add.outputs.count == 1, let type = graph.types[add.outputs[0]], type.dataType == .float else { continue }
+            for side in 0..<2 {
+                let (source, other) = (add.inputs[side], add.inputs[1 - side])
+                guard let gateIndex = producers[source], !removed.contains(gateIndex), gateIndex < addIndex else { continue }
+                let gate = graph.entries[gateIndex].node
+                guard gate.domain == domain, gate.opType == "ChannelGate" || gate.opType == "SpatialGate",
+                      gate.attributes["residual"] == nil, gate.outputs.first == source, isFree(source), source != other,
+                      !other.isEmpty, graph.types[source] == type, graph.types[other] == type else { continue }
+                // The Relu that alone reads the Add's output, if there is one.
+                var last = addIndex
+                var replaced = [(addIndex, add)]
+                if isFree(add.outputs[0]), let reluIndex = onlyReader[add.outputs[0]], !removed.contains(reluIndex) {
+                    let relu = graph.entries[reluIndex].node
+                    if relu.domain.isEmpty, relu.opType == "Relu", relu.inputs == [add.outputs[0]], relu.outputs.count == 1,
+                       graph.types[relu.outputs[0]] == type {
+                        last = reluIndex
+                        replaced.append((reluIndex, relu))
+                    }
+                }
+                let maps = Set(gate.outputs.dropFirst().filter { !$0.isEmpty })
+                guard !graph.entries[(gateIndex + 1)..<last].contains(where: { !maps.isDisjoint(with: $0.node.inputs) }) else { continue }
+                var fused = gate
+                // The spatial gate's optional B keeps its place: R goes fourth.
+                if gate.opType == "SpatialGate" { fused.inputs += Array(repeating: "", count: Swift.max(0, 3 - gate.inputs.count)) }
+                fused.inputs.append(other)
+                fused.attributes["residual"] = .int(1)
+                if replaced.count == 2 { fused.attributes["activation"] = .string("Relu") }
+                fused.outputs[0] = replaced.last!.1.outputs[0]
+                fused.name = ([gate] + replaced.map(\.1)).map(\.ref.name).joined(separator: "+")
+                graph.entries[last] = TypedGraph.Entry(node: fused, opset: graph.entries[gateIndex].opset,
+                                                       replaces: graph.entries[gateIndex].replaces + replaced.flatMap { graph.entries[$0.0].replaces })
+                removed.insert(gateIndex)
+                if last != addIndex { removed.insert(addIndex) }
+                fusedCount += 1
+                break
+            }
+        }
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if fusedCount > 0 { graph.log.append("fuse-gate-residual: \(fusedCount) residual Add (+ Relu) merged into the gate before it") }
         return graph
     }
 

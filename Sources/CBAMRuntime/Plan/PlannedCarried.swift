@@ -87,9 +87,10 @@ enum CarriedLoops {
         }
     }
 
-    /// `y = x · s[n, c]`: each row of block (item, block) times the gate's values for that block's channels.
+    /// `y = x · s[n, c] (+ r)` (then Relu): each row of block (item, block) times the gate's
+    /// values for that block's channels; `residual` lies like x and y.
     static func scaleChannels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
-                              _ geometry: ChannelBlocks, units: Range<Int>) {
+                              _ geometry: ChannelBlocks, units: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
         let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
         for unit in units {
             let lane0 = (unit % geometry.unitsPerBlock) * chunk
@@ -98,10 +99,10 @@ enum CarriedLoops {
             let scales = gate + item * geometry.channels + blockIndex * b
             let end = Swift.min(lane0 + chunk, b)
             for p in 0..<pixels {
-                let (source, target) = (x + offset + p * b, y + offset + p * b)
+                let (source, target, added) = (x + offset + p * b, y + offset + p * b, residual.map { $0 + offset + p * b })
                 var lane = lane0
                 while lane < end {
-                    store(load(source + lane) * load(scales + lane), target + lane)
+                    store(GateEpilogue.finish(load(source + lane) * load(scales + lane), added.map { $0 + lane }, relu: relu), target + lane)
                     lane += 8
                 }
             }
@@ -134,18 +135,19 @@ enum CarriedLoops {
         }
     }
 
-    /// `y = x · s[n, p]`: every channel of each pixel in `pixels` of `item` times the pixel's gate value.
+    /// `y = x · s[n, p] (+ r)` (then Relu): every channel of each pixel in `pixels` of `item`
+    /// times the pixel's gate value; `residual` lies like x and y.
     static func scalePixels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
-                            _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>) {
+                            _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
         let b = geometry.block
         for blockIndex in 0..<geometry.blocks {
             let offset = geometry.offset(item: item, block: blockIndex)
             for p in range {
                 let scale = SIMD8<Float>(repeating: gate[p])
-                let (source, target) = (x + offset + p * b, y + offset + p * b)
+                let (source, target, added) = (x + offset + p * b, y + offset + p * b, residual.map { $0 + offset + p * b })
                 var lane = 0
                 while lane < b {
-                    store(load(source + lane) * scale, target + lane)
+                    store(GateEpilogue.finish(load(source + lane) * scale, added.map { $0 + lane }, relu: relu), target + lane)
                     lane += 8
                 }
             }

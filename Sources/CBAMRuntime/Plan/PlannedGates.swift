@@ -12,6 +12,11 @@
 //
 // Both read x fully before writing y at the same positions, so y may take over x's
 // bytes (the planner's in-place rule for cbam ops).
+//
+// Either gate may carry a residual (``Passes/fuseGateResidual(_:)``): attribute
+// `residual = 1` makes its last input R (y's shape and layout; the spatial gate's fourth,
+// after an optional B) and the second pass writes
+// y = x · s + R, then max(·, 0) with `activation = "Relu"`.
 
 extension PlannedKernels {
     static func registerGates(_ table: inout [String: Builder]) {
@@ -25,6 +30,7 @@ extension PlannedKernels {
         let node = context.node
         let x = try context.input(0, "X"), y = try context.output(0), map = try context.output(1)
         guard x.type.dataType == .float, x.shape.count >= 3, y.type == x.type, map.type.dataType == .float else { return nil }
+        guard let epilogue = try GateEpilogue(context, y: y) else { return nil }
         let planes = x.shape[0] * x.shape[1], size = x.count / Swift.max(planes, 1)
         guard planes > 0, size > 0, map.count == planes else {
             throw CBAMError(.shapeMismatch, "the gate map has \(map.count) values for \(planes) channel planes")
@@ -59,8 +65,9 @@ extension PlannedKernels {
             guard y.layout == x.layout, x.shape.count == 4 else { return nil }
             let blocks = ChannelBlocks(x)
             let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
-            return PlannedKernel(detail: "pool+mlp+scale \(x.layout)") { memory in
+            return PlannedKernel(detail: "pool+mlp+scale\(epilogue.detail) \(x.layout)") { memory in
                 let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gate = map.floats(memory)
+                let residual = epilogue.residual(memory)
                 let slots = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
                 Parallel.forEach(workers) { worker in
                     CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
@@ -69,12 +76,14 @@ extension PlannedKernels {
                 for step in program { step(slots) }
                 VectorMath.sigmoid(UnsafePointer(slots + resultOffset), gate, planes)
                 Parallel.forEach(workers) { worker in
-                    CarriedLoops.scaleChannels(source, target, gate: UnsafePointer(gate), blocks, units: Parallel.share(worker, of: workers, count: units))
+                    CarriedLoops.scaleChannels(source, target, gate: UnsafePointer(gate), blocks, units: Parallel.share(worker, of: workers, count: units),
+                                               residual: residual, relu: epilogue.relu)
                 }
             }
         }
-        return PlannedKernel(detail: "pool+mlp+scale") { memory in
+        return PlannedKernel(detail: "pool+mlp+scale" + epilogue.detail) { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gate = map.floats(memory)
+            let residual = epilogue.residual(memory), relu = epilogue.relu
             let slots = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
             let (sums, maxima) = (slots + offsets[0], slots + offsets[1])
             // Pass 1: both statistics of each plane in one read.
@@ -94,11 +103,11 @@ extension PlannedKernels {
             }
             for step in program { step(slots) }
             VectorMath.sigmoid(UnsafePointer(slots + resultOffset), gate, planes)
-            // Pass 2: y = x · s, one scale per plane.
+            // Pass 2: y = x · s (+ R, Relu), one scale per plane.
             Parallel.forEach(workers) { worker in
                 for plane in Parallel.share(worker, of: workers, count: planes) {
-                    let scale = SIMD8<Float>(repeating: gate[plane])
-                    VectorMath.map(source + plane * size, target + plane * size, size) { $0 * scale }
+                    let offset = plane * size
+                    scaleRow(source + offset, by: gate[plane], residual.map { $0 + offset }, target + offset, size, relu: relu)
                 }
             }
         }
@@ -145,7 +154,7 @@ extension PlannedKernels {
         let node = context.node
         let x = try context.input(0, "X"), y = try context.output(0), map = try context.output(1)
         guard x.type.dataType == .float, x.shape.count == 4, y.type == x.type, map.type.dataType == .float,
-              let weight = node.constant(1), weight.dataType == .float else { return nil }
+              let weight = node.constant(1), weight.dataType == .float, let epilogue = try GateEpilogue(context, y: y) else { return nil }
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let pixels = h * w
         guard map.count == n * pixels, c > 0, pixels > 0 else {
@@ -177,8 +186,9 @@ extension PlannedKernels {
         let carried = x.layout != .plain
         if carried { guard y.layout == x.layout else { return nil } }
         let blocks = carried ? ChannelBlocks(x) : nil
-        return PlannedKernel(detail: carried ? "stats+conv+scale \(x.layout)" : "stats+conv+scale") { memory in
+        return PlannedKernel(detail: "stats+conv+scale" + epilogue.detail + (carried ? " \(x.layout)" : "")) { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gates = map.floats(memory)
+            let residual = epilogue.residual(memory), relu = epilogue.relu
             let statistics = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
             let (maxima, means, padded) = (statistics, statistics + pixels, statistics + 2 * pixels)
             // Concat order: channel 0 of W reads the first of (max, mean) as the model wrote it.
@@ -212,16 +222,16 @@ extension PlannedKernels {
                                        weights: w0, kh: kh, kw: kw, dh: dh, dw: dw, bias: shift, into: gate + row * w)
                         }
                     }
-                    // Pass 2: y = x · s, the map applied to every channel.
-                    let output = target + item * c * pixels
+                    // Pass 2: y = x · s (+ R, Relu), the map applied to every channel.
                     Parallel.forEach(workers) { worker in
                         if let blocks {
                             CarriedLoops.scalePixels(source, target, gate: UnsafePointer(gate), blocks, item: item,
-                                                     pixels: Parallel.share(worker, of: workers, count: pixels))
+                                                     pixels: Parallel.share(worker, of: workers, count: pixels), residual: residual, relu: relu)
                             return
                         }
                         for channel in Parallel.share(worker, of: workers, count: c) {
-                            multiplyRow(image + channel * pixels, UnsafePointer(gate), output + channel * pixels, pixels)
+                            let offset = (item * c + channel) * pixels
+                            multiplyRow(source + offset, UnsafePointer(gate), residual.map { $0 + offset }, target + offset, pixels, relu: relu)
                         }
                     }
                 }
@@ -309,17 +319,36 @@ extension PlannedKernels {
         }
     }
 
-    /// `c[i] = a[i] · b[i]`, SIMD8.
+    /// `c[i] = a[i] · b[i] (+ r[i])`, then max(·, 0) when `relu`, SIMD8.
     @inline(__always)
-    static func multiplyRow(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>, _ count: Int) {
+    static func multiplyRow(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ r: UnsafePointer<Float>?, _ c: UnsafeMutablePointer<Float>,
+                            _ count: Int, relu: Bool) {
         var i = 0
         while i + 8 <= count {
-            let product = UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(c + i).storeBytes(of: product, as: SIMD8<Float>.self)
+            let product = CarriedLoops.load(a + i) * CarriedLoops.load(b + i)
+            CarriedLoops.store(GateEpilogue.finish(product, r.map { $0 + i }, relu: relu), c + i)
             i += 8
         }
         while i < count {
-            c[i] = a[i] * b[i]
+            let v = a[i] * b[i] + (r?[i] ?? 0)
+            c[i] = relu ? Swift.max(v, 0) : v
+            i += 1
+        }
+    }
+
+    /// `y[i] = x[i] · scale (+ r[i])`, then max(·, 0) when `relu`, SIMD8.
+    @inline(__always)
+    static func scaleRow(_ x: UnsafePointer<Float>, by scale: Float, _ r: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
+                         _ count: Int, relu: Bool) {
+        let factor = SIMD8<Float>(repeating: scale)
+        var i = 0
+        while i + 8 <= count {
+            CarriedLoops.store(GateEpilogue.finish(CarriedLoops.load(x + i) * factor, r.map { $0 + i }, relu: relu), y + i)
+            i += 8
+        }
+        while i < count {
+            let v = x[i] * scale + (r?[i] ?? 0)
+            y[i] = relu ? Swift.max(v, 0) : v
             i += 1
         }
     }
@@ -440,5 +469,40 @@ extension ChannelGateProgram {
             written.insert(out)
         }
         return steps
+    }
+}
+
+/// What a gate's second pass adds after the scale: a merged residual R (its node's last
+/// input, attribute `residual = 1`) and Relu (`activation = "Relu"`).
+struct GateEpilogue {
+    private let operand: Operand?
+    let relu: Bool
+
+    /// Nil when R's type or layout differs from y's (the reference kernel then refuses too).
+    init?(_ context: PlanContext, y: Operand) throws {
+        let node = context.node
+        relu = try node.string("activation", default: "") == "Relu"
+        guard try node.int("residual", default: 0) == 1 else {
+            operand = nil
+            return
+        }
+        guard let residual = context.inputs.last ?? nil, residual.type == y.type, residual.layout == y.layout else { return nil }
+        operand = residual
+    }
+
+    var hasResidual: Bool { operand != nil }
+    var detail: String { (operand == nil ? "" : "+add") + (relu ? "+relu" : "") }
+
+    /// R's floats in this run's memory.
+    @inline(__always)
+    func residual(_ memory: RunMemory) -> UnsafePointer<Float>? { operand.map { UnsafePointer($0.floats(memory)) } }
+
+    /// `v (+ r[0..<8])`, then max(·, 0) when `relu`.
+    @inline(__always)
+    static func finish(_ v: SIMD8<Float>, _ r: UnsafePointer<Float>?, relu: Bool) -> SIMD8<Float> {
+        var result = v
+        if let r { result += CarriedLoops.load(r) }
+        if relu { result.replace(with: SIMD8<Float>.zero, where: result .< SIMD8<Float>.zero) }
+        return result
     }
 }

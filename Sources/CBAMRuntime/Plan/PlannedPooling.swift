@@ -66,24 +66,23 @@ extension PlannedKernels {
         }
         let planes = n * c
         if x.layout != .plain || y.layout != .plain {
-            // A carried X and Y: each window's taps are rows of `b` channels, max'd or summed eight lanes at a time.
+            // A carried X and Y: each window's taps are rows of `b` channels, max'd or summed by CVectorMath's loops.
             guard x.layout == y.layout, indices == nil else { return nil }
-            let average: Bool
-            switch mode {
-            case .max: average = false
-            case .average: average = true
-            case .lp: return nil
-            }
+            guard let pool = CarriedPoolGeometry(loop) else { return nil }
             let (inBlocks, outBlocks) = (ChannelBlocks(x), ChannelBlocks(y))
-            let units = n * inBlocks.blocks
-            let workers = x.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, units)) : 1
-            return PlannedKernel(detail: (average ? "average 2d " : "max 2d ") + "\(x.layout)") { memory in
+            // Work units: (item, block, band of output rows), so that NHWC at batch 1 (one block) still splits.
+            let blockUnits = n * inBlocks.blocks
+            let workers = x.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, blockUnits * loop.oh)) : 1
+            let bands = blockUnits >= workers ? 1 : workers
+            let units = blockUnits * bands
+            return PlannedKernel(detail: (pool.average ? "average 2d " : "max 2d ") + "\(x.layout) \(VectorMath.InstructionSet.best)") { memory in
                 let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
                 Parallel.forEach(workers) { worker in
                     for unit in Parallel.share(worker, of: workers, count: units) {
-                        CarriedLoops.pool(source + inBlocks.offset(item: unit / inBlocks.blocks, block: unit % inBlocks.blocks),
-                                          target + outBlocks.offset(item: unit / outBlocks.blocks, block: unit % outBlocks.blocks),
-                                          block: inBlocks.block, loop, average: average)
+                        let (blockUnit, band) = (unit / bands, unit % bands)
+                        let (item, block) = (blockUnit / inBlocks.blocks, blockUnit % inBlocks.blocks)
+                        pool.run(source + inBlocks.offset(item: item, block: block), target + outBlocks.offset(item: item, block: block),
+                                 block: inBlocks.block, rows: Parallel.share(band, of: bands, count: loop.oh))
                     }
                 }
             }

@@ -207,7 +207,12 @@ struct Planner {
     /// each element before writing the same position).
     static func inPlaceInputs(_ entry: TypedGraph.Entry) -> [Int]? {
         let node = entry.node
-        if node.domain == Passes.domain { return node.opType == "FusedConv" ? nil : [0] }
+        if node.domain == Passes.domain {
+            if node.opType == "FusedConv" { return nil }
+            // A gate with a residual (its last input) reads x and R at each position before writing it.
+            if case .int(1)? = node.attributes["residual"] { return [0, node.inputs.count - 1] }
+            return [0]
+        }
         guard node.domain.isEmpty else { return nil }
         switch node.opType {
         case "Relu", "Sigmoid", "Tanh", "Exp", "Neg", "Abs", "LeakyRelu", "HardSigmoid", "HardSwish", "Clip", "Sqrt", "Reciprocal":

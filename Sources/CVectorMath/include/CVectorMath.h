@@ -37,6 +37,23 @@ void cbam_vm_sigmoid(const float *x, float *y, size_t count, cbam_vm_isa isa);
 /// numerator). `y` may equal `x`.
 void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, float *y, size_t count, cbam_vm_isa isa);
 
+/// The geometry of a 2-D window pool over one channels-last block: X holds `h·w` rows of `block`
+/// floats (pixel (y, x) at row y·w + x), Y `oh·ow` such rows. Per output row `oy`, the window's
+/// taps inside the image are `row_first[oy] ..< row_first[oy] + row_count[oy]` (input row
+/// oy·sh − pad_top + tap·dh); the same for columns. An average divides by `divisor_rows[oy] ·
+/// divisor_columns[ox]` (count_include_pad) or, when those are NULL, by the taps inside.
+typedef struct {
+    int h, w, oh, ow, sh, sw, dh, dw, pad_top, pad_left;
+    const int *row_first, *row_count, *column_first, *column_count;
+    const int *divisor_rows, *divisor_columns;
+} cbam_vm_pool2d_geometry;
+
+/// MaxPool (`average` 0; a NaN anywhere in a window gives NaN) or AveragePool (`average` 1; a
+/// window with no taps gives 0) of one channels-last block, output rows `first_row ..< end_row`
+/// (so that workers can split one block).
+void cbam_vm_pool2d(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *geometry,
+                    int first_row, int end_row, int average, cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif
