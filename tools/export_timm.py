@@ -103,6 +103,26 @@ def eca_nfnet_test():
     return nfnet.NormFreeNet(dataclasses.replace(nfnet.model_cfgs["test_nfnet"], attn_layer="eca", attn_kwargs={}), num_classes=10)
 
 
+def bn_calibrated(build, size):
+    """`build`, with every BatchNorm's statistics measured on 4 random batches (a cumulative
+    average), as a trained network's are. With fresh statistics (mean 0, variance 1) Visformer's
+    activations grow to ~100 and its attention logits so large that float32 rounding alone moves
+    the maps: onnxruntime's differ from PyTorch's by up to 4e-4 (cbam-run's by 5e-4), beyond the
+    1e-5 of the test. Calibrated, onnxruntime is within 1.1e-6."""
+    def calibrated():
+        model = build()
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for seed in range(4):
+                model(torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(100 + seed)))
+        return model
+    return calibrated
+
+
 # (name, builder, input size (H = W), exporters whose files are stored in Models/timm): the
 # smallest variants that keep each family's blocks. The others are checked only, or exported
 # for WideFamilyTests with --wide; torchvision's full-size ConvNeXt-T (110 MB) is checked with
@@ -134,7 +154,7 @@ OTHERS = [
     ("mobilevit_xxs", timm_model("mobilevit_xxs", num_classes=10), 64, ()),
     ("fastvit_t8", timm_model("fastvit_t8", num_classes=10), 64, ()),
     ("repvit_m0_9", timm_model("repvit_m0_9", num_classes=10), 64, ()),
-    ("visformer_tiny", timm_model("visformer_tiny", num_classes=10, img_size=64), 64, ()),
+    ("visformer_tiny", bn_calibrated(timm_model("visformer_tiny", num_classes=10, img_size=64), 64), 64, ()),
     ("torchvision_convnext_small", torchvision_convnext_small, 64, ()),
 ]
 # Issue 15's done-when list, one model per family: ConvNeXt, ConvNeXt-V2, CoAtNet, MaxViT,
@@ -240,7 +260,8 @@ def save_maps(tensors, folder, base):
 
 
 def one_line(error):
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    """The error's first sentence (PyTorch's exporter adds a plea for pull requests and a cause)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:200]
 
 
 def main() -> int:
