@@ -315,12 +315,17 @@ def zoo_jobs():
     return jobs
 
 
-def full_jobs(directory, blocks):
+def manifest_entries(directory, maker):
+    """The entries of DIR/manifest.json, or an exit naming the command that makes it."""
     manifest = os.path.join(directory, "manifest.json")
     if not os.path.exists(manifest):
-        raise SystemExit(f"{manifest} not found: make it with python3 tools/export_models.py --full --out {directory}")
+        raise SystemExit(f"{manifest} not found: make it with python3 {maker} --out {directory}")
     with open(manifest) as f:
-        entries = json.load(f)["entries"]
+        return json.load(f)["entries"]
+
+
+def full_jobs(directory, blocks):
+    entries = manifest_entries(directory, "tools/export_models.py --full")
     deep = set()
     try:
         sys.path.insert(0, HERE)
@@ -351,11 +356,7 @@ def full_jobs(directory, blocks):
 def family_jobs(directory):
     """One export per family of `tools/export_timm.py --wide --out DIR`, preferring TorchScript
     opset 17, with the stored input (its batch) and PyTorch's output."""
-    manifest = os.path.join(directory, "manifest.json")
-    if not os.path.exists(manifest):
-        raise SystemExit(f"{manifest} not found: make it with python3 tools/export_timm.py --wide --out {directory}")
-    with open(manifest) as f:
-        entries = json.load(f)["entries"]
+    entries = manifest_entries(directory, "tools/export_timm.py --wide")
     base = os.path.dirname(directory)  # the manifest's paths are relative to the folder above it
     chosen = {}
     for e in sorted(entries, key=lambda e: e["exporter"] != "torchscript_op17"):

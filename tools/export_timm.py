@@ -27,7 +27,8 @@ With --check it also runs every export through cbam-run (--cbam-run, default
 .build/debug/cbam-run) and onnxruntime and prints each one's max abs error, the bound,
 and the op types the file uses. Only the exports a family lists as stored are kept,
 and only when the file is at most --max-bytes (default 2 MB; --keep-large keeps larger
-ones) and cbam-run passed (when checked); the others are deleted after the check.
+ones) and cbam-run passed (when checked); the others are deleted after the check. With
+--wide every export PyTorch makes is kept.
 
     python3 tools/export_timm.py --check                       # all families, into Models/timm
     python3 tools/export_timm.py --check --only convnext --out /tmp/timm
