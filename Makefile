@@ -2,6 +2,8 @@
 #   make demo    install what is missing, build, run a CBAM model shipped in Models/ and export its attention maps
 #   make test    install what is missing, check the generated protobuf code, run every test
 #                (swift test, the C API's C program plain and under AddressSanitizer, pytest python/tests)
+#   make test-wide  issue 15's whole list of modern families, both exporters, against PyTorch (needs the
+#                Python tools; exports once into TIMM_WIDE, outside git; not CI)
 #   make test-asan / test-tsan   every test under AddressSanitizer / ThreadSanitizer (slow; not CI)
 #   make fuzz    each libFuzzer target for FUZZ_SECONDS (tools/fuzz.sh; not CI)
 SWIFT ?= swift
@@ -12,7 +14,7 @@ DEMO_INPUT ?= Models/demo_shapes_cbam/samples/triangle.png
 
 FUZZ_SECONDS ?= 300
 
-.PHONY: deps demo docs test capi-test python-test python python-wheel-check test-asan test-tsan fuzz release bench tools-deps proto
+.PHONY: deps demo docs test capi-test python-test python python-wheel-check test-wide test-asan test-tsan fuzz release bench tools-deps proto
 
 deps:
 	@tools/install-deps.sh
@@ -63,6 +65,14 @@ python-wheel-check: python
 	rm -rf .build/wheel-venv && $(PYTHON) -m venv .build/wheel-venv
 	.build/wheel-venv/bin/pip install -q dist/cbamrun-*.whl
 	cd /tmp && $(CURDIR)/.build/wheel-venv/bin/python $(CURDIR)/python/tools/wheel_check.py $(CURDIR)/Models
+
+# tools/export_timm.py --wide (skipped when TIMM_WIDE already has a manifest), then WideFamilyTests
+# on those files: outputs, gate and softmax counts, self-attention tensors. With CBAM_TIMM_WIDE set,
+# a missing or empty export fails the suite instead of skipping it.
+TIMM_WIDE ?= .build/timm-wide
+test-wide: deps
+	test -f $(TIMM_WIDE)/manifest.json || $(PYTHON) tools/export_timm.py --wide --out $(TIMM_WIDE)
+	CBAM_TIMM_WIDE=$(abspath $(TIMM_WIDE)) $(SWIFT) test --filter WideFamilyTests
 
 # Sanitizer runs build into their own folders so they never invalidate the plain build.
 # ASan: tools/lsan.supp lists leaks that are Foundation's, XCTest's or the test suite's globals.

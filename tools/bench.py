@@ -38,7 +38,10 @@ Model sets:
                  (batch 1 = the first item of the stored batch-2 input; skipped for files
                  with a static batch)
   --models F…    these files (inputs: input.npy beside each, else random with a fixed seed)
-  --zoo          the default set as well, when --full or --models is given
+  --families DIR issue 15's modern families from `python3 tools/export_timm.py --wide --out DIR`:
+                 one export per family (TorchScript opset 17 where PyTorch made one, else
+                 dynamo), at the batch it was exported with; figures only, no bar
+  --zoo          the default set as well, when --full, --models or --families is given
 
 Examples:
   python3 tools/bench.py                                   # zoo set, 1 thread
@@ -47,6 +50,7 @@ Examples:
   python3 tools/export_models.py --full --out /tmp/full
   python3 tools/bench.py --zoo --full /tmp/full --threads 1 2 --write
   python3 tools/bench.py --models Models/seed004_cbam/dynamo_op20.onnx --markdown
+  python3 tools/bench.py --families .build/timm-wide --only botnet --only mobilevit --no-torch --no-memory
   python3 tools/bench.py --no-bench --per-layer Models/seed004_resnet50_cbam/torchscript_op17.onnx
 """
 import argparse
@@ -311,12 +315,17 @@ def zoo_jobs():
     return jobs
 
 
-def full_jobs(directory, blocks):
+def manifest_entries(directory, maker):
+    """The entries of DIR/manifest.json, or an exit naming the command that makes it."""
     manifest = os.path.join(directory, "manifest.json")
     if not os.path.exists(manifest):
-        raise SystemExit(f"{manifest} not found: make it with python3 tools/export_models.py --full --out {directory}")
+        raise SystemExit(f"{manifest} not found: make it with python3 {maker} --out {directory}")
     with open(manifest) as f:
-        entries = json.load(f)["entries"]
+        return json.load(f)["entries"]
+
+
+def full_jobs(directory, blocks):
+    entries = manifest_entries(directory, "tools/export_models.py --full")
     deep = set()
     try:
         sys.path.insert(0, HERE)
@@ -341,6 +350,23 @@ def full_jobs(directory, blocks):
         for batch in (1, 2):
             jobs.append(Job("full", e["model"], path, inputs, batch=batch, exporter=exporter, spec_full=True,
                             ref_output=ref))
+    return jobs
+
+
+def family_jobs(directory):
+    """One export per family of `tools/export_timm.py --wide --out DIR`, preferring TorchScript
+    opset 17, with the stored input (its batch) and PyTorch's output."""
+    entries = manifest_entries(directory, "tools/export_timm.py --wide")
+    base = os.path.dirname(directory)  # the manifest's paths are relative to the folder above it
+    chosen = {}
+    for e in sorted(entries, key=lambda e: e["exporter"] != "torchscript_op17"):
+        chosen.setdefault(e["name"].split("/")[0], e)
+    jobs = []
+    for family, e in chosen.items():
+        job = Job("families", family, os.path.join(base, e["file"]), [os.path.join(base, i["file"]) for i in e["inputs"]],
+                  exporter=e["exporter"], ref_output=os.path.join(base, e["outputs"][0]["file"]))
+        job.label = f"{family} ({e['exporter']})"
+        jobs.append(job)
     return jobs
 
 
@@ -1073,11 +1099,12 @@ def summaries(rows, set_name, specs_deep):
 
 SET_TITLES = {"zoo": "Small zoo models (Models/, TorchScript opset 17, batch 2)",
               "full": "Full-size networks (tools/export_models.py --full)",
-              "files": "Models given with --models"}
+              "files": "Models given with --models",
+              "families": "Modern families (tools/export_timm.py --wide; figures only, no bar)"}
 
 
 def groups(results, threads):
-    for set_name in ("zoo", "full", "files"):
+    for set_name in ("zoo", "full", "files", "families"):
         for t in threads:
             rows = [r for r in results if r["set"] == set_name and r.get("threads") == t]
             if rows:
@@ -1222,7 +1249,10 @@ def main():
                       "--out DIR: TorchScript op17 and dynamo files, batch 1 and 2")
     sets.add_argument("--full-blocks", action="store_true", help="with --full: also the full-size blocks, not only "
                       "the networks")
-    sets.add_argument("--zoo", action="store_true", help="the small zoo set too, when --full or --models is given")
+    sets.add_argument("--families", metavar="DIR", help="issue 15's modern families exported by tools/export_timm.py "
+                      "--wide --out DIR: one export per family, batch as exported")
+    sets.add_argument("--zoo", action="store_true", help="the small zoo set too, when --full, --models or --families "
+                      "is given")
     sets.add_argument("--only", action="append", default=[], metavar="TEXT",
                       help="keep models whose id or path contains TEXT (repeatable)")
     timing = parser.add_argument_group("timing")
@@ -1267,7 +1297,9 @@ def main():
             jobs += file_jobs(args.models)
         if args.full:
             jobs += full_jobs(os.path.abspath(args.full), args.full_blocks)
-        if args.zoo or not (args.models or args.full):
+        if args.families:
+            jobs += family_jobs(os.path.abspath(args.families))
+        if args.zoo or not (args.models or args.full or args.families):
             jobs += zoo_jobs()
         if args.only:
             jobs = [j for j in jobs if any(o in j.model_id or o in j.path for o in args.only)]

@@ -105,6 +105,20 @@ struct SelfAttentionDetectionTests {
         let six = Tensor.float([1, 1, 1, 6], [Float](repeating: 1 / 6, count: 6))
         #expect(AttentionExport.selfAttentionSummary(six, values: try! six.floats(), batch: 1).side == nil)
         #expect(AttentionExport.selfAttentionSummary(tensor, values: try! tensor.floats(), batch: 2).note?.contains("windows") == true)
+        // BoTNet's [N·heads, positions, positions] with N = 2, 2 heads, 4 positions on 2×2: item 0's heads
+        // (rows of 0.25, and all on key 3) average to (1/8, 1/8, 1/8, 5/8); item 1's (all on key 0, and rows
+        // of 0.25) to (5/8, 1/8, 1/8, 1/8). Rank 4, or queries ≠ keys (HaloNet's blocks), stay raw.
+        var botnet = [Float](repeating: 0.25, count: 64)
+        for row in 0..<4 {
+            botnet[(16 + row * 4)..<(20 + row * 4)] = [0, 0, 0, 1]
+            botnet[(32 + row * 4)..<(36 + row * 4)] = [1, 0, 0, 0]
+        }
+        let folded = AttentionExport.selfAttentionSummary(.float([4, 4, 4], botnet), values: botnet, batch: 2)
+        #expect(folded.side == 2 && folded.batch == 2 && folded.note?.contains("heads") == true)
+        #expect(folded.values == [0.125, 0.125, 0.125, 0.625, 0.625, 0.125, 0.125, 0.125])
+        #expect(AttentionExport.selfAttentionSummary(.float([4, 1, 4, 4], botnet), values: botnet, batch: 2).side == nil)
+        let halo = [Float](repeating: 0.25, count: 32)
+        #expect(AttentionExport.selfAttentionSummary(.float([4, 2, 4], halo), values: halo, batch: 2).side == nil)
         // GCNet's context mask [N, 1, H·W, 1]: the map itself on the grid.
         let mask = Tensor.float([1, 1, 4, 1], [0.1, 0.2, 0.3, 0.4])
         let context = AttentionExport.selfAttentionSummary(mask, values: try! mask.floats(), batch: 1)

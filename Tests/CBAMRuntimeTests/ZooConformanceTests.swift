@@ -16,6 +16,9 @@ struct ZooEntry: Decodable, Sendable, CustomTestStringConvertible {
     let rtol: Double
     let attention: [AttentionMap]?
     let onnxruntime_status: String?
+    /// Counted in PyTorch's forward pass by tools/export_timm.py: sigmoid gates and softmaxes.
+    let expected_gates: Int?
+    let expected_self_attention: Int?
 
     var testDescription: String { name }
 
@@ -23,11 +26,16 @@ struct ZooEntry: Decodable, Sendable, CustomTestStringConvertible {
 
     /// The runnable entries of a manifest in Models/ (file paths relative to Models/).
     static func entries(inManifest path: String) -> [ZooEntry] {
+        entries(manifest: Repo.path(path), base: Repo.path("Models"))
+    }
+
+    /// The runnable entries of any manifest whose file paths are relative to `base`.
+    static func entries(manifest path: String, base: String) -> [ZooEntry] {
         struct Manifest: Decodable { let entries: [ZooEntry] }
-        guard let data = FileManager.default.contents(atPath: Repo.path(path)),
+        guard let data = FileManager.default.contents(atPath: path),
               let manifest = try? JSONDecoder().decode(Manifest.self, from: data) else { return [] }
         // Exports that failed in PyTorch have no file to run.
-        return manifest.entries.filter { FileManager.default.fileExists(atPath: Repo.path("Models/" + $0.file)) }
+        return manifest.entries.filter { FileManager.default.fileExists(atPath: base + "/" + $0.file) }
     }
 }
 

@@ -140,9 +140,10 @@ public enum AttentionExport {
 
     /// A self-attention tensor's summary: the attention each key position receives, averaged
     /// over heads and queries, per batch item (`batch` × side² values) when the keys form a
-    /// square grid and the tensor's first axis is the run's batch; otherwise only a note
-    /// saying why it is not mapped (windows or blocks folded into the first axis, keys that
-    /// are not a square grid, e.g. with a class token). The key axis is the last one of
+    /// square grid and the tensor's first axis is the run's batch, or the batch times the heads
+    /// of a rank-3 `[N·heads, positions, positions]` (BoTNet); otherwise only a note saying why
+    /// it is not mapped (windows or blocks folded into the first axis, keys that are not a
+    /// square grid). The key axis is the last one of
     /// extent > 1 (GCNet's softmax over H·W leaves `[N, 1, H·W, 1]`).
     static func selfAttentionSummary(_ tensor: Tensor, values: [Float], batch runBatch: Int?)
         -> (side: Int?, batch: Int, values: [Float], note: String?) {
@@ -152,9 +153,18 @@ public enum AttentionExport {
         guard shape.count >= 2, let keys = shape.last, keys > 0 else {
             return (nil, 0, [], "raw tensor only: it has no key axis")
         }
-        let batch = tensor.shape[0]
+        var batch = tensor.shape[0]
+        var folded = ""
         if let runBatch, batch != runBatch {
-            return (nil, 0, [], "raw tensor only: its first axis (\(batch)) is not the batch (\(runBatch)): heads, windows or blocks folded into it cannot be told apart or mapped back to the grid")
+            // BoTNet's layout, [N·heads, positions, positions]: rank 3 with the queries the keys, so the
+            // folded axis holds heads (batch-major, as timm's reshape puts them), not windows of
+            // other positions. Rank 4 [N·k, heads, q, k] (MobileViT's patches, MaxViT's and
+            // HaloNet's windows) cannot be told apart and stays raw.
+            guard shape.count == 3, runBatch > 0, batch % runBatch == 0, shape[1] == shape[2] else {
+                return (nil, 0, [], "raw tensor only: its first axis (\(batch)) is not the batch (\(runBatch)): heads, windows or blocks folded into it cannot be told apart or mapped back to the grid")
+            }
+            folded = "; its first axis (\(batch)) read as \(runBatch) batch item(s) × \(batch / runBatch) heads (BoTNet's [N·heads, positions, positions])"
+            batch = runBatch
         }
         // A grid of keys, or a class token (ViT's key 0) followed by one: the token is left out.
         func squareSide(_ n: Int) -> Int? {
@@ -177,7 +187,7 @@ public enum AttentionExport {
             for k in 0..<gridKeys { summary[item * gridKeys + k] = Float(sums[k] / Double(max(rows, 1))) }
         }
         let token = skipped == 1 ? "; key 0 (a class token) left out, so a row sums to less than 1" : ""
-        return (side, batch, summary, "summary: attention received per key position on a \(side)×\(side) grid, averaged over heads and queries" + token)
+        return (side, batch, summary, "summary: attention received per key position on a \(side)×\(side) grid, averaged over heads and queries" + token + folded)
     }
 
     /// The attention of the query at grid `cell` over the keys, averaged over heads, per batch
