@@ -153,11 +153,37 @@ struct CarriedLayoutTests {
         }
     }
 
-    func check(_ entry: ZooEntry, layout: Layout?) throws {
+    /// Every Conv that oneDNN can run in the layout its carried neighbours lie in takes that
+    /// kernel (forced, instead of timed against the others), on one export of each model.
+    @Test(arguments: ZooEntry.all.filter { $0.file.hasSuffix("torchscript_op17.onnx") })
+    func carriedLayoutKernelsMatchPlain(_ entry: ZooEntry) throws {
+        try check(entry, layout: nil, convolution: .oneDNNCarried)
+    }
+
+    /// ResNeXt's grouped convolutions prefer a grouped-block layout: forced to the carried one,
+    /// they take it and the plan makes fewer reorders than with their preferred kernel.
+    @Test func groupedConvolutionsTakeTheCarriedLayout() throws {
+        guard LayoutPass.machineLayout != nil else { return }
+        let path = Repo.path("Models/seed002_resnext50/torchscript_op17.onnx")
+        let x = try NPY.read(contentsOf: Repo.path("Models/seed002_resnext50/input.npy"))
+        var options = Self.options(carry: true)
+        options.convolution = .oneDNNCarried
+        let carried = try Session(contentsOf: path, options: options)
+        options.convolution = .oneDNNBlocked
+        let blocked = try Session(contentsOf: path, options: options)
+        let name = try #require(carried.model.graph.inputs.first?.name)
+        let steps = try carried.plan(for: [name: x]).steps.filter { $0.kernel.detail.hasPrefix("onednn-carried:") }
+        #expect(!steps.isEmpty)
+        #expect(try carried.prepare([name: x]).reorders < blocked.prepare([name: x]).reorders)
+    }
+
+    func check(_ entry: ZooEntry, layout: Layout?, convolution: ConvolutionKernel = .fastest) throws {
         guard LayoutPass.machineLayout != nil else { return }
         var feeds: [String: Tensor] = [:]
         for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
-        let carried = try Session(contentsOf: Repo.path("Models/" + entry.file), options: Self.options(carry: true, layout: layout))
+        var options = Self.options(carry: true, layout: layout)
+        options.convolution = convolution
+        let carried = try Session(contentsOf: Repo.path("Models/" + entry.file), options: options)
         let plain = try Session(contentsOf: Repo.path("Models/" + entry.file), options: Self.options(carry: false))
         #expect(try plain.prepare(feeds).carriedValues == 0)
         let (a, b) = (try carried.run(feeds), try plain.run(feeds))

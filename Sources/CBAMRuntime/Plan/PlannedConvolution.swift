@@ -172,9 +172,19 @@ extension PlannedKernels {
             : try? ConvOperandLayouts(geometry: dnnlGeometry, x: .plain, y: .plain, residual: residual.map { _ in .plain })
         var candidates = try cores.map { core in carried ? try core.adapted(to: operandLayouts!, threads: context.threads) : core }
         if context.convolution != .im2col, let operandLayouts {
-            for threads in context.threads > 1 ? [context.threads, 1] : [1] {
-                candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
-                                                   threads: threads).map { try $0.adapted(to: operandLayouts, threads: threads) }
+            // A large convolution takes oneDNN's own-layout kernel untimed (``ConvCandidate/fastest``): build that
+            // one alone first, since each primitive holds its own reordered copy of the weights while it lives.
+            let untimed = context.convolution == .fastest && items * macsPerItem >= ConvCandidate.untimedMACs
+                ? try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                                       threads: context.threads, onlyOwnLayout: true).filter(\.isOwnLayoutKernel) : []
+            if let only = untimed.first {
+                candidates += [try only.adapted(to: operandLayouts, threads: context.threads)]
+            } else {
+                for threads in context.threads > 1 ? [context.threads, 1] : [1] {
+                    candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                                                       threads: threads, carried: carried ? operandLayouts : nil)
+                        .map { try $0.adapted(to: operandLayouts, threads: threads) }
+                }
             }
         }
         let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
@@ -249,6 +259,12 @@ struct ConvCandidate {
         return result
     }
 
+    /// From these MACs a convolution with one of oneDNN's own-layout kernels takes it untimed.
+    static let untimedMACs = 1 << 24
+
+    /// oneDNN's kernel in the layout it prefers (not its gemm fallback).
+    var isOwnLayoutKernel: Bool { name.hasPrefix("onednn-blocked:") && !name.contains("gemm") }
+
     /// The candidate that runs fastest on this machine, timed now on zero buffers of the
     /// step's sizes (fastest of 5 runs after one warm-up). Which kernel wins depends on the
     /// CPU and the shape: oneDNN's blocked kernels win on large maps, im2col + sgemm on tiny
@@ -261,11 +277,12 @@ struct ConvCandidate {
         // it without timing: measured 1.6–1.8× plain NCHW on AVX-512 (docs/onednn.md), and
         // timing a large candidate on a busy machine costs compile time and can mislead.
         if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: candidates \(candidates.map(\.name))\n".utf8)) }
-        if macs >= 1 << 24, let blocked = candidates.first(where: { $0.name.hasPrefix("onednn-blocked:") && !$0.name.contains("gemm") }) {
+        if macs >= untimedMACs, let blocked = candidates.first(where: \.isOwnLayoutKernel) {
             return blocked
         }
-        // The default without timing: oneDNN's own-layout kernel from 2^20 MACs, im2col below.
-        let blocked = candidates.first(where: { $0.name.hasPrefix("onednn-blocked:") && !$0.name.contains("gemm") })
+        // The default without timing: from 2^20 MACs oneDNN's kernel in the layout its neighbours
+        // are carried in (no reorder), else its own-layout kernel; im2col below.
+        let blocked = candidates.first(where: { $0.name.hasPrefix("onednn-carried:") }) ?? candidates.first(where: \.isOwnLayoutKernel)
         let preferred = macs >= 1 << 20 ? blocked ?? candidates[0] : candidates[0]
         let source = AlignedBuffer(byteCount: x * 4), target = AlignedBuffer(byteCount: y * 4)
         let added = residual ? AlignedBuffer(byteCount: y * 4) : nil
@@ -308,6 +325,7 @@ extension ConvolutionKernel {
         case .im2col: return "im2col"
         case .oneDNN: return "onednn-plain"
         case .oneDNNBlocked: return "onednn-blocked"
+        case .oneDNNCarried: return "onednn-carried"
         }
     }
 }
@@ -333,8 +351,12 @@ private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), 
 /// prefers (nhwc or nChw16c on AVX-512, nChw8c on AVX2), each reading and writing its own
 /// layouts (``ConvCandidate/adapted(to:threads:)`` reorders operands that lie otherwise).
 /// oneDNN's reference kernels are not offered: they are slower than im2col.
+/// With `onlyOwnLayout`, the own-layout primitive alone (for a convolution that takes it untimed).
+/// With `carried` operand layouts other than the primitive's preferred ones (a grouped conv
+/// between NHWC neighbours prefers nChw4c, say), also the primitive asked for exactly those:
+/// no reorder, if oneDNN has a kernel for them that is not its reference one.
 private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, relu: Bool,
-                              threads: Int) throws -> [ConvCandidate] {
+                              threads: Int, onlyOwnLayout: Bool = false, carried: ConvOperandLayouts? = nil) throws -> [ConvCandidate] {
     let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (relu ? [.relu] : [])
     func make(_ layout: DNNLActivationLayout) -> DNNLConvolution? {
         try? weights.withUnsafeBufferPointer { wp in
@@ -356,11 +378,17 @@ private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Fl
         }
     }
     var result: [ConvCandidate] = []
-    if let plain = make(.plain), !plain.usesReferenceKernel {
+    if !onlyOwnLayout, let plain = make(.plain), !plain.usesReferenceKernel {
         result.append(candidate(plain, "onednn-plain:" + plain.implementation))
     }
-    if let blocked = make(.chosenByPrimitive), !blocked.usesReferenceKernel, !(blocked.source.isPlain && blocked.destination.isPlain) {
+    let blocked = make(.chosenByPrimitive)
+    if let blocked, !blocked.usesReferenceKernel, !(blocked.source.isPlain && blocked.destination.isPlain) {
         result.append(candidate(blocked, "onednn-blocked:" + blocked.implementation + " " + blocked.source.tag))
+    }
+    if !onlyOwnLayout, let carried, carried.residual.map({ $0 == carried.y }) ?? true,
+       blocked.map({ $0.source != carried.x || $0.destination != carried.y }) ?? true,
+       let exact = make(.given(source: carried.x, destination: carried.y)), !exact.usesReferenceKernel {
+        result.append(candidate(exact, "onednn-carried:" + exact.implementation + " " + exact.source.tag))
     }
     return result
 }

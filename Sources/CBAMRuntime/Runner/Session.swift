@@ -107,13 +107,18 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case oneDNN
     /// A oneDNN primitive in the layout it prefers, with reorders around it.
     case oneDNNBlocked
+    /// A oneDNN primitive asked for exactly the layout its carried neighbours lie in (no
+    /// reorder), where that differs from its preferred one (grouped convolutions); elsewhere
+    /// the plan's usual choice.
+    case oneDNNCarried
 
-    /// `CBAM_CONV` from the environment (im2col, onednn, blocked), else `fastest`.
+    /// `CBAM_CONV` from the environment (im2col, onednn, blocked, carried), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "im2col"?: return .im2col
         case "onednn"?: return .oneDNN
         case "blocked"?: return .oneDNNBlocked
+        case "carried"?: return .oneDNNCarried
         default: return .fastest
         }
     }
