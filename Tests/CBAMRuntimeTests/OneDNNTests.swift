@@ -349,6 +349,17 @@ import Testing
             var actual = [Float](repeating: 0, count: g.destinationShape.reduce(1, *))
             try deconv.execute(source: x, destination: &actual, threads: 1 + index % 2)
             worstRel = max(worstRel, Self.compare(actual, expected, label).rel)
+            // The same in the layouts the primitive picks (blocked), through reorders.
+            let blocked = try DNNLDeconvolution(geometry: g, weights: w, bias: b, postOps: relu ? [.relu] : [], layout: .chosenByPrimitive)
+            let inward = try DNNLReorder(from: try .plain(g.sourceShape), to: blocked.source)
+            let outward = try DNNLReorder(from: blocked.destination, to: try .plain(g.destinationShape))
+            var blockedX = [Float](repeating: 0, count: blocked.source.elementCount)
+            var blockedY = [Float](repeating: 0, count: blocked.destination.elementCount)
+            var throughBlocked = [Float](repeating: 0, count: actual.count)
+            try inward.execute(source: x, destination: &blockedX, threads: 1)
+            try blocked.execute(source: blockedX, destination: &blockedY, threads: 1 + index % 2)
+            try outward.execute(source: blockedY, destination: &throughBlocked, threads: 1)
+            worstRel = max(worstRel, Self.compare(throughBlocked, expected, label + " (\(blocked.implementation), \(blocked.source.tag))").rel)
         }
         print("OneDNN deconv differential: max rel \(worstRel)")
     }

@@ -398,12 +398,17 @@ public final class DNNLDeconvolution: @unchecked Sendable {
     ///   - weights: `[C, M/group, kH, kW]` floats (ONNX layout), copied.
     ///   - bias: `[M]` floats, copied; nil for none.
     public convenience init(geometry: Geometry, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>? = nil,
-                            postOps: [DNNLPostOp] = [], threads: Int = 1) throws {
-        try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, threads: threads)
+                            postOps: [DNNLPostOp] = [], layout: DNNLActivationLayout = .plain, threads: Int = 1) throws {
+        try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, layout: layout, threads: threads)
     }
 
+    /// The source and destination layouts `execute` reads and writes (plain NCHW unless built
+    /// with `.chosenByPrimitive`).
+    public let source: DNNLLayout
+    public let destination: DNNLLayout
+
     private init(_ geometry: Geometry, weightsPointer weights: UnsafePointer<Float>, biasPointer bias: UnsafePointer<Float>?,
-                 postOps: [DNNLPostOp], threads: Int) throws {
+                 postOps: [DNNLPostOp], layout: DNNLActivationLayout, threads: Int) throws {
         try geometry.validate()
         self.geometry = geometry
         let engine = try OneDNN.engine()
@@ -420,23 +425,9 @@ public final class DNNLDeconvolution: @unchecked Sendable {
             anyWeights = try OneDNN.descriptor(dims, dnnl_format_tag_any)
         }
         let biasDesc = try OneDNN.descriptor([g.outputChannels], dnnl_x)
-        let sourceLayout = DNNLLayout(try OneDNN.descriptor(g.sourceShape, dnnl_nchw))
-        let destinationLayout = DNNLLayout(try OneDNN.descriptor(g.destinationShape, dnnl_nchw))
         let hasBias = bias != nil
-
-        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
-        let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: DNNLLayout(userWeights), engine: engine)
-        bound.append((DNNLArgument.weights, DNNLLayout(userWeights), weightMemory))
-        if let bias {
-            let biasMemory: dnnl_memory_t
-            do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: DNNLLayout(biasDesc), engine: engine) }
-            catch { dnnl_memory_destroy(weightMemory); throw error }
-            bound.append((DNNLArgument.bias, DNNLLayout(biasDesc), biasMemory))
-        }
-        executable = try DNNLExecutable(
-            callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
-        ) { _ in
-            var (s, w, b, d) = (sourceLayout.desc, anyWeights, hasBias ? biasDesc : dnnl_memory_desc_t(), destinationLayout.desc)
+        func build(source: dnnl_memory_desc_t, destination: dnnl_memory_desc_t) throws -> dnnl_primitive_desc_t {
+            var (s, w, b, d) = (source, anyWeights, hasBias ? biasDesc : dnnl_memory_desc_t(), destination)
             var desc = dnnl_deconvolution_desc_t()
             let strides: [dnnl_dim_t] = [dnnl_dim_t(g.strideHeight), dnnl_dim_t(g.strideWidth)]
             let dilations: [dnnl_dim_t] = [dnnl_dim_t(g.dilationHeight - 1), dnnl_dim_t(g.dilationWidth - 1)]
@@ -449,22 +440,57 @@ public final class DNNLDeconvolution: @unchecked Sendable {
             defer { dnnl_primitive_attr_destroy(attr) }
             return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "deconvolution")
         }
+        // Plain NCHW, or the layouts the primitive picks for the build-time thread count.
+        let sourceLayout: DNNLLayout, destinationLayout: DNNLLayout
+        switch layout {
+        case .plain:
+            sourceLayout = DNNLLayout(try OneDNN.descriptor(g.sourceShape, dnnl_nchw))
+            destinationLayout = DNNLLayout(try OneDNN.descriptor(g.destinationShape, dnnl_nchw))
+        case .chosenByPrimitive:
+            (sourceLayout, destinationLayout) = try OneDNN.withThreads(threads) {
+                let pd = try build(source: try OneDNN.descriptor(g.sourceShape, dnnl_format_tag_any),
+                                   destination: try OneDNN.descriptor(g.destinationShape, dnnl_format_tag_any))
+                defer { dnnl_primitive_desc_destroy(pd) }
+                guard let s = OneDNN.query(pd, argument: DNNLArgument.source), let d = OneDNN.query(pd, argument: DNNLArgument.destination) else {
+                    throw CBAMError(.unsupportedOp, "oneDNN's deconvolution reports no source or destination layout")
+                }
+                return (DNNLLayout(s), DNNLLayout(d))
+            }
+        case .given(let source, let destination):
+            sourceLayout = source
+            destinationLayout = destination
+        }
+        source = sourceLayout
+        destination = destinationLayout
+
+        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
+        let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: DNNLLayout(userWeights), engine: engine)
+        bound.append((DNNLArgument.weights, DNNLLayout(userWeights), weightMemory))
+        if let bias {
+            let biasMemory: dnnl_memory_t
+            do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: DNNLLayout(biasDesc), engine: engine) }
+            catch { dnnl_memory_destroy(weightMemory); throw error }
+            bound.append((DNNLArgument.bias, DNNLLayout(biasDesc), biasMemory))
+        }
+        executable = try DNNLExecutable(
+            callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
+        ) { _ in try build(source: sourceLayout.desc, destination: destinationLayout.desc) }
         implementation = try executable.variant(threads: Swift.max(1, threads)).implementation
     }
 
     /// The same from arrays, whose counts are checked against the geometry.
     public convenience init(geometry: Geometry, weights: [Float], bias: [Float]? = nil,
-                            postOps: [DNNLPostOp] = [], threads: Int = 1) throws {
+                            postOps: [DNNLPostOp] = [], layout: DNNLActivationLayout = .plain, threads: Int = 1) throws {
         try geometry.validate()
         try checkCounts(weights: weights.count, geometry.weightShape, bias: bias?.count, geometry.outputChannels)
         if let bias {
-            try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, threads: threads)
+            try self.init(geometry, weightsPointer: weights, biasPointer: bias, postOps: postOps, layout: layout, threads: threads)
         } else {
-            try self.init(geometry, weightsPointer: weights, biasPointer: nil, postOps: postOps, threads: threads)
+            try self.init(geometry, weightsPointer: weights, biasPointer: nil, postOps: postOps, layout: layout, threads: threads)
         }
     }
 
-    /// Runs on `threads` OpenMP threads; plain NCHW source and destination.
+    /// Runs on `threads` OpenMP threads; source and destination in `source` / `destination` layout.
     public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1) throws {
         try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination))
     }

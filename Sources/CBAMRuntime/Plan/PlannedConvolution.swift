@@ -42,12 +42,26 @@ extension PlannedKernels {
             outputHeight: oh, outputWidth: ow, group: group)
         // output_padding shows up as a negative end pad, which oneDNN takes (tested against the
         // reference kernel in OneDNNTests and against PyTorch on ResnetFPN4).
-        guard let deconvolution = try? DNNLDeconvolution(geometry: dnnlGeometry, weights: try weight.floats("W"),
-                                                         bias: try node.constant(2)?.floats("B"), threads: context.threads),
-              !deconvolution.usesReferenceKernel else { return nil }
+        let (weights, bias) = (try weight.floats("W"), try node.constant(2)?.floats("B"))
         let threads = context.threads
-        return PlannedKernel(detail: "onednn-deconv:" + deconvolution.implementation) { memory in
-            try deconvolution.execute(source: x.floats(memory), destination: y.floats(memory), threads: threads)
+        // On plain NCHW, and in the layouts oneDNN picks (blocked: its jit kernels, where plain
+        // gets its gemm fallback) with reorders around it; the faster one, timed as Conv's are.
+        func candidate(_ layout: DNNLActivationLayout, _ name: String) -> ConvCandidate? {
+            guard let primitive = try? DNNLDeconvolution(geometry: dnnlGeometry, weights: weights, bias: bias, layout: layout, threads: threads),
+                  !primitive.usesReferenceKernel else { return nil }
+            return ConvCandidate(name: name + primitive.implementation, scratchBytes: 0, source: primitive.source, destination: primitive.destination) { x, y, _, _ in
+                try primitive.execute(source: x, destination: y, threads: threads)
+            }
+        }
+        let operands = try ConvOperandLayouts(plainX: dnnlGeometry.sourceShape, y: dnnlGeometry.destinationShape)
+        let candidates = try [candidate(.plain, "onednn-deconv:"), context.convolution == .oneDNN ? nil : candidate(.chosenByPrimitive, "onednn-deconv-blocked:")]
+            .compactMap { $0 }.map { try $0.adapted(to: operands, threads: threads) }
+        guard !candidates.isEmpty else { return nil }
+        let macs = x.count.multipliedReportingOverflow(by: weight.count / Swift.max(x.shape[1], 1))
+        let chosen = ConvCandidate.fastest(candidates, choice: .fastest, macs: macs.overflow ? .max : macs.partialValue, x: x.count, y: y.count, residual: false)
+        let scratch = context.scratch(bytes: chosen.scratchBytes)
+        return PlannedKernel(detail: chosen.name, reorders: chosen.reorders) { memory in
+            try chosen.run(UnsafePointer(x.floats(memory)), y.floats(memory), nil, scratch.pointer(memory))
         }
     }
 
@@ -401,6 +415,13 @@ struct ConvOperandLayouts {
         self.x = try .activation(geometry.sourceShape, x)
         self.y = try .activation(geometry.destinationShape, y)
         self.residual = try residual.map { try .activation(geometry.destinationShape, $0) }
+    }
+
+    /// Plain NCHW X and Y of these dims, no residual.
+    init(plainX x: [Int], y: [Int]) throws {
+        self.x = try .plain(x)
+        self.y = try .plain(y)
+        residual = nil
     }
 }
 
