@@ -16,6 +16,9 @@ each FileActor reads and preprocesses its files itself and returns `cbam-run bat
 (``cbamrun.batch``), so no input or output array crosses Ray's object store.
 """
 import json
+import os
+from collections import Counter
+import time
 from typing import Iterator, List, Optional
 
 import numpy as np
@@ -79,7 +82,8 @@ class FileActor:
     """A callable class for ``Dataset.map_batches`` over rows ``{"file", "name"}``: a BatchRunner
     (one Session) that reads, preprocesses and runs the files itself, writes the maps under
     ``output_dir`` (which must be reachable from every node: a shared volume on a cluster) and
-    returns each file's `cbam-run batch` record as a JSON line in the column ``record``."""
+    returns each file's `cbam-run batch` record as a JSON line in the column ``record``, and when
+    the batch started and finished (``time.time()`` in the actor, with its ``pid``) for timing."""
 
     def __init__(self, model, output_dir, attention: bool = False, labels: Optional[List[str]] = None, threads: int = 1,
                  stack: bool = False, max_memory: Optional[int] = None, max_macs: Optional[int] = None):
@@ -87,18 +91,23 @@ class FileActor:
                                   max_memory=max_memory, max_macs=max_macs)
 
     def __call__(self, batch: dict) -> dict:
+        started = time.time()
         files = [str(f) for f in batch["file"]]
         records = self.runner.run(files, dict(zip(files, (str(n) for n in batch["name"]))))
-        return {"record": np.array([json.dumps(r) for r in records], dtype=object)}
+        n = len(records)
+        return {"record": np.array([json.dumps(r) for r in records], dtype=object), "pid": np.full(n, os.getpid()),
+                "started": np.full(n, started), "finished": np.full(n, time.time())}
 
 
 def run_files(files: List[str], model, output_dir, *, names: Optional[dict] = None, attention: bool = False,
               labels: Optional[List[str]] = None, concurrency: Optional[int] = None, batch_size: int = 8,
               threads: int = 1, stack: bool = False, max_memory: Optional[int] = None,
-              max_macs: Optional[int] = None) -> Iterator[dict]:
+              max_macs: Optional[int] = None, timings: Optional[list] = None) -> Iterator[dict]:
     """Runs ``files`` on a pool of FileActors and yields their `cbam-run batch` records as they
     finish (in no particular order). ``names``: each file's folder under OUT/items (default
-    ``item_names(files)``, the CLI's names for this list). The driver holds only paths and records."""
+    ``item_names(files)``, the CLI's names for this list). The driver holds only paths and records.
+    ``timings``: a list that gets (actor pid, started, finished, inputs) per batch, as the actor's
+    ``time.time()``."""
     import ray.data
 
     names = names or item_names(files)
@@ -110,5 +119,8 @@ def run_files(files: List[str], model, output_dir, *, names: Optional[dict] = No
         **_actor_pool(concurrency, threads, batch_size),
     )
     for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+        if timings is not None:
+            calls = Counter((int(p), float(s), float(f)) for p, s, f in zip(batch["pid"], batch["started"], batch["finished"]))
+            timings.extend(key + (n,) for key, n in sorted(calls.items()))
         for text in batch["record"]:
             yield json.loads(text)
