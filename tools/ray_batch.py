@@ -27,6 +27,7 @@ otherwise it starts a local one with --num-cpus CPUs (default all). See docs/sca
 """
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -91,9 +92,9 @@ def quiet_ray_data():
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-def run(args, progress=None):
+def run(args, progress=None, timings=None):
     """Runs the inputs not recorded as ok yet; returns (records of this run, all records by file).
-    ``progress(done, total)`` is called as records arrive."""
+    ``progress(done, total)`` is called as records arrive; ``timings`` as cbamrun.ray.run_files'."""
     sys.path.insert(0, str(ROOT / "python"))
     from cbamrun import batch
     import cbamrun.ray
@@ -119,7 +120,7 @@ def run(args, progress=None):
             for record in cbamrun.ray.run_files(todo, args.model, args.output_dir, names={f: names[f] for f in todo},
                                                 attention=args.attention, labels=labels, concurrency=args.concurrency,
                                                 batch_size=args.batch_size, threads=args.threads, stack=args.stack,
-                                                max_memory=args.max_memory, max_macs=args.max_macs):
+                                                max_memory=args.max_memory, max_macs=args.max_macs, timings=timings):
                 out.write(batch.line(record))
                 records.append(record)
                 if progress:
@@ -129,13 +130,27 @@ def run(args, progress=None):
     return records, known
 
 
+def root_cause(error):
+    """The message of the OSError or cbamrun.Error behind ``error``, or None. An actor that cannot
+    load the model dies; Ray raises ActorDiedError, which carries the actor's traceback only as text."""
+    from cbamrun import Error
+
+    if isinstance(error, (OSError, Error)) and type(error).__module__.split(".")[0] != "ray":
+        return getattr(error, "message", None) or str(error)
+    found = re.findall(r"^cbamrun\.session\.\w+: (.+)$", str(error), re.MULTILINE)
+    return found[-1] if found else None
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     start = time.perf_counter()
     try:
         records, known = run(args)
-    except (OSError, ValueError) as error:  # a missing input, cbamrun.Error from the driver's side
-        print(f"ray_batch.py: error: {error}", file=sys.stderr)
+    except Exception as error:  # a missing input; a model an actor cannot load (inside Ray's error)
+        message = root_cause(error)
+        if message is None:
+            raise
+        print(f"ray_batch.py: error: {message}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
     bad = sum(1 for r in known.values() if r["status"] != "ok")
