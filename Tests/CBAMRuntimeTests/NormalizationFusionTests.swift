@@ -197,16 +197,68 @@ struct NormalizationFusionTests {
         try expectSameAsUnfused(relu, initializers: initializers, x: x)
     }
 
+    // MARK: - MatMul + bias + Gelu
+
+    /// ConvNeXt's channels-last fc1: `Gelu(MatMul(x, W) + b)`, x `[…, K]`, W `[K, N]`.
+    func linearGelu(tanh: Bool, biasFirst: Bool) -> [Node] {
+        [Node(name: "matmul", opType: "MatMul", inputs: ["x", "W"], outputs: ["p"]),
+         Node(name: "linear", opType: "Add", inputs: biasFirst ? ["b", "p"] : ["p", "b"], outputs: ["l"]),
+         Node(name: "gelu", opType: "Gelu", inputs: ["l"], outputs: ["y"], attributes: ["approximate": .string(tanh ? "tanh" : "none")])]
+    }
+
+    @Test(arguments: [([2, 5, 7, 24], 40), ([2, 16, 16, 24], 96), ([3, 9], 13)])
+    func linearGeluMatchesTheUnfusedPlan(_ shape: [Int], _ n: Int) throws {
+        var rng = SplitMix(state: UInt64(shape.reduce(n, *)))
+        let k = shape.last!
+        let initializers = ["W": try random([k, n], &rng, scale: 0.5), "b": try random([n], &rng)]
+        let x = try random(shape, &rng, scale: 3)
+        for (tanh, biasFirst) in [(true, false), (false, true)] {
+            let nodes = linearGelu(tanh: tanh, biasFirst: biasFirst)
+            let s = try session(nodes, initializers: initializers, x: shape, outputs: ["y"])
+            #expect(try fused(s, x, "fuse-linear-gelu") == 1)
+            #expect(try s.plan(for: ["x": x]).steps.map(\.entry.node.opType) == ["LinearGelu"])
+            for threads in [1, 2] { try expectSameAsUnfused(nodes, initializers: initializers, x: x, threads: threads) }
+        }
+    }
+
+    /// The eight-lane Gelu of the fused step against the Double one of the Gelu step, on a
+    /// fine sweep (both tails, zero, the region where tanh and erf bend).
+    @Test(arguments: [false, true])
+    func fastGeluFollowsTheReferenceGelu(_ tanh: Bool) {
+        var worst: Float = 0
+        for i in -16_000...16_000 {
+            let x = Float(i) / 1000
+            let error = abs(fastGelu(SIMD8(repeating: x), tanh: tanh)[0] - gelu(x, tanh: tanh)) / Swift.max(1, abs(x))
+            worst = Swift.max(worst, error)
+        }
+        #expect(worst <= 1e-6, "largest error \(worst)")
+    }
+
+    /// A product read elsewhere, or a bias that is not a constant of N, keeps the three steps.
+    @Test func otherLinearFormsAreLeftAlone() throws {
+        var rng = SplitMix(state: 13)
+        let x = try random([2, 3, 8], &rng)
+        let initializers = ["W": try random([8, 16], &rng), "b": try random([16], &rng)]
+        let nodes = linearGelu(tanh: false, biasFirst: false)
+        let s = try session(nodes, initializers: initializers, x: x.shape, outputs: ["y", "p"])
+        #expect(try fused(s, x, "fuse-linear-gelu") == 0)
+        try expectSameAsUnfused(nodes, initializers: initializers, x: x, outputs: ["y", "p"])
+        let wide = ["W": initializers["W"]!, "b": try random([3, 16], &rng)]   // a bias per row: not a linear layer's
+        #expect(try fused(try session(nodes, initializers: wide, x: x.shape, outputs: ["y"]), x, "fuse-linear-gelu") == 0)
+        try expectSameAsUnfused(nodes, initializers: wide, x: x)
+    }
+
     // MARK: - The ConvNeXt exports
 
     /// Every LayerNorm2d of the exports fuses (ConvNeXt's linear-MLP blocks keep their
     /// LayerNorm on channels-last values, which is not this form); with `conv_mlp` every
     /// Gelu merges into its fc1, and every TorchScript Erf chain becomes a Gelu first.
-    /// Counts from the exported graphs (`ops` in the manifest, block structure of timm).
-    @Test(arguments: [("timm/convnext_atto_small/torchscript_op17.onnx", 10, 5, 5),
-                      ("timm/convnext_atto_small/dynamo.onnx", 10, 0, 5),
-                      ("timm/convnext_test/dynamo.onnx", 5, 0, 0)])
-    func firesOnTheConvNeXtExports(_ file: String, _ layerNorms: Int, _ chains: Int, _ convGelus: Int) throws {
+    /// Counts from the exported graphs (`ops` in the manifest, block structure of timm);
+    /// convnext_test's 9 blocks have the channels-last MLP (MatMul + bias, Gelu).
+    @Test(arguments: [("timm/convnext_atto_small/torchscript_op17.onnx", 10, 5, 5, 0),
+                      ("timm/convnext_atto_small/dynamo.onnx", 10, 0, 5, 0),
+                      ("timm/convnext_test/dynamo.onnx", 5, 0, 0, 9)])
+    func firesOnTheConvNeXtExports(_ file: String, _ layerNorms: Int, _ chains: Int, _ convGelus: Int, _ linearGelus: Int) throws {
         let path = Repo.path("Models/" + file)
         guard FileManager.default.fileExists(atPath: path) else { return }
         let session = try Session(contentsOf: path)
@@ -218,5 +270,6 @@ struct NormalizationFusionTests {
         #expect(count("fuse-channel-layernorm") == layerNorms, "\(log)")
         #expect(count("fuse-gelu-chain") == chains, "\(log)")
         #expect(count("fuse-conv-gelu") == convGelus, "\(log)")
+        #expect(count("fuse-linear-gelu") == linearGelus, "\(log)")
     }
 }

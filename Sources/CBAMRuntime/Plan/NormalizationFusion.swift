@@ -13,12 +13,14 @@
 // dynamo exporter writes it. A Gelu that alone reads a Conv's output (ConvNeXt's
 // `conv_mlp` fc1) then merges into the Conv as `cbam::FusedConv` with `activation = "Gelu"`
 // (oneDNN's eltwise_gelu post-op, or the im2col epilogue), which also lets the Conv's
-// output stay in oneDNN's layout on its way to the next Conv.
+// output stay in oneDNN's layout on its way to the next Conv. In ConvNeXt's channels-last
+// blocks the Gelu follows `MatMul(A, B) + bias` instead: the three become one
+// `cbam::LinearGelu` (PlannedLinearGelu.swift).
 
 extension Passes {
-    /// The three fusions below, in order.
+    /// The four fusions below, in order.
     static func fuseNormalizationAndGelu(_ graph: TypedGraph) -> TypedGraph {
-        fuseConvGelu(fuseGeluChains(fuseChannelLayerNorm(graph)))
+        fuseLinearGelu(fuseConvGelu(fuseGeluChains(fuseChannelLayerNorm(graph))))
     }
 
     /// `Transpose(0,2,…,1) → LayerNormalization(axis −1) → Transpose(0,r−1,1,…)` →
@@ -56,9 +58,8 @@ extension Passes {
             removed.formUnion([frontIndex, normIndex])
             fused += 1
         }
-        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if fused > 0 { graph.log.append("fuse-channel-layernorm: \(fused) Transpose → LayerNormalization → Transpose merged into one step over the channels") }
-        return graph
+        return dropping(removed, from: graph, log: "fuse-channel-layernorm", fused,
+                        "Transpose → LayerNormalization → Transpose merged into one step over the channels")
     }
 
     /// `x · (1 + erf(x / √2)) · 0.5` as TorchScript writes it (Div by √2 or Mul by 1/√2; the
@@ -112,9 +113,7 @@ extension Passes {
             removed.formUnion(chain.filter { $0 != last })
             fused += 1
         }
-        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if fused > 0 { graph.log.append("fuse-gelu-chain: \(fused) Div → Erf → Add → Mul → Mul chain(s) merged into one Gelu") }
-        return graph
+        return dropping(removed, from: graph, log: "fuse-gelu-chain", fused, "Div → Erf → Add → Mul → Mul chain(s) merged into one Gelu")
     }
 
     /// `Gelu(Conv(…))` (or of a FusedConv without an activation) → `cbam::FusedConv` with
@@ -145,12 +144,56 @@ extension Passes {
                                                     replaces: graph.entries[convIndex].replaces + entry.replaces)
             removed.insert(convIndex)
         }
-        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if !removed.isEmpty { graph.log.append("fuse-conv-gelu: \(removed.count) Gelu merged into the Conv before it") }
-        return graph
+        return dropping(removed, from: graph, log: "fuse-conv-gelu", removed.count, "Gelu merged into the Conv before it")
+    }
+
+    /// `Gelu(Add(MatMul(A, B), bias))` with B a float32 constant `[K, N]` and bias a
+    /// constant of N elements (either side of the Add) → `cbam::LinearGelu(A, B, bias)` with
+    /// the Gelu's `approximate`, when the MatMul's and the Add's outputs are read by the next
+    /// step alone. The fused step takes the Gelu's place.
+    static func fuseLinearGelu(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readers = graph.readerCounts(), producers = graph.producers()
+        let isFree = { (value: String) in readers[value] == 1 && !graph.outputs.contains(value) }
+        var removed = Set<Int>()
+        var fused = 0
+        for (index, entry) in graph.entries.enumerated() where isONNX(entry.node, "Gelu") {
+            let gelu = entry.node
+            guard gelu.inputs.count == 1, gelu.outputs.count == 1, isFree(gelu.inputs[0]),
+                  let addIndex = producers[gelu.inputs[0]], !removed.contains(addIndex) else { continue }
+            let add = graph.entries[addIndex].node
+            guard isONNX(add, "Add"), add.inputs.count == 2, add.outputs == gelu.inputs, add.inputs[0] != add.inputs[1] else { continue }
+            for side in 0..<2 {
+                let (product, bias) = (add.inputs[side], add.inputs[1 - side])
+                guard isFree(product), let matmulIndex = producers[product], !removed.contains(matmulIndex) else { continue }
+                let matmul = graph.entries[matmulIndex].node
+                guard isONNX(matmul, "MatMul"), matmul.inputs.count == 2, matmul.outputs == [product],
+                      let a = graph.types[matmul.inputs[0]], a.dataType == .float, a.rank >= 2,
+                      let b = graph.constants[matmul.inputs[1]], b.dataType == .float, b.rank == 2, b.shape[0] == a.shape.last,
+                      let shift = graph.constants[bias], shift.dataType == .float, shift.count == b.shape[1], shift.rank <= 1,
+                      graph.types[product] == graph.types[gelu.outputs[0]], graph.types[add.outputs[0]] == graph.types[product] else { continue }
+                let node = Node(name: [matmul, add, gelu].map(\.ref.name).joined(separator: "+"), opType: "LinearGelu", domain: domain,
+                                inputs: [matmul.inputs[0], matmul.inputs[1], bias], outputs: gelu.outputs,
+                                attributes: ["approximate": gelu.attributes["approximate"] ?? .string("none")])
+                graph.entries[index] = TypedGraph.Entry(node: node, opset: entry.opset,
+                                                        replaces: [matmulIndex, addIndex, index].flatMap { graph.entries[$0].replaces })
+                removed.formUnion([matmulIndex, addIndex])
+                fused += 1
+                break
+            }
+        }
+        return dropping(removed, from: graph, log: "fuse-linear-gelu", fused, "MatMul → Add bias → Gelu merged into one step")
     }
 
     // MARK: - Helpers
+
+    /// The graph without the entries `removed`, "`tag`: `count` `what`" in its log when `count` > 0.
+    private static func dropping(_ removed: Set<Int>, from graph: TypedGraph, log tag: String, _ count: Int, _ what: String) -> TypedGraph {
+        var graph = graph
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if count > 0 { graph.log.append("\(tag): \(count) \(what)") }
+        return graph
+    }
 
     private static func isONNX(_ node: Node, _ opType: String) -> Bool { GateFusion.isONNX(node) && node.opType == opType }
 
