@@ -52,6 +52,8 @@ import Testing
             switch op {
             case .relu: for i in y.indices { y[i] = max(0, y[i]) }
             case .sum: for i in y.indices { y[i] += residual![i] }
+            case .geluErf: for i in y.indices { y[i] = gelu(y[i], tanh: false) }
+            case .geluTanh: for i in y.indices { y[i] = gelu(y[i], tanh: true) }
             }
         }
         return y
@@ -113,7 +115,7 @@ import Testing
 
     static let families = ["1x1", "3x3", "7x7s2", "strided", "dilated", "grouped", "depthwise", "1-D", "odd", "asym-pad"]
 
-    static let postOpChoices: [[DNNLPostOp]] = [[], [.relu], [.sum], [.sum, .relu], [.relu, .sum]]
+    static let postOpChoices: [[DNNLPostOp]] = [[], [.relu], [.sum], [.sum, .relu], [.relu, .sum], [.geluErf], [.sum, .geluTanh]]
 
     // MARK: Convolution
 

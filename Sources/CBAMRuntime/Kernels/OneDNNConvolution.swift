@@ -10,6 +10,10 @@ public enum DNNLPostOp: String, Sendable, Equatable, CustomStringConvertible {
     case sum
     /// max(0, ·).
     case relu
+    /// Gelu, the erf form: `x/2 · (1 + erf(x/√2))` (ONNX Gelu, approximate "none").
+    case geluErf
+    /// Gelu, the tanh approximation (ONNX Gelu, approximate "tanh").
+    case geluTanh
 
     public var description: String { rawValue }
 }
@@ -63,6 +67,8 @@ extension OneDNN {
                     switch op {
                     case .sum: try check(dnnl_post_ops_append_sum(ops, 1), "dnnl_post_ops_append_sum")
                     case .relu: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_relu, 0, 0), "dnnl_post_ops_append_eltwise")
+                    case .geluErf: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "dnnl_post_ops_append_eltwise")
+                    case .geluTanh: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_tanh, 0, 0), "dnnl_post_ops_append_eltwise")
                     }
                 }
                 try check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")

@@ -20,6 +20,7 @@ enum Passes {
         graph = fuseGateResidual(graph)
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
+        graph = fuseNormalizationAndGelu(graph)
         return graph
     }
 

@@ -2,11 +2,11 @@ import Dispatch
 import Foundation
 
 // Planned Conv (1-D and 2-D, float32, constant weights), with bias, the residual Add
-// and Relu of `cbam::FusedConv`. Three ways to compute it, chosen per Conv when the
+// and the Relu or Gelu of `cbam::FusedConv`. Three ways to compute it, chosen per Conv when the
 // plan is compiled by timing them on this CPU (or forced with CBAM_CONV):
 //   im2col + sgemm  columns in the step's scratch memory, one sgemm per (item, group)
 //                   straight into the output's place, then one epilogue pass;
-//   onednn-plain    a oneDNN primitive on plain NCHW, post-ops sum and eltwise_relu;
+//   onednn-plain    a oneDNN primitive on plain NCHW, post-ops sum and eltwise_relu / gelu;
 //   onednn-blocked  the primitive in the layout it prefers, reorders around it.
 // The reference `ConvKernel` stays beside them for the differential tests.
 
@@ -95,7 +95,7 @@ extension PlannedKernels {
         let bias = try node.constant(2).map { try $0.floats("B") }
         if context.inputs.count > 2, context.inputs[2] != nil, bias == nil { return nil }  // a runtime bias: reference path
         let residual = context.inputs.count > 3 ? context.inputs[3] : nil
-        let relu = try node.string("activation", default: "") == "Relu"
+        let activation = try ConvActivation(node)
 
         let geometry = try ConvWindow(node).geometry(weight: weight)
         let group = try node.int("group", default: 1)
@@ -125,7 +125,7 @@ extension PlannedKernels {
         let weights = UncheckedSendable(try weight.floats("W"))
 
         // Candidate 1, always there: im2col into scratch and sgemm per (item, group), then the epilogue.
-        let epilogue = EpilogueParameters(bias: bias, relu: relu, rows: mg, columns: p)
+        let epilogue = EpilogueParameters(bias: bias, activation: activation, rows: mg, columns: p)
         func im2colCandidate(threads: Int) -> ConvCandidate {
         let perItem = threads > 1 && items >= threads
         return ConvCandidate(name: (pointwise ? "sgemm" : "im2col+sgemm") + (threads > 1 ? "" : " 1T"),
@@ -189,13 +189,13 @@ extension PlannedKernels {
             // A large convolution takes oneDNN's own-layout kernel untimed (``ConvCandidate/fastest``): build that
             // one alone first, since each primitive holds its own reordered copy of the weights while it lives.
             let untimed = context.convolution == .fastest && items * macsPerItem >= ConvCandidate.untimedMACs
-                ? try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                ? try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
                                        threads: context.threads, onlyOwnLayout: true).filter(\.isOwnLayoutKernel) : []
             if let only = untimed.first {
                 candidates += [try only.adapted(to: operandLayouts, threads: context.threads)]
             } else {
                 for threads in context.threads > 1 ? [context.threads, 1] : [1] {
-                    candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, relu: relu,
+                    candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
                                                        threads: threads, carried: carried ? operandLayouts : nil)
                         .map { try $0.adapted(to: operandLayouts, threads: threads) }
                 }
@@ -369,9 +369,10 @@ private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), 
 /// With `carried` operand layouts other than the primitive's preferred ones (a grouped conv
 /// between NHWC neighbours prefers nChw4c, say), also the primitive asked for exactly those:
 /// no reorder, if oneDNN has a kernel for them that is not its reference one.
-private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, relu: Bool,
-                              threads: Int, onlyOwnLayout: Bool = false, carried: ConvOperandLayouts? = nil) throws -> [ConvCandidate] {
-    let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (relu ? [.relu] : [])
+private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool,
+                              activation: ConvActivation, threads: Int, onlyOwnLayout: Bool = false,
+                              carried: ConvOperandLayouts? = nil) throws -> [ConvCandidate] {
+    let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (activation.postOp.map { [$0] } ?? [])
     func make(_ layout: DNNLActivationLayout) -> DNNLConvolution? {
         try? weights.withUnsafeBufferPointer { wp in
             try bias.map { b in
@@ -425,10 +426,34 @@ struct ConvOperandLayouts {
     }
 }
 
-/// What follows a convolution's sgemm on each output row: + bias, + residual, Relu.
+/// The activation a `cbam::FusedConv` applies last: its `activation` attribute ("Relu", or
+/// "Gelu" with the Gelu node's `approximate`), absent for none.
+enum ConvActivation: Equatable {
+    case none, relu, gelu(tanh: Bool)
+
+    init(_ node: NodeContext) throws {
+        switch try node.string("activation", default: "") {
+        case "": self = .none
+        case "Relu": self = .relu
+        case "Gelu": self = .gelu(tanh: try geluApproximation(node))
+        case let other: throw node.invalid("activation", "must be \"Relu\" or \"Gelu\", got \"\(other)\"")
+        }
+    }
+
+    /// oneDNN's post-op for it.
+    var postOp: DNNLPostOp? {
+        switch self {
+        case .none: return nil
+        case .relu: return .relu
+        case .gelu(let tanh): return tanh ? .geluTanh : .geluErf
+        }
+    }
+}
+
+/// What follows a convolution's sgemm on each output row: + bias, + residual, Relu or Gelu.
 struct EpilogueParameters {
     let bias: [Float]?
-    let relu: Bool
+    let activation: ConvActivation
     let rows: Int
     let columns: Int
 
@@ -436,7 +461,8 @@ struct EpilogueParameters {
     /// `y` (`rows × self.columns`), whose first channel is `firstChannel`.
     @inline(__always)
     func apply(_ y: UnsafeMutablePointer<Float>, _ residual: UnsafePointer<Float>?, firstChannel: Int, columns range: Range<Int>) {
-        guard bias != nil || residual != nil || relu else { return }
+        guard bias != nil || residual != nil || activation != .none else { return }
+        let relu = activation == .relu
         for row in 0..<rows {
             let line = y + row * columns + range.lowerBound
             let shift = bias?[firstChannel + row] ?? 0
@@ -448,6 +474,10 @@ struct EpilogueParameters {
                 }
             } else {
                 affineRow(UnsafePointer(line), line, range.count, 1, shift, relu: relu)
+            }
+            // Gelu as the planned Gelu step computes it, element by element.
+            if case .gelu(let tanh) = activation {
+                for i in 0..<range.count { line[i] = gelu(line[i], tanh: tanh) }
             }
         }
     }

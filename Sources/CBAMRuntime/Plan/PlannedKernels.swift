@@ -77,6 +77,7 @@ enum PlannedKernels {
         registerReduction(&table)
         registerShapeOps(&table)
         registerLinear(&table)
+        registerLinearGelu(&table)
         registerMath(&table)
         return table
     }()

@@ -1,7 +1,8 @@
 // Planned float32 LayerNormalization, InstanceNormalization and GroupNormalization with
 // constant scale and bias: the reference kernels' row loop (``RowNormalization``) on the
 // arena, rows split across threads. A scale or bias computed at run time takes the
-// reference path.
+// reference path. And `cbam::ChannelLayerNorm` (NormalizationFusion.swift): LayerNorm
+// over the channel axis of `[N, C, …]` as it lies (``ChannelNormalization``).
 
 extension PlannedKernels {
     static func registerFeatureNormalization(_ table: inout [String: Builder]) {
@@ -26,6 +27,7 @@ extension PlannedKernels {
         table["GroupNormalization"] = { context in
             try channelGroups(context, groups: try groupCount(context.node), names: ("scale", "bias"), detail: "groupnorm")
         }
+        table[Passes.domain + "::ChannelLayerNorm"] = { try channelLayerNorm($0) }
     }
 
     /// Instance or GroupNormalization (`groups` nil: one group per channel).
@@ -52,6 +54,89 @@ extension PlannedKernels {
             Parallel.forEach(workers) { worker in
                 loop.run(source, target, rows: Parallel.share(worker, of: workers, count: loop.rows), mean: m, inverseDeviation: v)
             }
+        }
+    }
+}
+
+extension PlannedKernels {
+    /// `cbam::ChannelLayerNorm`: X `[N, C, …]`, Scale and B `[C]` (constants) → Y like X.
+    /// The pass only makes it with constant parameters, so nil never happens for its nodes.
+    static func channelLayerNorm(_ context: PlanContext) throws -> PlannedKernel? {
+        let node = context.node
+        let x = try context.input(0, "X"), y = try context.output(0)
+        guard x.type.dataType == .float, x.shape.count >= 2, y.type == x.type, let scale = node.constant(1) else { return nil }
+        let channels = x.shape[1]
+        let loop = ChannelNormalization(
+            batch: x.shape[0], channels: channels, positions: x.count / Swift.max(x.shape[0] * channels, 1),
+            epsilon: try node.float("epsilon", default: 1e-5), scale: try expand(scale, to: [channels]).floats("Scale"),
+            bias: try node.constant(2).map { try expand($0, to: [channels]).floats("B") })
+        let workers = x.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, loop.units)) : 1
+        return PlannedKernel(detail: "channel layernorm") { memory in
+            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+            Parallel.forEach(workers) { worker in
+                loop.run(source, target, units: Parallel.share(worker, of: workers, count: loop.units))
+            }
+        }
+    }
+}
+
+/// LayerNorm over the channels of X `[N, C, P]` (P the positions, any spatial rank):
+/// `y[n, c, p] = (x[n, c, p] − mean[n, p]) / √(var[n, p] + ε) · scale[c] + bias[c]`,
+/// mean and (biased) variance over c taken in Double, as ``RowNormalization`` takes them
+/// (a float sum loses digits when the channels share a large mean). The work comes in
+/// units of up to ``block`` positions of one item; each unit reads its columns of all
+/// channels twice (mean, then squared deviations) and writes them once, the statistics
+/// of the block's positions running across positions. Y may be X (each unit reads its
+/// columns before writing them).
+struct ChannelNormalization {
+    static let block = 64
+    let batch: Int
+    let channels: Int
+    let positions: Int
+    let epsilon: Float
+    let scale: [Float]
+    let bias: [Float]?
+
+    var blocks: Int { (positions + Self.block - 1) / Self.block }
+    var units: Int { batch * blocks }
+
+    func run(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, units range: Range<Int>) {
+        guard !range.isEmpty, channels > 0 else { return }
+        let (c, p) = (channels, positions)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * Self.block) { sums in
+          withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * Self.block) { statistics in
+            let (sum, squares) = (sums.baseAddress!, sums.baseAddress! + Self.block)
+            let mean = statistics.baseAddress!, inverse = mean + Self.block
+            scale.withUnsafeBufferPointer { scale in
+                for unit in range {
+                    let item = unit / blocks, start = (unit % blocks) * Self.block
+                    let count = Swift.min(Self.block, p - start)
+                    let first = item * c * p + start
+                    for j in 0..<count { sum[j] = 0; squares[j] = 0 }
+                    for channel in 0..<c {
+                        let row = x + first + channel * p
+                        for j in 0..<count { sum[j] += Double(row[j]) }
+                    }
+                    for j in 0..<count { sum[j] /= Double(c) }
+                    for channel in 0..<c {
+                        let row = x + first + channel * p
+                        for j in 0..<count {
+                            let d = Double(row[j]) - sum[j]
+                            squares[j] += d * d
+                        }
+                    }
+                    for j in 0..<count {
+                        mean[j] = Float(sum[j])
+                        inverse[j] = 1 / (Float(squares[j] / Double(c)) + epsilon).squareRoot()
+                    }
+                    for channel in 0..<c {
+                        let row = x + first + channel * p, out = y + first + channel * p
+                        let a = scale[channel], b = bias?[channel] ?? 0
+                        for j in 0..<count { out[j] = (row[j] - mean[j]) * inverse[j] * a + b }
+                    }
+                }
+            }
+          }
         }
     }
 }
