@@ -120,31 +120,15 @@ extension Passes {
     /// `activation = "Gelu"` and the Gelu's `approximate`, when nothing else reads the Conv's
     /// output and its weights (and bias) are constants. 1-D and 2-D only, as for Relu.
     static func fuseConvGelu(_ graph: TypedGraph) -> TypedGraph {
-        var graph = graph
-        let readers = graph.readerCounts(), producers = graph.producers()
-        var removed = Set<Int>()
-        for (index, entry) in graph.entries.enumerated() where isONNX(entry.node, "Gelu") {
-            let gelu = entry.node
+        mergeConv(into: "Gelu", graph, log: "Gelu merged into the Conv before it", tag: "fuse-conv-gelu") { gelu, conv, isFree in
             guard gelu.inputs.count == 1, gelu.outputs.count == 1, let source = gelu.inputs.first, graph.types[source]?.dataType == .float,
-                  readers[source] == 1, !graph.outputs.contains(source),
-                  let convIndex = producers[source], !removed.contains(convIndex) else { continue }
-            let conv = graph.entries[convIndex].node
-            guard isONNX(conv, "Conv") || (conv.domain == domain && conv.opType == "FusedConv"), conv.outputs == [source],
-                  conv.attributes["activation"] == nil, conv.inputs.count >= 2,
-                  let weight = graph.constants[conv.inputs[1]], weight.rank == 3 || weight.rank == 4,
-                  conv.inputs.count < 3 || conv.inputs[2].isEmpty || graph.constants[conv.inputs[2]] != nil else { continue }
+                  let (conv, convIndex) = conv(source), isFree(source), conv.outputs == [source], conv.attributes["activation"] == nil,
+                  conv.inputs.count < 3 || conv.inputs[2].isEmpty || graph.constants[conv.inputs[2]] != nil else { return nil }
             var fused = conv
-            fused.domain = domain
-            fused.opType = "FusedConv"
             fused.attributes["activation"] = .string("Gelu")
             fused.attributes["approximate"] = gelu.attributes["approximate"] ?? .string("none")
-            fused.outputs = gelu.outputs
-            fused.name = conv.ref.name + "+" + gelu.ref.name
-            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
-                                                    replaces: graph.entries[convIndex].replaces + entry.replaces)
-            removed.insert(convIndex)
+            return (convIndex, fused)
         }
-        return dropping(removed, from: graph, log: "fuse-conv-gelu", removed.count, "Gelu merged into the Conv before it")
     }
 
     /// `Gelu(Add(MatMul(A, B), bias))` with B a float32 constant `[K, N]` and bias a

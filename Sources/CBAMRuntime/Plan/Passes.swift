@@ -125,7 +125,7 @@ enum Passes {
     /// index and the fused node. The fused node (domain `cbam`, op `FusedConv`, the matched
     /// node's outputs) takes the matched node's place — where every input of both is ready —
     /// and the Conv's entry goes.
-    private static func mergeConv(into opType: String, _ graph: TypedGraph, log: String, tag: String,
+    static func mergeConv(into opType: String, _ graph: TypedGraph, log: String, tag: String,
                                   _ match: (Node, (String) -> (Node, Int)?, (String) -> Bool) -> (Int, Node)?) -> TypedGraph {
         var graph = graph
         let readers = graph.readerCounts()

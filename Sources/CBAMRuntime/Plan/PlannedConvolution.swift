@@ -202,7 +202,7 @@ extension PlannedKernels {
             }
         }
         let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
-                                           x: x.count, y: y.count, residual: residual != nil)
+                                           x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
         let scratch = context.scratch(bytes: chosen.scratchBytes)
         return PlannedKernel(detail: chosen.name, reorders: chosen.reorders) { memory in
             try chosen.run(UnsafePointer(x.floats(memory)), y.floats(memory), residual.map { UnsafePointer($0.floats(memory)) },
@@ -282,11 +282,14 @@ struct ConvCandidate {
     /// The candidate that runs fastest on this machine, timed now on zero buffers of the
     /// step's sizes (fastest of 5 runs after one warm-up). Which kernel wins depends on the
     /// CPU and the shape: oneDNN's blocked kernels win on large maps, im2col + sgemm on tiny
-    /// ones, where a primitive's fixed cost dominates. Below 2^16 MACs nothing is timed.
-    static func fastest(_ candidates: [ConvCandidate], choice: ConvolutionKernel, macs: Int, x: Int, y: Int, residual: Bool) -> ConvCandidate {
+    /// ones, where a primitive's fixed cost dominates. Below 2^16 MACs only grouped convolutions are timed.
+    static func fastest(_ candidates: [ConvCandidate], choice: ConvolutionKernel, macs: Int, x: Int, y: Int, residual: Bool,
+                        grouped: Bool = false) -> ConvCandidate {
         if choice == .im2col { return candidates[0] }
         if choice != .fastest, let forced = candidates.first(where: { $0.name.hasPrefix(choice.prefix) }) { return forced }
-        guard candidates.count > 1, macs >= 1 << 16 else { return candidates[0] }
+        // A grouped convolution is timed however small: im2col makes one sgemm call per group
+        // (per channel, depthwise), which oneDNN's grouped and depthwise kernels avoid.
+        guard candidates.count > 1, macs >= 1 << 16 || grouped else { return candidates[0] }
         // A large convolution with one of oneDNN's own-layout kernels (not its gemm fallback) takes
         // it without timing: measured 1.6–1.8× plain NCHW on AVX-512 (docs/onednn.md), and
         // timing a large candidate on a busy machine costs compile time and can mislead.
