@@ -25,10 +25,11 @@ public enum FileOutput {
         let folder = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         let temporary = (folder.isEmpty ? "" : folder + "/") + ".\(name).\(getpid()).\(nextSerial()).cbam-tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-        guard fd >= 0 else { throw CBAMError(.io, "cannot create a temporary file in the folder: \(errnoText())", file: path) }
+        // Registered before it exists: a signal between the two would otherwise leave the file behind.
         let slot = InFlight.register(temporary)
         defer { InFlight.release(slot) }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+        guard fd >= 0 else { throw CBAMError(.io, "cannot create a temporary file in the folder: \(errnoText())", file: path) }
         var failure: String?
         bytes.withUnsafeBytes { buffer in
             var offset = 0
