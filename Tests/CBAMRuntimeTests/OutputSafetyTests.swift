@@ -147,7 +147,8 @@ import Testing
     }
 
     @Test func timeoutStopsASlowRunWithAClearError() throws {
-        let (model, input) = try slowModel()
+        // 100 steps over 16 MB each: bound by memory traffic (≥ 0.3 s), not by how fast Sigmoid is.
+        let (model, input) = try slowModel(elements: 1 << 22)
         let started = Date()
         let result = try CLI.run([model, input, "-o", directory + "/y.npy", "--timeout", "0.05"])
         #expect(result.status == 1)
