@@ -49,7 +49,7 @@ let package = Package(
             cSettings: [.unsafeFlags(["-w"])]  // generated code; its warnings are not ours to fix
         ),
         // Elementwise exp and sigmoid with one body per instruction set (AVX-512F, AVX2+FMA, plain C),
-        // chosen at run time from cpuid: Swift compiles for baseline x86-64, never -march=native.
+        // chosen at run time from cpuid: Swift compiles for baseline x86-64, with no host-specific flags.
         .target(
             name: "CVectorMath",
             cSettings: [.unsafeFlags(["-O2"])]  // the intrinsics want optimising even in a debug build

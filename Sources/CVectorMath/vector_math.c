@@ -180,20 +180,24 @@ AVX512 static void exp_shifted_avx512(const float *x, const float *shift, size_t
 
 #define TAP(i, j) (origin + ((size_t)(i) * g->dh * g->w + (size_t)(j) * g->dw) * block)
 
+// Channels `first_lane ..< block` of one output pixel, one at a time.
+#define POOL_LANES(first_lane)                                                                   \
+    for (size_t lane = (first_lane); lane < block; lane++) {                                     \
+        float acc = average ? 0.0f : -__builtin_inff();                                          \
+        int nan = 0;                                                                             \
+        for (int i = rf; i < rf + rc; i++)                                                       \
+            for (int j = cf; j < cf + cc; j++) {                                                 \
+                float v = TAP(i, j)[lane];                                                       \
+                if (average) acc += v; else { nan |= v != v; acc = v > acc ? v : acc; }          \
+            }                                                                                    \
+        out[lane] = average ? (divisor > 0 ? acc / (float)divisor : 0.0f) : (nan ? __builtin_nanf("") : acc); \
+    }
+
 static void pool_portable(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *g, int first_row, int end_row, int average) {
     for (int oy = first_row; oy < end_row; oy++) {
         for (int ox = 0; ox < g->ow; ox++) {
             POOL_WINDOW
-            for (size_t lane = 0; lane < block; lane++) {
-                float acc = average ? 0.0f : -__builtin_inff();
-                int nan = 0;
-                for (int i = rf; i < rf + rc; i++)
-                    for (int j = cf; j < cf + cc; j++) {
-                        float v = TAP(i, j)[lane];
-                        if (average) acc += v; else { nan |= v != v; acc = v > acc ? v : acc; }
-                    }
-                out[lane] = average ? (divisor > 0 ? acc / (float)divisor : 0.0f) : (nan ? __builtin_nanf("") : acc);
-            }
+            POOL_LANES(0)
         }
     }
 }
@@ -262,16 +266,7 @@ AVX2 static void pool_avx2(const float *x, float *y, size_t block, const cbam_vm
                 }
             }
             // Channels past the last multiple of 8, one at a time as the portable loop does.
-            for (size_t lane = whole; lane < block; lane++) {
-                float acc = average ? 0.0f : -__builtin_inff();
-                int nan = 0;
-                for (int i = rf; i < rf + rc; i++)
-                    for (int j = cf; j < cf + cc; j++) {
-                        float v = TAP(i, j)[lane];
-                        if (average) acc += v; else { nan |= v != v; acc = v > acc ? v : acc; }
-                    }
-                out[lane] = average ? (divisor > 0 ? acc / (float)divisor : 0.0f) : (nan ? __builtin_nanf("") : acc);
-            }
+            POOL_LANES(whole)
         }
     }
 }

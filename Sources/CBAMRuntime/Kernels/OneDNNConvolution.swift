@@ -270,39 +270,12 @@ public final class DNNLConvolution: @unchecked Sendable {
 
         // Settle the activation layouts once, for the build-time thread count; primitives for
         // other counts are then asked for exactly these (and refuse if they cannot).
-        let requested: (source: dnnl_memory_desc_t, destination: dnnl_memory_desc_t)
-        switch layout {
-        case .plain:
-            requested = (try OneDNN.descriptor(g.sourceShape, dnnl_nchw), try OneDNN.descriptor(g.destinationShape, dnnl_nchw))
-        case .chosenByPrimitive:
-            requested = (try OneDNN.descriptor(g.sourceShape, dnnl_format_tag_any), try OneDNN.descriptor(g.destinationShape, dnnl_format_tag_any))
-        case .given(let source, let destination):
-            guard source.dims == g.sourceShape, destination.dims == g.destinationShape else {
-                throw CBAMError(.shapeMismatch, "layouts for \(source.dims) → \(destination.dims) given for a \(g.sourceShape) → \(g.destinationShape) convolution")
-            }
-            requested = (source.desc, destination.desc)
-        }
-        let (sourceLayout, destinationLayout) = try OneDNN.withThreads(threads) {
-            let pd = try build(source: requested.source, destination: requested.destination)
-            defer { dnnl_primitive_desc_destroy(pd) }
-            guard let s = OneDNN.query(pd, argument: DNNLArgument.source),
-                  let d = OneDNN.query(pd, argument: DNNLArgument.destination) else {
-                throw CBAMError(.unsupportedOp, "oneDNN's convolution reports no source or destination layout")
-            }
-            return (DNNLLayout(s), DNNLLayout(d))
-        }
+        let (sourceLayout, destinationLayout) = try settleLayouts(layout, source: g.sourceShape, destination: g.destinationShape,
+                                                                  threads: threads, what: "convolution", build: build)
         source = sourceLayout
         destination = destinationLayout
 
-        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
-        let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: DNNLLayout(userWeights), engine: engine)
-        bound.append((DNNLArgument.weights, DNNLLayout(userWeights), weightMemory))
-        if let bias {
-            let biasMemory: dnnl_memory_t
-            do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: DNNLLayout(biasDesc), engine: engine) }
-            catch { dnnl_memory_destroy(weightMemory); throw error }
-            bound.append((DNNLArgument.bias, DNNLLayout(biasDesc), biasMemory))
-        }
+        let bound = try ownedWeightsAndBias(weights, layout: DNNLLayout(userWeights), bias: bias, biasLayout: DNNLLayout(biasDesc), engine: engine)
         executable = try DNNLExecutable(
             callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
         ) { _ in try build(source: sourceLayout.desc, destination: destinationLayout.desc) }
@@ -446,38 +419,12 @@ public final class DNNLDeconvolution: @unchecked Sendable {
             defer { dnnl_primitive_attr_destroy(attr) }
             return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "deconvolution")
         }
-        // Plain NCHW, or the layouts the primitive picks for the build-time thread count.
-        let sourceLayout: DNNLLayout, destinationLayout: DNNLLayout
-        switch layout {
-        case .plain:
-            sourceLayout = DNNLLayout(try OneDNN.descriptor(g.sourceShape, dnnl_nchw))
-            destinationLayout = DNNLLayout(try OneDNN.descriptor(g.destinationShape, dnnl_nchw))
-        case .chosenByPrimitive:
-            (sourceLayout, destinationLayout) = try OneDNN.withThreads(threads) {
-                let pd = try build(source: try OneDNN.descriptor(g.sourceShape, dnnl_format_tag_any),
-                                   destination: try OneDNN.descriptor(g.destinationShape, dnnl_format_tag_any))
-                defer { dnnl_primitive_desc_destroy(pd) }
-                guard let s = OneDNN.query(pd, argument: DNNLArgument.source), let d = OneDNN.query(pd, argument: DNNLArgument.destination) else {
-                    throw CBAMError(.unsupportedOp, "oneDNN's deconvolution reports no source or destination layout")
-                }
-                return (DNNLLayout(s), DNNLLayout(d))
-            }
-        case .given(let source, let destination):
-            sourceLayout = source
-            destinationLayout = destination
-        }
+        let (sourceLayout, destinationLayout) = try settleLayouts(layout, source: g.sourceShape, destination: g.destinationShape,
+                                                                  threads: threads, what: "deconvolution", build: build)
         source = sourceLayout
         destination = destinationLayout
 
-        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
-        let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: DNNLLayout(userWeights), engine: engine)
-        bound.append((DNNLArgument.weights, DNNLLayout(userWeights), weightMemory))
-        if let bias {
-            let biasMemory: dnnl_memory_t
-            do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: DNNLLayout(biasDesc), engine: engine) }
-            catch { dnnl_memory_destroy(weightMemory); throw error }
-            bound.append((DNNLArgument.bias, DNNLLayout(biasDesc), biasMemory))
-        }
+        let bound = try ownedWeightsAndBias(weights, layout: DNNLLayout(userWeights), bias: bias, biasLayout: DNNLLayout(biasDesc), engine: engine)
         executable = try DNNLExecutable(
             callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
         ) { _ in try build(source: sourceLayout.desc, destination: destinationLayout.desc) }
@@ -500,4 +447,43 @@ public final class DNNLDeconvolution: @unchecked Sendable {
     public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1) throws {
         try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination))
     }
+}
+
+/// The source and destination layouts a convolution or deconvolution primitive runs on: plain
+/// NCHW, exactly the given ones, or (`.chosenByPrimitive`) what `build` picks from `any` for
+/// `threads` threads.
+private func settleLayouts(_ layout: DNNLActivationLayout, source: [Int], destination: [Int], threads: Int, what: String,
+                           build: (dnnl_memory_desc_t, dnnl_memory_desc_t) throws -> dnnl_primitive_desc_t) throws -> (DNNLLayout, DNNLLayout) {
+    let requested: (source: dnnl_memory_desc_t, destination: dnnl_memory_desc_t)
+    switch layout {
+    case .plain:
+        return (DNNLLayout(try OneDNN.descriptor(source, dnnl_nchw)), DNNLLayout(try OneDNN.descriptor(destination, dnnl_nchw)))
+    case .given(let given, let givenDestination):
+        guard given.dims == source, givenDestination.dims == destination else {
+            throw CBAMError(.shapeMismatch, "layouts for \(given.dims) → \(givenDestination.dims) given for a \(source) → \(destination) \(what)")
+        }
+        requested = (given.desc, givenDestination.desc)
+    case .chosenByPrimitive:
+        requested = (try OneDNN.descriptor(source, dnnl_format_tag_any), try OneDNN.descriptor(destination, dnnl_format_tag_any))
+    }
+    return try OneDNN.withThreads(threads) {
+        let pd = try build(requested.source, requested.destination)
+        defer { dnnl_primitive_desc_destroy(pd) }
+        guard let s = OneDNN.query(pd, argument: DNNLArgument.source), let d = OneDNN.query(pd, argument: DNNLArgument.destination) else {
+            throw CBAMError(.unsupportedOp, "oneDNN's \(what) reports no source or destination layout")
+        }
+        return (DNNLLayout(s), DNNLLayout(d))
+    }
+}
+
+/// Copies of the weights (in the caller's `layout`) and the optional bias, owned by oneDNN
+/// memory objects and bound to the primitive's weights and bias arguments.
+private func ownedWeightsAndBias(_ weights: UnsafePointer<Float>, layout: DNNLLayout, bias: UnsafePointer<Float>?, biasLayout: DNNLLayout,
+                                 engine: dnnl_engine_t) throws -> [(Int32, DNNLLayout, dnnl_memory_t)] {
+    let weightMemory = try DNNLReorder.ownedCopy(of: weights, layout: layout, engine: engine)
+    guard let bias else { return [(DNNLArgument.weights, layout, weightMemory)] }
+    let biasMemory: dnnl_memory_t
+    do { biasMemory = try DNNLReorder.ownedCopy(of: bias, layout: biasLayout, engine: engine) }
+    catch { dnnl_memory_destroy(weightMemory); throw error }
+    return [(DNNLArgument.weights, layout, weightMemory), (DNNLArgument.bias, biasLayout, biasMemory)]
 }

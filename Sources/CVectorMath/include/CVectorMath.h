@@ -1,6 +1,6 @@
 // Elementwise float32 math chosen at run time by the CPU's features.
 //
-// Swift compiles for baseline x86-64 (SSE2), and the project never builds with -march=native,
+// Swift compiles for baseline x86-64 (SSE2), and the project never builds for the host's own CPU,
 // so the hot transcendental loops live here: one body per instruction set (AVX-512F, AVX2+FMA,
 // and plain C for anything else), picked once per process from cpuid. Every variant computes
 // the same polynomial as VectorMath.exp in Swift (Cody–Waite reduction, Cephes' degree-5 expf
