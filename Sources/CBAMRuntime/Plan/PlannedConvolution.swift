@@ -306,29 +306,33 @@ struct ConvCandidate {
         for buffer in [source, target] + (added.map { [$0] } ?? []) { buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.byteCount) }
         // The fastest of 5 runs after a warm-up: the minimum, not the median, because what a
         // busy machine adds (preemption, another process's cache traffic) only ever adds time.
-        var fastestTimes: [(candidate: ConvCandidate, nanoseconds: Double)] = []
-        for candidate in candidates {
-            let scratch = AlignedBuffer(byteCount: candidate.scratchBytes)
-            var best = Double.infinity
-            for attempt in 0..<6 {
+        // The candidates take turns, run by run, so that a burst of such noise slows them all
+        // rather than whichever happened to be timed during it.
+        let scratches = candidates.map { AlignedBuffer(byteCount: $0.scratchBytes) }
+        var best = [Double](repeating: .infinity, count: candidates.count)
+        var failed = [Bool](repeating: false, count: candidates.count)
+        for attempt in 0..<6 {
+            for (index, candidate) in candidates.enumerated() where !failed[index] {
                 let start = DispatchTime.now().uptimeNanoseconds
                 do {
                     try candidate.run(UnsafePointer(source.pointer.assumingMemoryBound(to: Float.self)), target.pointer.assumingMemoryBound(to: Float.self),
-                                      added.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Float.self)) }, scratch.pointer)
-                } catch { best = .infinity; break }
-                if attempt > 0 { best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - start)) }
+                                      added.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Float.self)) }, scratches[index].pointer)
+                } catch { failed[index] = true; continue }
+                if attempt > 0 { best[index] = Swift.min(best[index], Double(DispatchTime.now().uptimeNanoseconds - start)) }
             }
-            guard best.isFinite else { continue }
-            if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: \(candidate.name) \(best / 1e6) ms\n".utf8)) }
-            fastestTimes.append((candidate, best))
+        }
+        var fastestTimes: [(candidate: ConvCandidate, nanoseconds: Double)] = []
+        for (index, candidate) in candidates.enumerated() where !failed[index] && best[index].isFinite {
+            if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: \(candidate.name) \(best[index] / 1e6) ms\n".utf8)) }
+            fastestTimes.append((candidate, best[index]))
         }
         guard let winner = fastestTimes.min(by: { $0.nanoseconds < $1.nanoseconds }) else { return preferred }
         // Keep the default unless another kernel is clearly faster (15%): two processes then
         // make the same choice even when their timings differ by a little.
-        if let own = fastestTimes.first(where: { $0.candidate.name == preferred.name }), own.nanoseconds <= winner.nanoseconds * 1.15 {
-            return preferred
-        }
-        return winner.candidate
+        let chosen = fastestTimes.first(where: { $0.candidate.name == preferred.name }).map { $0.nanoseconds <= winner.nanoseconds * 1.15 } == true
+            ? preferred : winner.candidate
+        if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: chose \(chosen.name)\n".utf8)) }
+        return chosen
     }
 }
 
