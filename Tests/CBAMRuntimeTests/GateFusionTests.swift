@@ -160,6 +160,26 @@ struct GateFusionTests {
     }
 
     /// Only one statistic (SE: average only; a max-only gate) and no hidden Relu.
+    /// A fused gate's MLP reads the initializers' own buffers where they already are
+    /// `[out, in]` (Gemm with transB, 1×1 Conv): the plan holds no second copy of them, and
+    /// its folded-constant figure does not count them. MatMul's `[in, out]` is transposed once.
+    @Test(arguments: ChannelForm.allCases)
+    func channelGateSharesTheMLPWeights(_ form: ChannelForm) throws {
+        var rng = SplitMix(state: 11)
+        let (n, c, hidden) = (2, 256, 64)
+        let (nodes, inits) = try channelGate(form, n: n, c: c, h: 4, w: 4, hidden: hidden, gateFirst: false, &rng)
+        let x = try random([n, c, 4, 4], &rng)
+        let summary = try session(nodes, initializers: inits, x: x.shape, outputs: ["y"]).prepare(["x": x])
+        #expect(summary.steps == 1)
+        let mlpBytes = 2 * hidden * c * MemoryLayout<Float>.size
+        if form == .matmulPools {
+            #expect(summary.foldedBytes >= mlpBytes, "MatMul's weights are transposed into a copy")
+        } else {
+            // What remains are the biases broadcast to the batch.
+            #expect(summary.foldedBytes < mlpBytes / 10, "\(form): \(summary.foldedBytes) folded bytes")
+        }
+    }
+
     @Test func singlePoolGatesFuse() throws {
         var rng = SplitMix(state: 11)
         for pool in ["GlobalAveragePool", "GlobalMaxPool"] {

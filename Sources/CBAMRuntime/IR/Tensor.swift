@@ -105,6 +105,21 @@ extension Tensor.Storage {
         }
     }
 
+    /// Where the elements lie, to tell a shared buffer from a copy (nil when empty).
+    var bufferAddress: UnsafeRawPointer? {
+        func address<T>(_ values: [T]) -> UnsafeRawPointer? { values.withUnsafeBytes { $0.baseAddress } }
+        switch self {
+        case .float(let v): return address(v)
+        case .double(let v): return address(v)
+        case .int64(let v): return address(v)
+        case .int32(let v): return address(v)
+        case .int8(let v): return address(v)
+        case .uint8(let v): return address(v)
+        case .bool(let v): return address(v)
+        case .float16(let v): return address(v)
+        }
+    }
+
     public var dataType: DataType {
         switch self {
         case .float: return .float

@@ -432,8 +432,12 @@ struct ChannelProgramBuilder {
                   let values = try? b.floats() else { return nil }
             let (k, m) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
             guard a.shape[1] == k, type.shape == [a.shape[0], m], let source = slot(inputs[0], depth: depth + 1) else { return nil }
-            var weights = [Float](repeating: 0, count: m * k)
-            for o in 0..<m { for i in 0..<k { weights[o * k + i] = alpha * (transB ? values[o * k + i] : values[i * m + o]) } }
+            // PyTorch's Linear (transB, alpha 1) is already [m, k]: the kernel shares the
+            // initializer's buffer instead of holding a second copy of the weights.
+            var weights = values
+            if !transB || alpha != 1 {
+                for o in 0..<m { for i in 0..<k { weights[o * k + i] = alpha * (transB ? values[o * k + i] : values[i * m + o]) } }
+            }
             result = linear(source, weights: weights, m: m, k: k, count: type.count)
             if inputs.count > 2, !inputs[2].isEmpty, beta != 0 {
                 guard let c = graph.constants[inputs[2]], let bias = GateFusion.broadcast(c, to: type.shape) else { return nil }
@@ -513,10 +517,14 @@ struct ChannelProgramBuilder {
            geometry.kernel.allSatisfy({ $0 == 1 }), cin % group == 0, m % group == 0, weight.shape[1] == cin / group {
             guard let source = slot(node.inputs[0], depth: depth + 1) else { return nil }
             let (cg, mg) = (cin / group, m / group)
-            var dense = [Float](repeating: 0, count: m * cin)
-            for o in 0..<m {
-                let g = o / mg
-                for i in 0..<cg { dense[o * cin + g * cg + i] = values[o * cg + i] }
+            // Ungrouped, `[m, cin, 1, …]` is already the dense `[m, cin]` matrix: shared, not copied.
+            var dense = values
+            if group > 1 {
+                dense = [Float](repeating: 0, count: m * cin)
+                for o in 0..<m {
+                    let g = o / mg
+                    for i in 0..<cg { dense[o * cin + g * cg + i] = values[o * cg + i] }
+                }
             }
             return (linear(source, weights: dense, m: m, k: cin, count: outputType.count), bias)
         }

@@ -157,8 +157,11 @@ struct Planner {
         }
 
         // 7. Figures and limits, before any arena is allocated.
+        // A rewrite that reshapes a weight (a fused gate's MLP) shares its buffer: counted once.
+        let originalBuffers = Set(originalConstants.values.compactMap(\.storage.bufferAddress))
         var foldedBytes = 0
         for (name, tensor) in typed.constants where originalConstants[name] == nil {
+            if let address = tensor.storage.bufferAddress, originalBuffers.contains(address) { continue }
             foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
         }
         let (planned, overflow) = arena.size.addingReportingOverflow(scratchBytes)
