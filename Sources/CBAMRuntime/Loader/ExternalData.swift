@@ -6,18 +6,22 @@ import Foundation
 /// A tensor names its file (`location`, relative to the model's folder), and
 /// optionally an `offset` and `length` in bytes. The location must stay inside the
 /// model's folder (no absolute paths, no `..`), and the byte range inside the file;
-/// a hostile model cannot make cbam-run read anything else. Each file is mapped once.
+/// a hostile model cannot make cbam-run read anything else. Each file is opened once and
+/// read piece by piece (no mapping: only the tensors hold the weights).
 final class ExternalDataFiles {
     let directory: String
-    private var files: [String: Data] = [:]
+    private var files: [String: (handle: FileHandle, bytes: ModelBytes)] = [:]
 
     init(directory: String) {
         self.directory = directory.isEmpty ? "." : directory
     }
 
-    /// Calls `body` with exactly `byteCount` bytes of the tensor described by `entries`.
-    func read<T>(_ entries: [String: String], byteCount: Int, field: String,
-                 _ body: (UnsafeRawBufferPointer) -> T) throws -> T {
+    deinit {
+        for file in files.values { try? file.handle.close() }
+    }
+
+    /// The file and byte range holding exactly `byteCount` bytes of the tensor described by `entries`.
+    func range(_ entries: [String: String], byteCount: Int, field: String) throws -> (ModelBytes, Range<Int>) {
         guard let location = entries["location"], !location.isEmpty else {
             throw CBAMError(.malformedModel, "external data has no location", field: "\(field) external_data")
         }
@@ -37,20 +41,22 @@ final class ExternalDataFiles {
         guard length == byteCount else {
             throw CBAMError(.malformedModel, "external data length \(length) but the tensor needs \(byteCount) bytes", field: "\(field) external_data")
         }
-        let data = try file(location, field: field)
-        guard offset <= data.count, byteCount <= data.count - offset else {
-            throw CBAMError(.malformedModel, "external data range \(offset)..<\(offset + byteCount) is past the end of \"\(location)\" (\(data.count) bytes)", field: "\(field) external_data")
+        let bytes = try file(location, field: field)
+        guard offset <= bytes.count, byteCount <= bytes.count - offset else {
+            throw CBAMError(.malformedModel, "external data range \(offset)..<\(offset + byteCount) is past the end of \"\(location)\" (\(bytes.count) bytes)", field: "\(field) external_data")
         }
-        return data.withUnsafeBytes { all in body(UnsafeRawBufferPointer(rebasing: all[offset..<(offset + byteCount)])) }
+        return (bytes, offset..<(offset + byteCount))
     }
 
-    private func file(_ location: String, field: String) throws -> Data {
-        if let cached = files[location] { return cached }
+    private func file(_ location: String, field: String) throws -> ModelBytes {
+        if let cached = files[location] { return cached.bytes }
         let path = (directory as NSString).appendingPathComponent(location)
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
+        let opened: (FileHandle, size: Int)
+        do { opened = try ModelLoader.open(path) } catch {
             throw CBAMError(.io, "cannot read the external data file \"\(location)\" beside the model", file: path, field: "\(field) external_data")
         }
-        files[location] = data
-        return data
+        let bytes = ModelBytes(descriptor: opened.0.fileDescriptor, count: opened.size, path: path)
+        files[location] = (opened.0, bytes)
+        return bytes
     }
 }

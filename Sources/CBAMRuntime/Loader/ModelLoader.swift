@@ -14,28 +14,47 @@ public enum ModelLoader {
     /// Tensors stored as external data (the dynamo exporter's default `model.onnx.data`)
     /// are read from files beside it.
     public static func load(contentsOf path: String) throws -> Model {
-        try decode(try readFile(path), fileName: path, externalDataDirectory: (path as NSString).deletingLastPathComponent)
+        let (handle, size) = try open(path)
+        defer { try? handle.close() }
+        let directory = (path as NSString).deletingLastPathComponent
+        // A pipe or a special file reports no size: read it to its end instead.
+        guard size > 0 else {
+            return try load(bytes: [UInt8](handle.readDataToEndOfFile()), fileName: path, externalDataDirectory: directory)
+        }
+        return try decode(ModelBytes(descriptor: handle.fileDescriptor, count: size, path: path), fileName: path, externalDataDirectory: directory)
     }
 
     /// Decodes a model from bytes already in memory; `fileName` is used in messages.
     /// External-data tensors are read from `externalDataDirectory` (refused when it is nil).
     public static func load(bytes: [UInt8], fileName: String = "<memory>", externalDataDirectory: String? = nil) throws -> Model {
-        try decode(bytes, fileName: fileName, externalDataDirectory: externalDataDirectory)
+        try load(bytes: bytes, fileName: fileName, externalDataDirectory: externalDataDirectory, splitRawData: true)
     }
 
-    /// Takes the bytes so that, when the caller holds no other copy (a file just read), they
-    /// are freed once protobuf-c has decoded them and before the tensors are copied out of
-    /// its message: two copies of the weights at the peak instead of three.
-    private static func decode(_ bytes: consuming [UInt8], fileName: String, externalDataDirectory: String?) throws -> Model {
-        guard !bytes.isEmpty else {
+    /// `splitRawData: false` decodes the whole file with protobuf-c (what a file the splitter
+    /// gives up on gets), for tests that hold the two paths together.
+    static func load(bytes: [UInt8], fileName: String, externalDataDirectory: String?, splitRawData: Bool) throws -> Model {
+        try bytes.withUnsafeBytes {
+            try decode(ModelBytes(memory: $0, path: fileName), fileName: fileName, externalDataDirectory: externalDataDirectory,
+                       splitRawData: splitRawData)
+        }
+    }
+
+    /// protobuf-c decodes the file without its initializers' raw_data (``RawDataSplitter``),
+    /// which is then read straight into the tensors: the weights are in memory once while
+    /// loading, not as the file's bytes, protobuf-c's copy and the tensors at once.
+    private static func decode(_ bytes: ModelBytes, fileName: String, externalDataDirectory: String?, splitRawData: Bool = true) throws -> Model {
+        guard bytes.count > 0 else {
             throw CBAMError(.notONNX, "the file is empty, not an ONNX model", file: fileName)
         }
-        // protobuf-c recurses into nested messages: bound the nesting first.
-        try withErrorContext(file: fileName) { try NestingGuard.check(bytes) }
-        let message: UnsafeMutablePointer<Onnx__ModelProto>? = bytes.withUnsafeBufferPointer {
-            onnx__model_proto__unpack(nil, $0.count, $0.baseAddress)
+        let split = splitRawData ? try withErrorContext(file: fileName) { try RawDataSplitter.split(bytes) } : nil
+        // Wire data the splitter does not follow: protobuf-c decodes the whole file and judges it.
+        let encoded = try split?.skeleton ?? bytes.read(0..<bytes.count)
+        let message: UnsafeMutablePointer<Onnx__ModelProto>? = try encoded.withUnsafeBytes { raw in
+            // protobuf-c recurses into nested messages: bound the nesting first.
+            try withErrorContext(file: fileName) { try NestingGuard.check(raw) }
+            return onnx__model_proto__unpack(nil, raw.count, raw.baseAddress?.assumingMemoryBound(to: UInt8.self))
         }
-        _ = consume bytes
+        _ = consume encoded
         guard let message else {
             throw CBAMError(.notONNX, "not an ONNX model: protobuf decoding failed (the file is truncated, corrupt or of another format)", file: fileName)
         }
@@ -43,7 +62,8 @@ public enum ModelLoader {
             onnx__model_proto__free_unpacked(message, nil)
             ProcessMemory.returnFreedMemory()
         }
-        let converter = ProtoConverter(external: externalDataDirectory.map { ExternalDataFiles(directory: $0) })
+        let converter = ProtoConverter(external: externalDataDirectory.map { ExternalDataFiles(directory: $0) },
+                                       initializerData: split.map { (bytes, $0.rawData) })
         return try withErrorContext(file: fileName) { try converter.convertModel(message.pointee) }
     }
 
@@ -67,8 +87,8 @@ public enum ModelLoader {
         }
     }
 
-    /// The file's bytes, read straight into the array (one copy of the file in memory, not two).
-    static func readFile(_ path: String) throws -> [UInt8] {
+    /// The file opened for reading, and its size (0 for a pipe or special file).
+    static func open(_ path: String) throws -> (FileHandle, size: Int) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CBAMError(.io, "no such file", file: path)
@@ -76,53 +96,49 @@ public enum ModelLoader {
         guard !isDirectory.boolValue, let handle = FileHandle(forReadingAtPath: path) else {
             throw CBAMError(.io, "cannot read the file", file: path)
         }
-        defer { try? handle.close() }
-        let descriptor = handle.fileDescriptor
         var status = stat()
-        guard fstat(descriptor, &status) == 0, status.st_size >= 0, status.st_size <= Int.max / 2 else {
+        guard fstat(handle.fileDescriptor, &status) == 0, status.st_size >= 0, status.st_size <= Int.max / 2 else {
+            try? handle.close()
             throw CBAMError(.io, "cannot read the file's size", file: path)
         }
-        let size = Int(status.st_size)
-        // A pipe or a special file reports no size: read it to its end instead.
+        return (handle, Int(status.st_size))
+    }
+
+    /// The file's bytes, read straight into the array (one copy of the file in memory, not two).
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let (handle, size) = try open(path)
+        defer { try? handle.close() }
         if size == 0 { return [UInt8](handle.readDataToEndOfFile()) }
-        var failed = false
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            var offset = 0
-            while offset < size {
-                let got = read(descriptor, buffer.baseAddress! + offset, size - offset)
-                if got < 0 && errno == EINTR { continue }
-                if got <= 0 { break }
-                offset += got
-            }
-            failed = offset != size
-            // Bytes past a short read are never used: the array is dropped when `failed`.
-            initialized = failed ? 0 : size
-        }
-        guard !failed else { throw CBAMError(.io, "the file changed size or could not be read to its end", file: path) }
-        return bytes
+        return try ModelBytes(descriptor: handle.fileDescriptor, count: size, path: path).read(0..<size)
     }
 
     /// Little-endian element bytes (ONNX raw_data, .npy payloads) to a typed buffer.
     /// cbam-run runs on little-endian hosts only (x86-64, arm64), so this is a copy.
     static func fromRawBytes(_ raw: UnsafeRawBufferPointer, type: DataType, count: Int) -> Tensor.Storage {
-        func copy<T>(_: T.Type) -> [T] {
-            [T](unsafeUninitializedCapacity: count) { destination, initialized in
-                if count > 0 {
-                    UnsafeMutableRawBufferPointer(destination).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(count * MemoryLayout<T>.stride)]))
-                }
+        let byteCount = count * type.byteSize
+        precondition(raw.count >= byteCount, "fewer raw bytes than the tensor needs")
+        return storage(of: type, count: count) { $0.copyMemory(from: raw.baseAddress!, byteCount: byteCount) }
+    }
+
+    /// A buffer of `count` elements of `type` whose little-endian bytes `fill` writes
+    /// (called once, not for an empty buffer).
+    static func storage(of type: DataType, count: Int, fill: (UnsafeMutableRawPointer) throws -> Void) rethrows -> Tensor.Storage {
+        func make<T>(_: T.Type, _ fill: (UnsafeMutableRawPointer) throws -> Void) rethrows -> [T] {
+            try [T](unsafeUninitializedCapacity: count) { destination, initialized in
+                if count > 0 { try fill(UnsafeMutableRawPointer(destination.baseAddress!)) }
                 initialized = count
             }
         }
         switch type {
-        case .float: return .float(copy(Float.self))
-        case .double: return .double(copy(Double.self))
-        case .int64: return .int64(copy(Int64.self))
-        case .int32: return .int32(copy(Int32.self))
-        case .int8: return .int8(copy(Int8.self))
-        case .uint8: return .uint8(copy(UInt8.self))
+        case .float: return .float(try make(Float.self, fill))
+        case .double: return .double(try make(Double.self, fill))
+        case .int64: return .int64(try make(Int64.self, fill))
+        case .int32: return .int32(try make(Int32.self, fill))
+        case .int8: return .int8(try make(Int8.self, fill))
+        case .uint8: return .uint8(try make(UInt8.self, fill))
         // Any non-zero byte is true; copying raw bytes into Bool could make invalid Bools.
-        case .bool: return .bool(raw.prefix(count).map { $0 != 0 })
-        case .float16: return .float16(copy(Float16.self))
+        case .bool: return .bool(try make(UInt8.self, fill).map { $0 != 0 })
+        case .float16: return .float16(try make(Float16.self, fill))
         }
     }
 
@@ -147,6 +163,9 @@ public enum ModelLoader {
 struct ProtoConverter {
     /// Where external-data tensors are read from; nil refuses them.
     let external: ExternalDataFiles?
+    /// The file the top-level initializers' raw_data is read from, and where each one's lies
+    /// (in initializer order), when ``RawDataSplitter`` took it out before decoding.
+    var initializerData: (bytes: ModelBytes, ranges: [Range<Int>?])? = nil
 
     /// Graphs nest through attributes (If/Loop bodies); a hostile file could nest them
     /// deeply enough to exhaust the stack, so conversion stops at this depth.
@@ -196,7 +215,14 @@ struct ProtoConverter {
             guard initializers[name] == nil else {
                 throw CBAMError(.malformedModel, "two initializers have this name", field: field)
             }
-            initializers[name] = try convertTensor(pointer.pointee, field: field)
+            var raw: (ModelBytes, Range<Int>)? = nil
+            if depth == 0, let (bytes, ranges) = initializerData {
+                guard ranges.count == proto.n_initializer else {
+                    throw CBAMError(.malformedModel, "the initializers decoded (\(proto.n_initializer)) are not those found in the file (\(ranges.count))", field: "initializer")
+                }
+                raw = ranges[index].map { (bytes, $0) }
+            }
+            initializers[name] = try convertTensor(pointer.pointee, field: field, rawData: raw)
             // The weights are Swift's now: give protobuf-c's copy back at once, so loading
             // never holds the weights twice over (free_unpacked skips a null buffer).
             if pointer.pointee.has_raw_data != 0, let data = pointer.pointee.raw_data.data {
@@ -311,8 +337,9 @@ struct ProtoConverter {
     }
 
     /// Copies a TensorProto's data out of `raw_data` or the typed field that matches its type.
-    /// `field` names the tensor in errors (e.g. `initializer "conv.weight"`).
-    func convertTensor(_ proto: Onnx__TensorProto, field: String) throws -> Tensor {
+    /// `field` names the tensor in errors (e.g. `initializer "conv.weight"`). `rawData` is
+    /// where the raw_data taken out before decoding lies (``RawDataSplitter``).
+    func convertTensor(_ proto: Onnx__TensorProto, field: String, rawData: (ModelBytes, Range<Int>)? = nil) throws -> Tensor {
         let dims = UnsafeBufferPointer(start: proto.dims, count: proto.n_dims).map { Int($0) }
         let count: Int
         do { count = try Shape.elementCount(dims) } catch let error as CBAMError {
@@ -331,15 +358,17 @@ struct ProtoConverter {
             guard let external else {
                 throw CBAMError(.malformedModel, "stores its data in an external file, and no folder was given to read it from", field: field)
             }
-            let storage = try external.read(entries, byteCount: count * type.byteSize, field: field) { raw in
-                ModelLoader.fromRawBytes(raw, type: type, count: count)
-            }
-            return try Tensor(shape: dims, storage: storage)
+            let (bytes, range) = try external.range(entries, byteCount: count * type.byteSize, field: field)
+            return try Tensor(shape: dims, storage: ModelLoader.storage(of: type, count: count) { try bytes.copy(range, into: $0) })
         }
-        if proto.has_raw_data != 0 {
+        if proto.has_raw_data != 0 || rawData != nil {
             let expected = count * type.byteSize
-            guard proto.raw_data.len == expected else {
-                throw CBAMError(.malformedModel, "raw_data holds \(proto.raw_data.len) bytes but dims \(Shape.describe(dims)) of \(type) need \(expected)", field: "\(field) raw_data")
+            let length = rawData?.1.count ?? proto.raw_data.len
+            guard length == expected else {
+                throw CBAMError(.malformedModel, "raw_data holds \(length) bytes but dims \(Shape.describe(dims)) of \(type) need \(expected)", field: "\(field) raw_data")
+            }
+            if let (bytes, range) = rawData {
+                return try Tensor(shape: dims, storage: ModelLoader.storage(of: type, count: count) { try bytes.copy(range, into: $0) })
             }
             let raw = UnsafeRawBufferPointer(start: proto.raw_data.data, count: proto.raw_data.len)
             return try Tensor(shape: dims, storage: ModelLoader.fromRawBytes(raw, type: type, count: count))

@@ -23,8 +23,8 @@ enum NestingGuard {
         }
     }
 
-    static func check(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBufferPointer { buffer in
+    static func check(_ buffer: UnsafeRawBufferPointer) throws {
+        do {
             // Each entry: a message's byte range, its type, and how many graphs enclose it.
             var pending: [(start: Int, end: Int, message: Message, graphs: Int)] = [(0, buffer.count, .model, 0)]
             while let (start, end, message, graphs) = pending.popLast() {
