@@ -110,11 +110,16 @@ struct PlannedKernel {
     /// Layout conversions the step makes around its computation (a Conv whose operands lie
     /// in another layout than its kernel reads).
     var reorders: Int
+    /// Positions of constant inputs the kernel copied while it was built (a oneDNN
+    /// primitive's reordered weights) and never reads through their operands: the plan
+    /// lets the tensors go once no other step reads them, so the weights are held once.
+    var copiedConstantInputs: Set<Int>
 
-    init(detail: String = "", reorders: Int = 0, _ run: @escaping (_ memory: RunMemory) throws -> Void) {
+    init(detail: String = "", reorders: Int = 0, copiedConstantInputs: Set<Int> = [], _ run: @escaping (_ memory: RunMemory) throws -> Void) {
         self.run = run
         self.detail = detail
         self.reorders = reorders
+        self.copiedConstantInputs = copiedConstantInputs
     }
 }
 

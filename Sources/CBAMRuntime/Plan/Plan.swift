@@ -59,13 +59,18 @@ final class Plan: @unchecked Sendable {
     private let arenaLock = NSLock()
     /// Keeps the tensors whose buffers constant operands point into.
     private let constantPool: ConstantPool
+    /// Constants only kernels with their own copies read (a oneDNN convolution's weights):
+    /// let go after compiling, so their operands point nowhere and observers see no tensor.
+    let releasedConstants: Set<String>
 
     /// Peak bytes of one run beyond the model's weights: arena, scratch and folded constants.
     var peakBytes: Int { arenaBytes + scratchBytes + foldedBytes }
 
     init(typed: TypedGraph, steps: [Step], views: [View], inputs: [(String, Operand)], outputs: [(String, Output)], arenaBytes: Int,
-         scratchBytes: Int, foldedBytes: Int, macs: Int, sharedValues: Int, carried: [String: Layout], constantPool: ConstantPool) {
+         scratchBytes: Int, foldedBytes: Int, macs: Int, sharedValues: Int, carried: [String: Layout], constantPool: ConstantPool,
+         releasedConstants: Set<String> = []) {
         self.typed = typed
+        self.releasedConstants = releasedConstants
         self.steps = steps
         self.views = views
         self.inputs = inputs.map { (name: $0.0, operand: $0.1) }
@@ -128,6 +133,7 @@ final class Plan: @unchecked Sendable {
             try interrupt?.check(step: index, of: steps.count)
             let inputs = zip(step.entry.node.inputs, step.inputs).map { name, operand -> Tensor? in
                 if let constant = typed.constants[name] { return constant }
+                if releasedConstants.contains(name) { return nil }
                 return operand.map(tensor)
             }
             let start = timed ? DispatchTime.now().uptimeNanoseconds : 0
@@ -200,5 +206,10 @@ final class ConstantPool: @unchecked Sendable {
         }
         held[name] = (tensor, pointer)
         return pointer
+    }
+
+    /// Lets the tensor go: its operands must not be read any more.
+    func release(_ name: String) {
+        held[name] = nil
     }
 }

@@ -60,7 +60,8 @@ extension PlannedKernels {
         let macs = x.count.multipliedReportingOverflow(by: weight.count / Swift.max(x.shape[1], 1))
         let chosen = ConvCandidate.fastest(candidates, choice: .fastest, macs: macs.overflow ? .max : macs.partialValue, x: x.count, y: y.count, residual: false)
         let scratch = context.scratch(bytes: chosen.scratchBytes)
-        return PlannedKernel(detail: chosen.name, reorders: chosen.reorders) { memory in
+        // Every candidate here is a oneDNN primitive, which holds its own copy of W and B.
+        return PlannedKernel(detail: chosen.name, reorders: chosen.reorders, copiedConstantInputs: [1, 2]) { memory in
             try chosen.run(UnsafePointer(x.floats(memory)), y.floats(memory), nil, scratch.pointer(memory))
         }
     }
@@ -204,7 +205,8 @@ extension PlannedKernels {
         let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                            x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
         let scratch = context.scratch(bytes: chosen.scratchBytes)
-        return PlannedKernel(detail: chosen.name, reorders: chosen.reorders) { memory in
+        // A oneDNN primitive holds its own copy of W and B; im2col reads the constants' buffers.
+        return PlannedKernel(detail: chosen.name, reorders: chosen.reorders, copiedConstantInputs: chosen.copiesWeights ? [1, 2] : []) { memory in
             try chosen.run(UnsafePointer(x.floats(memory)), y.floats(memory), residual.map { UnsafePointer($0.floats(memory)) },
                            scratch.pointer(memory))
         }
@@ -275,6 +277,9 @@ struct ConvCandidate {
 
     /// From these MACs a convolution with one of oneDNN's own-layout kernels takes it untimed.
     static let untimedMACs = 1 << 24
+
+    /// A oneDNN primitive, which reordered the weights into memory of its own when it was made.
+    var copiesWeights: Bool { name.hasPrefix("onednn") }
 
     /// oneDNN's kernel in the layout it prefers (not its gemm fallback).
     var isOwnLayoutKernel: Bool { name.hasPrefix("onednn-blocked:") && !name.contains("gemm") }

@@ -21,19 +21,37 @@ struct Planner {
     /// Constants the session folded once for every plan (initializers and what depends on them alone).
     let sessionConstants: [String: Tensor]
 
-    func compile(inputTypes: [String: ValueType], inputConstants: [String: Tensor]) throws -> Plan {
+    /// Compiles the plan. `weights` (large initializers the session hands over, nil when
+    /// they are among ``sessionConstants``) are taken: the planner holds the only references,
+    /// and lets each go once the kernels that read it have their own copy.
+    func compile(inputTypes: [String: ValueType], inputConstants: [String: Tensor], weights: consuming [String: Tensor]? = nil) throws -> Plan {
         let start = DispatchTime.now().uptimeNanoseconds
-        var typed = try TypedGraph.build(model: model, order: order, constants: sessionConstants, inputTypes: inputTypes,
+        var constants = sessionConstants
+        if let weights = consume weights { constants.merge(weights) { current, _ in current } }
+        let original = OriginalConstants(constants)
+        var typed = try TypedGraph.build(model: model, order: order, constants: constants, inputTypes: inputTypes,
                                          inputConstants: inputConstants, limits: limits, registry: registry)
+        constants = [:]
         if optimize { typed = try Passes.run(typed, limits: limits) }
-        let plan = try lower(typed, originalConstants: sessionConstants)
+        let plan = try lower(&typed, original: original)
         plan.compileSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         ProcessMemory.returnFreedMemory()
         return plan
     }
 
-    /// Places every value and builds every step's kernel.
-    private func lower(_ typed: TypedGraph, originalConstants: [String: Tensor]) throws -> Plan {
+    /// The names and buffers of the constants a compile starts from, to tell what the passes computed.
+    struct OriginalConstants {
+        let names: Set<String>
+        let buffers: Set<UnsafeRawPointer>
+        init(_ constants: [String: Tensor]) {
+            names = Set(constants.keys)
+            buffers = Set(constants.values.compactMap(\.storage.bufferAddress))
+        }
+    }
+
+    /// Places every value and builds every step's kernel. Constants that only kernels with
+    /// their own copies read are dropped from `typed` as those kernels are built.
+    private func lower(_ typed: inout TypedGraph, original: OriginalConstants) throws -> Plan {
         // 1. Views share their source's bytes: union the names into roots.
         var parent: [String: String] = [:]
         func root(_ name: String) -> String {
@@ -116,8 +134,25 @@ struct Planner {
         }
         let arena = ArenaLayout(intervals)
 
+        // Constants the passes computed (BatchNorm-folded weights, …). A rewrite that reshapes a
+        // weight (a fused gate's MLP) shares its buffer: counted once.
+        var foldedBytes = 0
+        for (name, tensor) in typed.constants where !original.names.contains(name) {
+            if let address = tensor.storage.bufferAddress, original.buffers.contains(address) { continue }
+            foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
+        }
+
         // 6. Operands and kernels.
         let pool = ConstantPool()
+        // The last step reading each constant, and the constants some step reads through its
+        // operand (not released even when a later reader holds a copy).
+        var lastReader: [String: Int] = [:]
+        for (index, entry) in stepEntries.enumerated() {
+            for name in entry.node.inputs where !name.isEmpty && typed.constants[name] != nil { lastReader[name] = index }
+        }
+        var readThroughOperand = Set(typed.outputs)
+        var released = Set<String>()
+        var releasedBytes = 0
         func operand(_ name: String) throws -> Operand? {
             guard !name.isEmpty else { return nil }
             guard let type = typed.types[name] else { throw CBAMError(.malformedModel, "value \"\(name)\" has no type") }
@@ -153,17 +188,26 @@ struct Planner {
                 return Plan.Step(entry: entry, kernel: kernel, inputs: inputs, outputs: outputs, macs: macs)
             }
             totalMACs = totalMACs.addingReportingOverflow(step.macs).overflow ? .max : totalMACs + step.macs
+            for (position, name) in entry.node.inputs.enumerated() where !name.isEmpty && typed.constants[name] != nil {
+                if !step.kernel.copiedConstantInputs.contains(position) {
+                    readThroughOperand.insert(name)
+                } else if lastReader[name] == steps.count, !readThroughOperand.contains(name) {
+                    releasedBytes += typed.constants[name]?.valueType.byteCount ?? 0
+                    pool.release(name)
+                    typed.constants[name] = nil
+                    released.insert(name)
+                }
+            }
+            // malloc keeps freed blocks resident until trimmed: give the weights' memory back as
+            // it goes, so the copies the next kernels make do not come on top of it.
+            if releasedBytes >= 8 << 20 {
+                ProcessMemory.returnFreedMemory()
+                releasedBytes = 0
+            }
             steps.append(step)
         }
 
         // 7. Figures and limits, before any arena is allocated.
-        // A rewrite that reshapes a weight (a fused gate's MLP) shares its buffer: counted once.
-        let originalBuffers = Set(originalConstants.values.compactMap(\.storage.bufferAddress))
-        var foldedBytes = 0
-        for (name, tensor) in typed.constants where originalConstants[name] == nil {
-            if let address = tensor.storage.bufferAddress, originalBuffers.contains(address) { continue }
-            foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
-        }
         let (planned, overflow) = arena.size.addingReportingOverflow(scratchBytes)
         let (peak, overflow2) = planned.addingReportingOverflow(foldedBytes)
         if overflow || overflow2 || peak > limits.maxMemory {
@@ -183,7 +227,7 @@ struct Planner {
         }
         return Plan(typed: typed, steps: steps, views: views, inputs: inputOperands, outputs: outputValues, arenaBytes: arena.size,
                     scratchBytes: scratchBytes, foldedBytes: foldedBytes, macs: totalMACs, sharedValues: sharedValues,
-                    carried: layouts, constantPool: pool)
+                    carried: layouts, constantPool: pool, releasedConstants: released)
     }
 
     /// A view entry: a view op on a runtime value whose output has the same bytes.

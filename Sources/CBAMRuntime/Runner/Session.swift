@@ -132,7 +132,11 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
 /// sees them and reuses it after: a second run with the same shapes compiles nothing
 /// and allocates no intermediate memory. A session may be run from several threads at once.
 public final class Session: @unchecked Sendable {
-    public let model: Model
+    /// The model. A session loaded from a file keeps its graph and small initializers here,
+    /// but not its weights: those go to the first plan compiled, which lets each go once the
+    /// kernel reading it holds its own copy (a oneDNN convolution's reordered weights), and a
+    /// later plan reads them from the file again. So the process holds the weights once.
+    public private(set) var model: Model
     /// The model's file name, used as the first part of every error message.
     public let fileName: String
     public let options: SessionOptions
@@ -142,8 +146,13 @@ public final class Session: @unchecked Sendable {
     private var order: [Int] = []
     /// The nodes in the order they run, without those computed from initializers alone.
     public private(set) var executionOrder: [Node] = []
-    /// Initializers and the values the session folded from them alone, shared by every plan.
+    /// Initializers and the values the session folded from them alone, shared by every plan
+    /// (without the weights of a session loaded from a file: see ``weights``).
     private var sessionConstants: [String: Tensor] = [:]
+    /// The weights of a session loaded from a file, handed to the plans; nil otherwise.
+    private var weights: SessionWeights?
+    /// Bytes of the model's initializers, all of them.
+    private var weightBytes = 0
     /// Graph inputs whose values (not only shapes) decide some shape: part of a plan's key.
     private var valueKeyedInputs: Set<String> = []
 
@@ -162,9 +171,46 @@ public final class Session: @unchecked Sendable {
         try withErrorContext(file: fileName) { try build() }
     }
 
-    /// Loads an `.onnx` file and prepares it.
+    /// Loads an `.onnx` file and prepares it. The weights are read from the file again when a
+    /// plan for new input shapes is compiled (an error if the file changed meanwhile).
     public convenience init(contentsOf path: String, options: SessionOptions = SessionOptions()) throws {
+        let identity = try withErrorContext(file: path) { try FileIdentity(path) }
         try self.init(model: try ModelLoader.load(contentsOf: path), fileName: path, options: options)
+        try withErrorContext(file: path) { try handOverWeights(identity: identity, path: path) }
+    }
+
+    /// Initializers from this size up are weights a session loaded from a file does not keep.
+    static let weightThresholdBytes = 16 << 10
+
+    /// Moves the large initializers (not graph inputs) out of ``model`` and the session's
+    /// constants into ``weights``, which can read them from `path` again.
+    private func handOverWeights(identity: FileIdentity, path: String) throws {
+        let graphInputs = Set(model.graph.inputs.map(\.name))
+        var taken: [String: Tensor] = [:]
+        for (name, tensor) in model.graph.initializers
+        where !graphInputs.contains(name) && tensor.valueType.byteCount >= Self.weightThresholdBytes && sessionConstants[name] == tensor {
+            taken[name] = tensor
+        }
+        guard !taken.isEmpty else { return }
+        let types = taken.mapValues(\.valueType)
+        for name in taken.keys {
+            model.graph.initializers[name] = nil
+            sessionConstants[name] = nil
+        }
+        weights = SessionWeights(taken) {
+            let reloaded = try ModelLoader.load(contentsOf: path)
+            guard try FileIdentity(path) == identity else {
+                throw CBAMError(.io, "the model file changed since the session loaded it; load it again for new input shapes", file: path)
+            }
+            var weights: [String: Tensor] = [:]
+            for (name, type) in types {
+                guard let tensor = reloaded.graph.initializers[name], tensor.valueType == type else {
+                    throw CBAMError(.io, "the model file changed since the session loaded it (initializer \"\(name)\"); load it again for new input shapes", file: path)
+                }
+                weights[name] = tensor
+            }
+            return weights
+        }
     }
 
     // MARK: - Building
@@ -208,6 +254,7 @@ public final class Session: @unchecked Sendable {
             }
         }
         sessionConstants = known
+        weightBytes = graph.initializers.values.reduce(0) { $0 + $1.valueType.byteCount }
         order = remaining
         valueKeyedInputs = Self.inputsReachingShapeValues(model)
     }
@@ -321,7 +368,8 @@ public final class Session: @unchecked Sendable {
         let planner = Planner(model: model, order: order, threads: options.threads, limits: options.limits,
                               optimize: options.optimize, convolution: options.convolution, carryLayouts: options.carryLayouts, carryFromMACs: options.carryFromMACs, carriedLayout: options.carriedLayout, registry: registry,
                               sessionConstants: sessionConstants)
-        let plan = try planner.compile(inputTypes: key.types.filter { constants[$0.key] == nil }, inputConstants: constants)
+        let plan = try planner.compile(inputTypes: key.types.filter { constants[$0.key] == nil }, inputConstants: constants,
+                                       weights: try weights?.take())
         planLock.lock()
         plans.append((key, plan))
         if plans.count > Self.maximumCachedPlans { plans.removeFirst() }
@@ -447,7 +495,7 @@ extension Session {
             let start = DispatchTime.now().uptimeNanoseconds
             let plan = try plan(for: try checkedFeeds(feeds))
             let took = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            return plan.summary(compileSeconds: took, weightBytes: model.graph.initializers.values.reduce(0) { $0 + $1.valueType.byteCount })
+            return plan.summary(compileSeconds: took, weightBytes: weightBytes)
         }
     }
 }
@@ -458,5 +506,45 @@ extension Plan {
                     arenaBytes: arenaBytes, scratchBytes: scratchBytes, foldedBytes: foldedBytes, weightBytes: weightBytes,
                     peakBytes: peakBytes, macs: macs, sharedValues: sharedValues, carriedValues: carriedValues,
                     carriedLayout: carriedLayout?.description, reorders: steps.reduce(0) { $0 + $1.kernel.reorders }, passes: typed.log)
+    }
+}
+
+/// The weights a session loaded from a file hands to the plans it compiles.
+///
+/// The first compile takes the ones loaded with the model (nothing else holds them then), and
+/// each later compile reads them from the file again: a plan lets a weight go once its
+/// kernel holds a copy, so no tensor of it outlives the compile in the session.
+final class SessionWeights: @unchecked Sendable {
+    private let lock = NSLock()
+    private var loaded: [String: Tensor]?
+    private let reload: () throws -> [String: Tensor]
+
+    init(_ loaded: [String: Tensor], reload: @escaping () throws -> [String: Tensor]) {
+        self.loaded = loaded
+        self.reload = reload
+    }
+
+    func take() throws -> [String: Tensor] {
+        lock.lock()
+        let taken = loaded
+        loaded = nil
+        lock.unlock()
+        return try taken ?? reload()
+    }
+}
+
+/// Which file a path names and its size and modification time: a file replaced or
+/// rewritten since it was loaded has another.
+struct FileIdentity: Equatable {
+    let device: UInt64, inode: UInt64, size: Int64, modifiedSeconds: Int, modifiedNanoseconds: Int
+
+    init(_ path: String) throws {
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw CBAMError(.io, "cannot read the file's size", file: path) }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
+        size = Int64(status.st_size)
+        modifiedSeconds = status.st_mtim.tv_sec
+        modifiedNanoseconds = status.st_mtim.tv_nsec
     }
 }
