@@ -7,11 +7,11 @@ struct Batch: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a model on every image (or .npy) in folders and files, with progress, results.jsonl and a gallery.",
         discussion: """
-            Inputs are files and folders (searched recursively for .png, .jpg, .jpeg and .npy), taken in
-            sorted order (--shard I/N keeps every N-th of them, for N processes or machines). Each input is run on its own (batch 1) and recorded as one JSON line in
-            OUT/results.jsonl: file, status (ok or error), the outputs' summaries and top-5, the attention
-            maps' statistics and files, or the error. A bad file is recorded and skipped; the exit status
-            is 1 when any input failed. Re-running skips inputs recorded as ok (use --force to redo them).
+            Inputs are files and folders (searched recursively for .png, .jpg, .jpeg and .npy), taken in \
+            sorted order (--shard I/N keeps every N-th of them, for N processes or machines). Each input is run on its own (batch 1) and recorded as one JSON line in \
+            OUT/results.jsonl: file, status (ok or error), the outputs' summaries and top-5, the attention \
+            maps' statistics and files, or the error. A bad file is recorded and skipped; the exit status \
+            is 1 when any input failed. Re-running skips inputs recorded as ok (use --force to redo them). \
             OUT/index.html is a gallery linking each input's attention page (with --attention).
             """)
 

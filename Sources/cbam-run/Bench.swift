@@ -5,9 +5,9 @@ import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time repeated runs of a model (tools/bench.py compares the figures with onnxruntime).",
+        abstract: "Time repeated runs of a model (tools/bench.py sets the figures beside onnxruntime and OpenVINO).",
         discussion: """
-            Prints the median, mean, min and max milliseconds per run, the plan's compile time and
+            Prints the median, mean, min and max milliseconds per run, the plan's compile time and \
             peak memory, and the process's peak resident memory; JSON with --json.
             """)
 

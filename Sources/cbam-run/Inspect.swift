@@ -6,10 +6,10 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Describe a model: interface, op counts, parameters, every tensor's shape, MACs, attention blocks.",
         discussion: """
-            Shapes come from compiling the model at batch 1 and 2 (nothing runs), so symbolic
-            dimensions show as N, 2*N, …; MACs (multiply-accumulates of Conv, ConvTranspose, Gemm,
-            MatMul) and memory are for batch 1. --plan prints the optimised plan: every step, the
-            nodes it stands for, how it computes, and what each rewrite pass did. A model with
+            Shapes come from compiling the model at batch 1 and 2 (nothing runs), so symbolic \
+            dimensions show as N, 2*N, …; MACs (multiply-accumulates of Conv, ConvTranspose, Gemm, \
+            MatMul) and memory are for batch 1. --plan prints the optimised plan: every step, the \
+            nodes it stands for, how it computes, and what each rewrite pass did. A model with \
             unsupported ops still gets its static part.
             """)
 

@@ -6,16 +6,16 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a model on images (.png, .jpg) or arrays (.npy, ONNX TensorProto .pb) and write its outputs.",
         discussion: """
-            Inputs are given in graph order as positional files, or by name with --input NAME=PATH.
-            float64 and integer arrays are converted to the model's input type (with a note).
+            Inputs are given in graph order as positional files, or by name with --input NAME=PATH. \
+            float64 and integer arrays are converted to the model's input type (with a note). \
             Images are decoded (libpng, libjpeg-turbo) and preprocessed as torchvision does. \
             For an [N, 3, H, W] float input with fixed H and W, by default the shorter side is resized to \
             H·256/224, the center H×W cropped, values scaled to [0, 1] and normalised with ImageNet's \
             mean/std; --resize, --crop, --mean, --std and --channels change each step. \
-            One line says what was done.
-            The result summary (shape, min/max/mean, top-5 for [N, classes]) goes to standard output.
-            Nothing is written when the run fails, and no file is ever half-written: each goes to a
-            temporary name in its folder and is renamed when complete (also on SIGINT/SIGTERM). An
+            One line says what was done. \
+            The result summary (shape, min/max/mean, top-5 for [N, classes]) goes to standard output. \
+            Nothing is written when the run fails, and no file is ever half-written: each goes to a \
+            temporary name in its folder and is renamed when complete (also on SIGINT/SIGTERM). An \
             output path that is an input, a folder or a dangling symlink is refused before anything runs.
             """)
 
