@@ -137,8 +137,10 @@ struct CLITests {
         let everything = try JSONDecoder().decode([Entry].self, from: try Data(contentsOf: URL(fileURLWithPath: all + "/index.json")))
         // Every value the plan computes: what an in-process observer of the same run sees.
         #expect(everything.count == Set((try Self.observedEvents()).flatMap { $0.node.outputs.filter { !$0.isEmpty } }).count)
-        // The two fused gates write their outputs and their maps (each map once, though both the step and its Sigmoid carry it).
-        #expect(Set(everything.map(\.tensor)) == ["/channel/Mul_output_0", "/channel/gate/Sigmoid_output_0", "output", "/spatial/gate/Sigmoid_output_0"])
+        // The two fused gates write their maps (each once, though both the step and its Sigmoid carry it) and the
+        // block's output. The channel gate's x · s_c is not written at all: the spatial gate applies s_c as it reads x
+        // (merge-channel-scale); --no-passes has it.
+        #expect(Set(everything.map(\.tensor)) == ["/channel/gate/Sigmoid_output_0", "output", "/spatial/gate/Sigmoid_output_0"])
         // Without passes every node's output is there.
         let unfused = try CLI.temporaryDirectory()
         #expect(try CLI.run([Self.model, Self.input, "--no-passes", "--dump-all", "--dump-dir", unfused]).status == 0)

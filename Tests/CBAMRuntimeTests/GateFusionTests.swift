@@ -437,7 +437,7 @@ struct GateFusionTests {
         spatialNodes = spatialNodes.map { node in
             var node = node
             node.name = "sp_" + node.name
-            node.inputs = node.inputs.map { $0 == "x" ? "y" : ["W", "one", "repeats"].contains($0) ? $0 : "sp_" + $0 }
+            node.inputs = node.inputs.map { $0 == "x" ? "y" : ["W", "B", "one", "repeats"].contains($0) ? $0 : "sp_" + $0 }
             node.outputs = node.outputs.map { "sp_" + $0 }
             return node
         }
@@ -506,6 +506,43 @@ struct GateFusionTests {
         let plan = try session.plan(for: feeds)
         let gateSteps = plan.steps.filter { $0.entry.node.domain == Passes.domain && $0.entry.node.opType.hasSuffix("Gate") }
         #expect(gateSteps.count == expected.channel + expected.spatial)
+        // In a CBAM block (channel then spatial) the spatial gate applies the channel scale.
+        let blocks = entry.name.contains("cbam") && !entry.name.contains("nospatial") ? Swift.min(expected.channel, expected.spatial) : 0
+        #expect(count("merge-channel-scale") == blocks, "\(entry.name): \(log)")
+    }
+
+    /// A CBAM block, with and without a residual Add + Relu after it, at 1 and 2 threads:
+    /// the channel gate only computes its map, the spatial gate applies it as it reads x,
+    /// and the outputs and both maps are those of the plan without passes.
+    @Test(arguments: [false, true])
+    func theSpatialGateAppliesTheChannelScale(_ residual: Bool) throws {
+        var rng = SplitMix(state: 53)
+        let (channelNodes, channelInits) = try channelGate(.reduceConv, n: 2, c: 16, h: 6, w: 5, hidden: 4, gateFirst: true, &rng)
+        var (spatialNodes, spatialInits) = try spatialGate(k: 3, maxFirst: true, c: 16, &rng)
+        spatialNodes = spatialNodes.map { node in
+            var node = node
+            node.name = "sp_" + node.name
+            node.inputs = node.inputs.map { $0 == "x" ? "y" : ["W", "B", "one", "repeats"].contains($0) ? $0 : "sp_" + $0 }
+            node.outputs = node.outputs.map { "sp_" + $0 }
+            return node
+        }
+        var nodes = channelNodes + spatialNodes
+        var output = "sp_y"
+        if residual {
+            nodes += [Node(name: "add", opType: "Add", inputs: ["sp_y", "x"], outputs: ["sum"]),
+                      Node(name: "relu", opType: "Relu", inputs: ["sum"], outputs: ["out"])]
+            output = "out"
+        }
+        let inits = channelInits.merging(spatialInits) { a, _ in a }
+        let x = try random([2, 16, 6, 5], &rng, scale: 2)
+        for threads in [1, 2] {
+            let s = try session(nodes, initializers: inits, x: x.shape, outputs: [output, "s", "sp_s"], threads: threads)
+            #expect(try fused(s, x, "merge-channel-scale") == 1)
+            let plan = try s.plan(for: ["x": x])
+            #expect(plan.steps.map(\.kernel.detail).contains { $0.hasPrefix("channel scale+stats+conv+scale") }, "\(plan.steps.map(\.kernel.detail))")
+            #expect(plan.steps.map(\.kernel.detail).contains("pool+mlp"))
+            try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: [output, "s", "sp_s"], threads: threads)
+        }
     }
 
     @Test func everyZooModelIsListed() {

@@ -49,10 +49,11 @@ public final class AttentionCapture: RunObserver {
             featureShapes[gate.tensor] = feature.shape
         } else if event.replaced.count > 1 {
             // A fused step whose last node is the gate's Mul (a fused attention gate): the
-            // feature map is the step's input of the same name.
+            // feature map is the step's input of the same name, or its first input (a spatial
+            // gate that applies the channel scale reads x, shaped as the x · s_c it stands for).
             for inner in event.replaced {
                 guard let output = inner.outputs.first, let gate = gatesByMul[output], gate.featureInputIndex < inner.inputs.count,
-                      let position = event.node.inputs.firstIndex(of: inner.inputs[gate.featureInputIndex]),
+                      case let position = event.node.inputs.firstIndex(of: inner.inputs[gate.featureInputIndex]) ?? 0,
                       position < event.inputs.count, let feature = event.inputs[position] else { continue }
                 featureShapes[gate.tensor] = feature.shape
             }

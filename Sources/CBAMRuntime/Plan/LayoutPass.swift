@@ -66,6 +66,11 @@ enum LayoutPass {
                 guard let output = outputs.first, outputs.count == 1, let type = typed.types[output],
                       node.inputs.allSatisfy({ isRuntime($0) && typed.types[$0]?.shape == type.shape }) else { allPlain(); break }
                 for input in inputs { union(input, output) }
+            case Passes.domain + "::ChannelGate" where node.outputs.first?.isEmpty == true:
+                // Only the map (apply = 0): x is read in whatever layout it lies in.
+                guard let x = node.inputs.first, isRuntime(x) else { allPlain(); break }
+                plainOnly.formUnion(outputs.dropFirst())
+                plainOnly.formUnion(inputs.dropFirst())
             case Passes.domain + "::ChannelGate", Passes.domain + "::SpatialGate":
                 guard let x = node.inputs.first, isRuntime(x), let y = node.outputs.first, !y.isEmpty else { allPlain(); break }
                 union(x, y)

@@ -18,6 +18,7 @@ enum Passes {
         graph = fuseChannelGates(graph)
         graph = fuseSpatialGates(graph)
         graph = fuseGateResidual(graph)
+        graph = mergeChannelScaleIntoSpatialGate(graph)
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
         graph = fuseNormalizationAndGelu(graph)
@@ -214,6 +215,48 @@ enum Passes {
         }
         graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         if fusedCount > 0 { graph.log.append("fuse-gate-residual: \(fusedCount) residual Add (+ Relu) merged into the gate before it") }
+        return graph
+    }
+
+    // MARK: - A CBAM block's channel scale applied inside its spatial gate
+
+    /// A CBAM block: `ChannelGate(x) → y1 = x · g`, then `SpatialGate(y1) → y1 · s`. The
+    /// spatial gate can take x and g instead: its channel statistics of x·g are computed as it
+    /// reads x, and its last pass writes x · g · s. y1 is never written, which saves one
+    /// write and one read of the block's feature map. The channel gate then only computes g
+    /// (attribute `apply = 0`, no first output); the spatial gate gets g `[N, C]` as input 3
+    /// (attribute `channel_scale = 1`, a residual moves to input 4). Applies where y1 is read
+    /// by the spatial gate alone, the channel gate has no residual, and x is 4-D.
+    static func mergeChannelScaleIntoSpatialGate(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readerCounts = graph.readerCounts()
+        let producers = graph.producers()
+        var merged = 0
+        for (spatialIndex, entry) in graph.entries.enumerated() where entry.node.domain == domain && entry.node.opType == "SpatialGate" {
+            var spatial = entry.node
+            guard spatial.attributes["channel_scale"] == nil, let y1 = spatial.inputs.first, !y1.isEmpty,
+                  let channelIndex = producers[y1], channelIndex < spatialIndex else { continue }
+            var channel = graph.entries[channelIndex].node
+            guard channel.domain == domain, channel.opType == "ChannelGate", channel.attributes["residual"] == nil,
+                  channel.attributes["apply"] == nil, channel.outputs.count == 2, channel.outputs[0] == y1,
+                  readerCounts[y1] == 1, !graph.outputs.contains(y1), let x = channel.inputs.first, !x.isEmpty,
+                  let xType = graph.types[x], xType.rank == 4, graph.types[y1] == xType,
+                  case let map = channel.outputs[1], !map.isEmpty, let mapType = graph.types[map],
+                  mapType.count == xType.shape[0] * xType.shape[1] else { continue }
+            channel.outputs[0] = ""
+            channel.attributes["apply"] = .int(0)
+            spatial.inputs[0] = x
+            // [X, W, B, (R)] → [X, W, B, g, (R)]: B keeps its place, a residual stays last.
+            let residual = spatial.attributes["residual"] != nil ? spatial.inputs.popLast() : nil
+            spatial.inputs += Array(repeating: "", count: Swift.max(0, 3 - spatial.inputs.count))
+            spatial.inputs.append(map)
+            if let residual { spatial.inputs.append(residual) }
+            spatial.attributes["channel_scale"] = .int(1)
+            graph.entries[channelIndex].node = channel
+            graph.entries[spatialIndex].node = spatial
+            merged += 1
+        }
+        if merged > 0 { graph.log.append("merge-channel-scale: \(merged) channel gate(s) scale inside the spatial gate after them (x · g never written)") }
         return graph
     }
 

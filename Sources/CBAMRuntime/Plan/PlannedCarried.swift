@@ -110,8 +110,10 @@ enum CarriedLoops {
     }
 
     /// The max and the mean over all channels of each pixel in `pixels` of `item`, into plain `[H·W]` planes.
+    /// With `channelScales` (this item's `[C]`), those of x · s_c.
     static func pixelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>,
-                                maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>) {
+                                maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>,
+                                channelScales: UnsafePointer<Float>? = nil) {
         let b = geometry.block
         let stride = geometry.pixels * b
         let divisor = Float(geometry.channels)
@@ -119,10 +121,11 @@ enum CarriedLoops {
             var s = SIMD8<Float>.zero, m = SIMD8<Float>(repeating: -.infinity)
             var nan = SIMDMask<SIMD8<Int32>>(repeating: false)
             var blockStart = x + geometry.offset(item: item, block: 0) + p * b
-            for _ in 0..<geometry.blocks {
+            for blockIndex in 0..<geometry.blocks {
                 var lane = 0
                 while lane < b {
-                    let v = load(blockStart + lane)
+                    var v = load(blockStart + lane)
+                    if let channelScales { v *= load(channelScales + blockIndex * b + lane) }
                     s += v
                     nan .|= v .!= v
                     m.replace(with: v, where: v .> m)
@@ -137,15 +140,25 @@ enum CarriedLoops {
 
     /// `y = x · s[n, p] (+ r)` (then Relu): every channel of each pixel in `pixels` of `item`
     /// times the pixel's gate value; `residual` lies like x and y.
+    /// With `channelScales` (this item's `[C]`), `y = (x · s_c[c]) · s[n, p]`.
     static func scalePixels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
-                            _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
+                            _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false,
+                            channelScales: UnsafePointer<Float>? = nil) {
         let b = geometry.block
         for blockIndex in 0..<geometry.blocks {
             let offset = geometry.offset(item: item, block: blockIndex)
+            let blockScales = channelScales.map { $0 + blockIndex * b }
             for p in range {
                 let scale = SIMD8<Float>(repeating: gate[p])
                 let (source, target, added) = (x + offset + p * b, y + offset + p * b, residual.map { $0 + offset + p * b })
                 var lane = 0
+                if let blockScales {
+                    while lane < b {
+                        store(GateEpilogue.finish(load(source + lane) * load(blockScales + lane) * scale, added.map { $0 + lane }, relu: relu), target + lane)
+                        lane += 8
+                    }
+                    continue
+                }
                 while lane < b {
                     store(GateEpilogue.finish(load(source + lane) * scale, added.map { $0 + lane }, relu: relu), target + lane)
                     lane += 8

@@ -13,6 +13,11 @@
 // Both read x fully before writing y at the same positions, so y may take over x's
 // bytes (the planner's in-place rule for cbam ops).
 //
+// In a CBAM block the spatial gate may apply the channel gate's scale itself
+// (``Passes/mergeChannelScaleIntoSpatialGate(_:)``): the channel gate, `apply = 0`, then only
+// writes its map s_c; the spatial gate, `channel_scale = 1`, takes s_c `[N, C]` as input 3,
+// takes its statistics of x · s_c and writes y = x · s_c · s.
+//
 // Either gate may carry a residual (``Passes/fuseGateResidual(_:)``): attribute
 // `residual = 1` makes its last input R (y's shape and layout; the spatial gate's fourth,
 // after an optional B) and the second pass writes
@@ -28,9 +33,11 @@ extension PlannedKernels {
 
     private static func channelGate(_ context: PlanContext) throws -> PlannedKernel? {
         let node = context.node
-        let x = try context.input(0, "X"), y = try context.output(0), map = try context.output(1)
+        // apply = 0: only the map; the spatial gate after it applies the scale.
+        let applies = try node.int("apply", default: 1) != 0
+        let x = try context.input(0, "X"), y = applies ? try context.output(0) : x, map = try context.output(1)
         guard x.type.dataType == .float, x.shape.count >= 3, y.type == x.type, map.type.dataType == .float else { return nil }
-        guard let epilogue = try GateEpilogue(context, y: y) else { return nil }
+        guard let epilogue = try GateEpilogue(context, y: y), applies || !epilogue.hasResidual else { return nil }
         let planes = x.shape[0] * x.shape[1], size = x.count / Swift.max(planes, 1)
         guard planes > 0, size > 0, map.count == planes else {
             throw CBAMError(.shapeMismatch, "the gate map has \(map.count) values for \(planes) channel planes")
@@ -65,7 +72,7 @@ extension PlannedKernels {
             guard y.layout == x.layout, x.shape.count == 4 else { return nil }
             let blocks = ChannelBlocks(x)
             let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
-            return PlannedKernel(detail: "pool+mlp+scale\(epilogue.detail) \(x.layout)") { memory in
+            return PlannedKernel(detail: "pool+mlp\(applies ? "+scale" : "")\(epilogue.detail) \(x.layout)") { memory in
                 let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gate = map.floats(memory)
                 let residual = epilogue.residual(memory)
                 let slots = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
@@ -75,13 +82,14 @@ extension PlannedKernels {
                 }
                 for step in program { step(slots) }
                 VectorMath.sigmoid(UnsafePointer(slots + resultOffset), gate, planes)
+                guard applies else { return }
                 Parallel.forEach(workers) { worker in
                     CarriedLoops.scaleChannels(source, target, gate: UnsafePointer(gate), blocks, units: Parallel.share(worker, of: workers, count: units),
                                                residual: residual, relu: epilogue.relu)
                 }
             }
         }
-        return PlannedKernel(detail: "pool+mlp+scale" + epilogue.detail) { memory in
+        return PlannedKernel(detail: "pool+mlp" + (applies ? "+scale" : "") + epilogue.detail) { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gate = map.floats(memory)
             let residual = epilogue.residual(memory), relu = epilogue.relu
             let slots = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
@@ -103,6 +111,7 @@ extension PlannedKernels {
             }
             for step in program { step(slots) }
             VectorMath.sigmoid(UnsafePointer(slots + resultOffset), gate, planes)
+            guard applies else { return }
             // Pass 2: y = x · s (+ R, Relu), one scale per plane.
             Parallel.forEach(workers) { worker in
                 for plane in Parallel.share(worker, of: workers, count: planes) {
@@ -166,6 +175,13 @@ extension PlannedKernels {
         let (kh, kw) = (weight.shape[2], weight.shape[3])
         let bias = try node.constant(2).map { try $0.floats("B") }
         if context.inputs.count > 2, context.inputs[2] != nil, bias?.count != 1 { return nil }
+        // The channel gate's map, applied here (attribute channel_scale = 1): s_c `[N, C]`, plain.
+        var channelScale: Operand? = nil
+        if try node.int("channel_scale", default: 0) != 0 {
+            guard context.inputs.count > 3, let scale = context.inputs[3], scale.type.dataType == .float, scale.count == n * c,
+                  scale.layout == .plain else { return nil }
+            channelScale = scale
+        }
         guard let pads = try node.ints("pads"), pads.count == 4, pads.allSatisfy({ $0 >= 0 }),
               let dilations = try node.ints("dilations"), dilations.count == 2, dilations.allSatisfy({ $0 >= 1 }),
               h + pads[0] + pads[2] - dilations[0] * (kh - 1) == h, w + pads[1] + pads[3] - dilations[1] * (kw - 1) == w else {
@@ -186,8 +202,9 @@ extension PlannedKernels {
         let carried = x.layout != .plain
         if carried { guard y.layout == x.layout else { return nil } }
         let blocks = carried ? ChannelBlocks(x) : nil
-        return PlannedKernel(detail: "stats+conv+scale" + epilogue.detail + (carried ? " \(x.layout)" : "")) { memory in
+        return PlannedKernel(detail: (channelScale == nil ? "" : "channel scale+") + "stats+conv+scale" + epilogue.detail + (carried ? " \(x.layout)" : "")) { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gates = map.floats(memory)
+            let channelScales = channelScale.map { UnsafePointer($0.floats(memory)) }
             let residual = epilogue.residual(memory), relu = epilogue.relu
             let statistics = scratch.pointer(memory).assumingMemoryBound(to: Float.self)
             let (maxima, means, padded) = (statistics, statistics + pixels, statistics + 2 * pixels)
@@ -198,15 +215,16 @@ extension PlannedKernels {
                 for item in 0..<n {
                     let image = source + item * c * pixels
                     let gate = gates + item * pixels
+                    let scales = channelScales.map { $0 + item * c }
                     // Pass 1: channel max and mean of every pixel, the channels read in order.
                     Parallel.forEach(workers) { worker in
                         let share = Parallel.share(worker, of: workers, count: pixels)
                         guard !share.isEmpty else { return }
                         if let blocks {
-                            CarriedLoops.pixelStatistics(source, blocks, item: item, pixels: share, maxima: maxima, means: means)
+                            CarriedLoops.pixelStatistics(source, blocks, item: item, pixels: share, maxima: maxima, means: means, channelScales: scales)
                         } else {
                             channelStatistics(image + share.lowerBound, channels: c, stride: pixels, count: share.count,
-                                              maxima: maxima + share.lowerBound, means: means + share.lowerBound, divisor: divisor)
+                                              maxima: maxima + share.lowerBound, means: means + share.lowerBound, divisor: divisor, channelScales: scales)
                         }
                     }
                     padded.update(repeating: 0, count: 2 * plane)
@@ -226,12 +244,14 @@ extension PlannedKernels {
                     Parallel.forEach(workers) { worker in
                         if let blocks {
                             CarriedLoops.scalePixels(source, target, gate: UnsafePointer(gate), blocks, item: item,
-                                                     pixels: Parallel.share(worker, of: workers, count: pixels), residual: residual, relu: relu)
+                                                     pixels: Parallel.share(worker, of: workers, count: pixels), residual: residual, relu: relu,
+                                                     channelScales: scales)
                             return
                         }
                         for channel in Parallel.share(worker, of: workers, count: c) {
                             let offset = (item * c + channel) * pixels
-                            multiplyRow(source + offset, UnsafePointer(gate), residual.map { $0 + offset }, target + offset, pixels, relu: relu)
+                            multiplyRow(source + offset, UnsafePointer(gate), residual.map { $0 + offset }, target + offset, pixels, relu: relu,
+                                        factor: scales?[channel])
                         }
                     }
                 }
@@ -271,8 +291,15 @@ extension PlannedKernels {
     /// For `count` pixels: the max and the mean over `channels` planes `stride` apart,
     /// 32 pixels at a time with the running values in registers.
     @inline(__always)
+    /// With `channelScales`, the statistics of x · s_c (channel c's plane times s_c[c]).
     static func channelStatistics(_ image: UnsafePointer<Float>, channels: Int, stride: Int, count: Int,
-                                  maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>, divisor: Float) {
+                                  maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>, divisor: Float,
+                                  channelScales: UnsafePointer<Float>? = nil) {
+        if let channelScales {
+            scaledChannelStatistics(image, channels: channels, stride: stride, count: count, maxima: maxima, means: means,
+                                    divisor: divisor, channelScales: channelScales)
+            return
+        }
         @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
         @inline(__always) func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self) }
         // NaN sticks: a NaN element replaces the max, and nothing is greater than NaN.
@@ -319,11 +346,59 @@ extension PlannedKernels {
         }
     }
 
-    /// `c[i] = a[i] · b[i] (+ r[i])`, then max(·, 0) when `relu`, SIMD8.
+    /// The max and mean over channels of x · s_c: each plane scaled as it is read, in the
+    /// order the merged CBAM block's unfused graph multiplies (x · s_c, rounded, then reduced).
+    static func scaledChannelStatistics(_ image: UnsafePointer<Float>, channels: Int, stride: Int, count: Int,
+                                        maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>, divisor: Float,
+                                        channelScales: UnsafePointer<Float>) {
+        @inline(__always) func larger(_ m: inout SIMD8<Float>, _ v: SIMD8<Float>) { m.replace(with: v, where: (v .> m) .| (v .!= v)) }
+        var p = 0
+        while p + 8 <= count {
+            var m = CarriedLoops.load(image + p) * SIMD8<Float>(repeating: channelScales[0]), s = m
+            var plane = image + p
+            for channel in 1..<Swift.max(channels, 1) {
+                plane += stride
+                let v = CarriedLoops.load(plane) * SIMD8<Float>(repeating: channelScales[channel])
+                larger(&m, v)
+                s += v
+            }
+            CarriedLoops.store(m, maxima + p)
+            CarriedLoops.store(s / SIMD8<Float>(repeating: divisor), means + p)
+            p += 8
+        }
+        while p < count {
+            var m = image[p] * channelScales[0], s = m
+            for channel in 1..<Swift.max(channels, 1) {
+                let v = image[channel * stride + p] * channelScales[channel]
+                if v > m || v.isNaN { m = v }
+                s += v
+            }
+            maxima[p] = m
+            means[p] = s / divisor
+            p += 1
+        }
+    }
+
+    /// `c[i] = a[i] · b[i] (+ r[i])`, then max(·, 0) when `relu`, SIMD8; with `factor`,
+    /// `(a[i] · factor) · b[i]` (a channel scale applied first, as the unfused graph does).
     @inline(__always)
     static func multiplyRow(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ r: UnsafePointer<Float>?, _ c: UnsafeMutablePointer<Float>,
-                            _ count: Int, relu: Bool) {
+                            _ count: Int, relu: Bool, factor: Float? = nil) {
         var i = 0
+        if let factor {
+            let scale = SIMD8<Float>(repeating: factor)
+            while i + 8 <= count {
+                let product = CarriedLoops.load(a + i) * scale * CarriedLoops.load(b + i)
+                CarriedLoops.store(GateEpilogue.finish(product, r.map { $0 + i }, relu: relu), c + i)
+                i += 8
+            }
+            while i < count {
+                let v = a[i] * factor * b[i] + (r?[i] ?? 0)
+                c[i] = relu ? Swift.max(v, 0) : v
+                i += 1
+            }
+            return
+        }
         while i + 8 <= count {
             let product = CarriedLoops.load(a + i) * CarriedLoops.load(b + i)
             CarriedLoops.store(GateEpilogue.finish(product, r.map { $0 + i }, relu: relu), c + i)
@@ -414,9 +489,14 @@ extension ChannelGateProgram {
                 let inOffset = offsets[source]
                 steps.append { slots in
                     weights.value.withUnsafeBufferPointer { wp in
-                        for row in 0..<rows {
-                            let input = slots + inOffset + row * inner, output = slots + outOffset + row * m
-                            for o in 0..<m { output[o] = dot(wp.baseAddress! + o * inner, UnsafePointer(input), inner) }
+                        // Each weight row once for all the pooled rows (avg and max of every
+                        // item): a wide gate's MLP (2048 × 128, 1 MB) is read from memory once,
+                        // not once per row.
+                        for o in 0..<m {
+                            let weightRow = wp.baseAddress! + o * inner
+                            for row in 0..<rows {
+                                slots[outOffset + row * m + o] = dot(weightRow, UnsafePointer(slots + inOffset + row * inner), inner)
+                            }
                         }
                     }
                 }
