@@ -528,3 +528,51 @@ struct SGEMMTests {
         }
     }
 }
+
+/// The carried layouts' per-channel pooling (a channel gate's first pass) against a plain
+/// loop over the same values: NHWC and channel blocks, channel counts that leave a short
+/// last unit, and NaN, ±∞ and ∞ − ∞ (whose sum is NaN without a NaN element) in some channels.
+@Suite("Carried channel statistics")
+struct CarriedChannelStatisticsTests {
+    @Test(arguments: [(Layout.channelsLast, 8), (.channelsLast, 24), (.channelsLast, 80), (.channelsLast, 256),
+                      (.channelBlocked(8), 16), (.channelBlocked(16), 48)])
+    func matchesAPlainLoop(_ layout: Layout, _ channels: Int) throws {
+        let (n, h, w) = (2, 3, 5)
+        let pixels = h * w
+        var rng = SplitMix(state: UInt64(channels))
+        // Plain [N, C, H·W] values, then the same in the carried layout.
+        var plain = (0..<(n * channels * pixels)).map { _ in Float.random(in: -4...4, using: &rng) }
+        plain[(0 * channels + 1) * pixels + 3] = .nan                       // item 0, channel 1
+        plain[(1 * channels + 2) * pixels + 0] = .infinity                  // item 1, channel 2: max ∞
+        plain[(1 * channels + 3) * pixels + 4] = .infinity                  // item 1, channel 3: ∞ − ∞
+        plain[(1 * channels + 3) * pixels + 7] = -.infinity
+        let operand = Operand(type: ValueType(.float, [n, channels, h, w]), address: .arena(0), layout: layout)
+        let blocks = ChannelBlocks(operand)
+        var carried = [Float](repeating: 0, count: plain.count)
+        for item in 0..<n {
+            for channel in 0..<channels {
+                let (block, lane) = (channel / blocks.block, channel % blocks.block)
+                for p in 0..<pixels {
+                    carried[blocks.offset(item: item, block: block) + p * blocks.block + lane] = plain[(item * channels + channel) * pixels + p]
+                }
+            }
+        }
+        var means = [Float](repeating: 0, count: n * channels), maxima = means
+        carried.withUnsafeBufferPointer { x in
+            means.withUnsafeMutableBufferPointer { m in
+                maxima.withUnsafeMutableBufferPointer { mx in
+                    CarriedLoops.channelStatistics(x.baseAddress!, blocks, units: 0..<blocks.units, means: m.baseAddress!, maxima: mx.baseAddress!)
+                }
+            }
+        }
+        for plane in 0..<(n * channels) {
+            let values = plain[(plane * pixels)..<((plane + 1) * pixels)]
+            let expectedMax = values.contains { $0.isNaN } ? Float.nan : values.max()!
+            let expectedMean = values.reduce(0, +) / Float(pixels)
+            #expect(maxima[plane] == expectedMax || (maxima[plane].isNaN && expectedMax.isNaN), "plane \(plane): max \(maxima[plane]) vs \(expectedMax)")
+            #expect(means[plane] == expectedMean || abs(means[plane] - expectedMean) <= 1e-5 * Swift.max(1, abs(expectedMean)) || (means[plane].isNaN && expectedMean.isNaN),
+                    "plane \(plane): mean \(means[plane]) vs \(expectedMean)")
+        }
+        #expect(maxima[1].isNaN && maxima[channels + 2] == .infinity && maxima[channels + 3] == .infinity && means[channels + 3].isNaN)
+    }
+}

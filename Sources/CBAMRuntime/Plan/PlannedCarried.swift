@@ -40,49 +40,50 @@ enum CarriedLoops {
 
     /// Per-channel mean and/or max over the pixels, for the channels of `units` (see
     /// ``ChannelBlocks/units``), written in plain `[N, C]` order. NaN sticks in the max.
+    ///
+    /// Pixels outer, the unit's lanes (up to 64: eight vectors) inner, the running sums and
+    /// maxima in a small stack buffer: each pixel's lanes are read in one contiguous run, so
+    /// a unit reads its part of the tensor once, in order (lanes outer read it in 16-lane
+    /// strips, one strided pass each). A NaN makes its channel's sum NaN; only those
+    /// channels are read again to decide their max.
     static func channelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, units: Range<Int>,
                                   means: UnsafeMutablePointer<Float>?, maxima: UnsafeMutablePointer<Float>?) {
         let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
         let count = SIMD8<Float>(repeating: Float(pixels))
-        for unit in units {
-            let lane0 = (unit % geometry.unitsPerBlock) * chunk
-            let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
-            let base = x + geometry.offset(item: item, block: blockIndex)
-            let firstChannel = item * geometry.channels + blockIndex * b
-            var lane = lane0
-            let end = Swift.min(lane0 + chunk, b)
-            // Two vectors (16 lanes) at a time keep sum and max of both in registers.
-            while lane < end {
-                let pair = lane + 16 <= end
-                var (s0, s1) = (SIMD8<Float>.zero, SIMD8<Float>.zero)
-                var (m0, m1) = (SIMD8<Float>(repeating: -.infinity), SIMD8<Float>(repeating: -.infinity))
-                var (nan0, nan1) = (SIMDMask<SIMD8<Int32>>(repeating: false), SIMDMask<SIMD8<Int32>>(repeating: false))
-                var row = base + lane
+        withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 16) { buffer in
+            let sums = buffer.baseAddress!, largest = sums + 8
+            for unit in units {
+                let lane0 = (unit % geometry.unitsPerBlock) * chunk
+                let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
+                let base = x + geometry.offset(item: item, block: blockIndex) + lane0
+                let firstChannel = item * geometry.channels + blockIndex * b + lane0
+                let vectors = (Swift.min(lane0 + chunk, b) - lane0) / 8
+                for v in 0..<vectors {
+                    sums[v] = .zero
+                    largest[v] = SIMD8<Float>(repeating: -.infinity)
+                }
+                var row = base
                 for _ in 0..<pixels {
-                    let a = load(row)
-                    s0 += a
-                    nan0 .|= a .!= a
-                    m0.replace(with: a, where: a .> m0)
-                    if pair {
-                        let c = load(row + 8)
-                        s1 += c
-                        nan1 .|= c .!= c
-                        m1.replace(with: c, where: c .> m1)
+                    for v in 0..<vectors {
+                        let a = load(row + 8 * v)
+                        sums[v] += a
+                        largest[v].replace(with: a, where: a .> largest[v])
                     }
                     row += b
                 }
-                if let means {
-                    store(s0 / count, means + firstChannel + lane)
-                    if pair { store(s1 / count, means + firstChannel + lane + 8) }
+                for v in 0..<vectors {
+                    if let means { store(sums[v] / count, means + firstChannel + 8 * v) }
+                    guard let maxima else { continue }
+                    var m = largest[v]
+                    for lane in 0..<8 where sums[v][lane].isNaN {
+                        var p = base + 8 * v + lane
+                        for _ in 0..<pixels {
+                            if p.pointee.isNaN { m[lane] = .nan; break }
+                            p += b
+                        }
+                    }
+                    store(m, maxima + firstChannel + 8 * v)
                 }
-                if let maxima {
-                    // A NaN anywhere in a channel makes that channel's max NaN.
-                    m0.replace(with: SIMD8<Float>(repeating: .nan), where: nan0)
-                    m1.replace(with: SIMD8<Float>(repeating: .nan), where: nan1)
-                    store(m0, maxima + firstChannel + lane)
-                    if pair { store(m1, maxima + firstChannel + lane + 8) }
-                }
-                lane += pair ? 16 : 8
             }
         }
     }
