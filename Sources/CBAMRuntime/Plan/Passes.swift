@@ -12,9 +12,8 @@ enum Passes {
     static let domain = "cbam"
 
     /// Every pass, in order.
-    static func run(_ graph: TypedGraph, limits: ResourceLimits) throws -> TypedGraph {
-        var graph = graph
-        graph = try foldBatchNormIntoConv(graph)
+    static func run(_ graph: inout TypedGraph, limits: ResourceLimits) throws {
+        try foldBatchNormIntoConv(&graph)
         graph = fuseChannelGates(graph)
         graph = fuseSpatialGates(graph)
         graph = fuseGateResidual(graph)
@@ -22,16 +21,16 @@ enum Passes {
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
         graph = fuseNormalizationAndGelu(graph)
-        return graph
     }
 
     // MARK: - BatchNormalization into the Conv before it
 
     /// `BN(Conv(X, W, B))` → `Conv(X, W·a, B·a + d)` with `a = scale/√(var+ε)`, `d = bias − mean·a`,
     /// where the Conv's weight and bias and all BN parameters are constants and nothing
-    /// else reads the Conv's output.
-    static func foldBatchNormIntoConv(_ graph: TypedGraph) throws -> TypedGraph {
-        var graph = graph
+    /// else reads the Conv's output. The original weights and BN parameters that nothing else
+    /// reads leave the graph as each fold is made (in place: the caller's graph holds the only
+    /// copy), so the weights are not held twice while a "BN kept" export is folded.
+    static func foldBatchNormIntoConv(_ graph: inout TypedGraph) throws {
         var readers = graph.readerCounts()
         let producers = graph.producers()
         var removed = Set<Int>()
@@ -69,11 +68,14 @@ enum Passes {
                                                     replaces: graph.entries[convIndex].replaces + entry.replaces)
             removed.insert(convIndex)
             readers[source] = 0
+            for name in conv.inputs.dropFirst().prefix(2) + bn.inputs.dropFirst() where !name.isEmpty {
+                readers[name, default: 1] -= 1
+                if readers[name] == 0, !graph.outputs.contains(name) { graph.constants[name] = nil }
+            }
             folded += 1
         }
         graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         if folded > 0 { graph.log.append("fold-batchnorm: \(folded) BatchNormalization folded into the Conv before it") }
-        return graph
     }
 
     /// The per-channel `a` and `d` of an inference BatchNormalization (`y = a·x + d`), when

@@ -32,7 +32,7 @@ struct Planner {
         var typed = try TypedGraph.build(model: model, order: order, constants: constants, inputTypes: inputTypes,
                                          inputConstants: inputConstants, limits: limits, registry: registry)
         constants = [:]
-        if optimize { typed = try Passes.run(typed, limits: limits) }
+        if optimize { try Passes.run(&typed, limits: limits) }
         let plan = try lower(&typed, original: original)
         plan.compileSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         ProcessMemory.returnFreedMemory()
@@ -134,14 +134,6 @@ struct Planner {
         }
         let arena = ArenaLayout(intervals)
 
-        // Constants the passes computed (BatchNorm-folded weights, …). A rewrite that reshapes a
-        // weight (a fused gate's MLP) shares its buffer: counted once.
-        var foldedBytes = 0
-        for (name, tensor) in typed.constants where !original.names.contains(name) {
-            if let address = tensor.storage.bufferAddress, original.buffers.contains(address) { continue }
-            foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
-        }
-
         // 6. Operands and kernels.
         let pool = ConstantPool()
         // The last step reading each constant, and the constants some step reads through its
@@ -208,6 +200,14 @@ struct Planner {
         }
 
         // 7. Figures and limits, before any arena is allocated.
+        // Constants the passes computed and the plan keeps (BatchNorm-folded weights a oneDNN
+        // primitive copied are gone by now). A rewrite that reshapes a weight (a fused gate's
+        // MLP) shares its buffer: counted once.
+        var foldedBytes = 0
+        for (name, tensor) in typed.constants where !original.names.contains(name) {
+            if let address = tensor.storage.bufferAddress, original.buffers.contains(address) { continue }
+            foldedBytes = foldedBytes.addingReportingOverflow(tensor.valueType.byteCount).overflow ? .max : foldedBytes + tensor.valueType.byteCount
+        }
         let (planned, overflow) = arena.size.addingReportingOverflow(scratchBytes)
         let (peak, overflow2) = planned.addingReportingOverflow(foldedBytes)
         if overflow || overflow2 || peak > limits.maxMemory {
