@@ -428,21 +428,27 @@ struct GateFusionTests {
         func nodeDidRun(_ event: NodeEvent) throws { events.append(event) }
     }
 
-    /// A CBAM block (channel gate, then spatial gate on its output): two steps, and attention
-    /// capture still finds both maps by the Sigmoid nodes' names, classified by the feature map.
-    @Test func observersStillSeeBothGates() throws {
-        var rng = SplitMix(state: 47)
-        let (channelNodes, channelInits) = try channelGate(.gemm, n: 2, c: 8, h: 5, w: 5, hidden: 2, gateFirst: false, &rng)
-        var (spatialNodes, spatialInits) = try spatialGate(k: 3, maxFirst: false, c: 8, &rng)
-        spatialNodes = spatialNodes.map { node in
+    /// A CBAM block on x `[2, c, h, w]`: the channel gate (maps "s", output "y"), then the
+    /// spatial gate on y, its names prefixed "sp_" (map "sp_s", output "sp_y").
+    fileprivate func cbamBlock(_ form: ChannelForm, c: Int, h: Int, w: Int, hidden: Int, gateFirst: Bool, maxFirst: Bool,
+                               _ rng: inout SplitMix) throws -> (nodes: [Node], initializers: [String: Tensor], channelNodes: [Node]) {
+        let (channelNodes, channelInits) = try channelGate(form, n: 2, c: c, h: h, w: w, hidden: hidden, gateFirst: gateFirst, &rng)
+        let (spatialNodes, spatialInits) = try spatialGate(k: 3, maxFirst: maxFirst, c: c, &rng)
+        let renamed = spatialNodes.map { node in
             var node = node
             node.name = "sp_" + node.name
             node.inputs = node.inputs.map { $0 == "x" ? "y" : ["W", "B", "one", "repeats"].contains($0) ? $0 : "sp_" + $0 }
             node.outputs = node.outputs.map { "sp_" + $0 }
             return node
         }
-        let nodes = channelNodes + spatialNodes
-        let inits = channelInits.merging(spatialInits) { a, _ in a }
+        return (channelNodes + renamed, channelInits.merging(spatialInits) { a, _ in a }, channelNodes)
+    }
+
+    /// A CBAM block (channel gate, then spatial gate on its output): two steps, and attention
+    /// capture still finds both maps by the Sigmoid nodes' names, classified by the feature map.
+    @Test func observersStillSeeBothGates() throws {
+        var rng = SplitMix(state: 47)
+        let (nodes, inits, channelNodes) = try cbamBlock(.gemm, c: 8, h: 5, w: 5, hidden: 2, gateFirst: false, maxFirst: false, &rng)
         let x = try random([2, 8, 5, 5], &rng)
         let s = try session(nodes, initializers: inits, x: x.shape, outputs: ["sp_y"])
         #expect(try s.prepare(["x": x]).steps == 2)
@@ -517,23 +523,13 @@ struct GateFusionTests {
     @Test(arguments: [false, true])
     func theSpatialGateAppliesTheChannelScale(_ residual: Bool) throws {
         var rng = SplitMix(state: 53)
-        let (channelNodes, channelInits) = try channelGate(.reduceConv, n: 2, c: 16, h: 6, w: 5, hidden: 4, gateFirst: true, &rng)
-        var (spatialNodes, spatialInits) = try spatialGate(k: 3, maxFirst: true, c: 16, &rng)
-        spatialNodes = spatialNodes.map { node in
-            var node = node
-            node.name = "sp_" + node.name
-            node.inputs = node.inputs.map { $0 == "x" ? "y" : ["W", "B", "one", "repeats"].contains($0) ? $0 : "sp_" + $0 }
-            node.outputs = node.outputs.map { "sp_" + $0 }
-            return node
-        }
-        var nodes = channelNodes + spatialNodes
+        var (nodes, inits, _) = try cbamBlock(.reduceConv, c: 16, h: 6, w: 5, hidden: 4, gateFirst: true, maxFirst: true, &rng)
         var output = "sp_y"
         if residual {
             nodes += [Node(name: "add", opType: "Add", inputs: ["sp_y", "x"], outputs: ["sum"]),
                       Node(name: "relu", opType: "Relu", inputs: ["sum"], outputs: ["out"])]
             output = "out"
         }
-        let inits = channelInits.merging(spatialInits) { a, _ in a }
         let x = try random([2, 16, 6, 5], &rng, scale: 2)
         for threads in [1, 2] {
             let s = try session(nodes, initializers: inits, x: x.shape, outputs: [output, "s", "sp_s"], threads: threads)
