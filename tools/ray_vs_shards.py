@@ -87,9 +87,13 @@ def run_ray(args, ray_batch, inputs, out, count):
     records, _ = ray_batch.run(ray_batch.parse(options), timings=timings)
     seconds = time.perf_counter() - start
     assert len(records) == count and all(r["status"] == "ok" for r in records)
-    workers = {}
-    for pid, _, finished, n in timings:
+    workers, actors = {}, {}
+    for pid, _, finished, n, init_began, init_ended in timings:
         workers.setdefault(pid, []).append((finished - clock, n))
+        actors[pid] = (init_began - clock, init_ended - clock)
+    print("  ray    actors' __init__ (model load) from " + ", ".join(f"{b:.2f}–{e:.2f} s" for b, e in sorted(actors.values()))
+          + f"; the last batch ended {max(t[2] for t in timings) - clock:.2f} s, the driver done {seconds:.2f} s; "
+          + f"{len(timings)} map_batches calls")
     return seconds, workers, min(t[1] for t in timings) - clock, busy_seconds([out / "results.jsonl"])
 
 
