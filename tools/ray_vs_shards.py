@@ -20,7 +20,9 @@ Two figures per side:
 and when work started (shards: the first result; Ray: the first batch an actor began, after its
 model loaded) and the busy share: the inputs' own `seconds` (read, preprocess, run, record; from
 results.jsonl) summed, over 2 CPUs × the whole job — what is left is start-up and, on Ray, its
-overhead. With --repeat, rounds alternate the two sides on one Ray cluster: round 1 also pays
+overhead. Ray also prints when each actor's __init__ (the model load) began and ended — before it,
+Ray Data's executor starts and each actor's process starts and imports ray.data — and when its
+last call ended. With --repeat, rounds alternate the two sides on one Ray cluster: round 1 also pays
 Ray Data's first use on a new cluster (its helper actors, the driver's imports), later rounds not.
 
     python3 tools/ray_vs_shards.py --model /tmp/full2/seed002_resnet18_cbam_prepost/torchscript_op17.onnx
