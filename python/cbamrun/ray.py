@@ -90,8 +90,8 @@ def chunk_sizes(count: int, batch_size: int, actors: int, fixed: bool = False) -
     Otherwise guided: each call takes ``ceil(left / (2 × actors))`` files, at most ``batch_size``
     and at least 1, so the calls shrink towards the end and the actors finish together (with
     ``batch_size`` files a call, one actor can still have a whole call to run when the other is
-    done: 200 ResNet-50 inputs in calls of 16 on 2 actors ended 1.6 s apart; in guided calls
-    0.1 s). ``2 × actors``: Ray Data keeps up to 2 calls queued on each actor."""
+    done: 200 ResNet-50 inputs in calls of 16 on 2 actors ended 0.5–1.8 s apart; in guided calls
+    0.04–0.12 s). ``2 × actors``: Ray Data keeps up to 2 calls queued on each actor."""
     sizes, left = [], count
     while left > 0:
         k = batch_size if fixed else -(-left // (2 * max(1, actors)))
