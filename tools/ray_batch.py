@@ -7,11 +7,12 @@ results.jsonl as `cbam-run batch`.
 
 Inputs are files and folders (searched recursively for .png, .jpg, .jpeg and .npy), in sorted
 order, as `cbam-run batch` takes them. The driver sends only the file paths through Ray
-(`ray.data.from_items` → `map_batches`); a pool of actors, each holding one `cbamrun.Session`
-(--threads per actor, default 1; --concurrency actors, default one per CPU of the cluster),
-reads, preprocesses (images: `cbamrun.load_image`, the CLI's default preprocessing for the
-model's input) and runs its batch of files one by one (with --stack: inputs of one shape as one
-run), and returns one record per file.
+(`ray.data.from_items` → `map_batches`), in chunks of at most --batch-size files that shrink
+towards the end so the actors finish together (with --stack: chunks of --batch-size); a pool of
+actors, each holding one `cbamrun.Session` (--threads per actor, default 1; --concurrency
+actors, default one per CPU of the cluster), reads, preprocesses (images: `cbamrun.load_image`,
+the CLI's default preprocessing for the model's input) and runs its chunk of files one by one
+(with --stack: inputs of one shape as one run), and returns one record per file.
 
 OUT/results.jsonl gets one JSON line per input, the keys of `cbam-run batch`: file, status (ok or
 error), error, preprocessing, outputs (shape, min/max/mean, top-5, with --labels names), maps
@@ -45,7 +46,8 @@ def parse(argv=None):
     parser.add_argument("--force", action="store_true", help="run inputs already recorded as ok again")
     parser.add_argument("--labels", metavar="FILE", help="class names, one a line, for the top-5")
     parser.add_argument("--batch-size", type=int, default=16, metavar="B",
-                        help="files per map_batches call, read and run by one actor (default 16)")
+                        help="files per map_batches call at most, read and run by one actor (default 16); the last "
+                             "calls take fewer, so the actors finish together (with --stack: B each)")
     parser.add_argument("--stack", action="store_true",
                         help="run a batch's inputs of one shape as one run (the model's batch dimension must be symbolic), "
                              "as cbam-run batch --batch-size B does; the default runs each input alone (batch 1), as "

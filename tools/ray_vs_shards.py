@@ -20,7 +20,9 @@ Two figures per side:
 and when work started (shards: the first result; Ray: the first batch an actor began, after its
 model loaded) and the busy share: the inputs' own `seconds` (read, preprocess, run, record; from
 results.jsonl) summed, over 2 CPUs × the whole job — what is left is start-up and, on Ray, its
-overhead. With --repeat, rounds alternate the two sides on one Ray cluster: round 1 also pays
+overhead. Ray also prints when each actor's __init__ (the model load) began and ended — before it,
+Ray Data's executor starts and each actor's process starts and imports ray.data — and when its
+last call ended. With --repeat, rounds alternate the two sides on one Ray cluster: round 1 also pays
 Ray Data's first use on a new cluster (its helper actors, the driver's imports), later rounds not.
 
     python3 tools/ray_vs_shards.py --model /tmp/full2/seed002_resnet18_cbam_prepost/torchscript_op17.onnx
@@ -87,9 +89,13 @@ def run_ray(args, ray_batch, inputs, out, count):
     records, _ = ray_batch.run(ray_batch.parse(options), timings=timings)
     seconds = time.perf_counter() - start
     assert len(records) == count and all(r["status"] == "ok" for r in records)
-    workers = {}
-    for pid, _, finished, n in timings:
+    workers, actors = {}, {}
+    for pid, _, finished, n, init_began, init_ended in timings:
         workers.setdefault(pid, []).append((finished - clock, n))
+        actors[pid] = (init_began - clock, init_ended - clock)
+    print("  ray    actors' __init__ (model load) from " + ", ".join(f"{b:.2f}–{e:.2f} s" for b, e in sorted(actors.values()))
+          + f"; the last batch ended {max(t[2] for t in timings) - clock:.2f} s, the driver done {seconds:.2f} s; "
+          + f"{len(timings)} map_batches calls")
     return seconds, workers, min(t[1] for t in timings) - clock, busy_seconds([out / "results.jsonl"])
 
 

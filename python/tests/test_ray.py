@@ -2,7 +2,8 @@
 Session. Arrays: 40 inputs through map_batches; the two stored zoo inputs are checked against
 PyTorch's outputs, all 40 against the same Session run directly, one input at a time. Files:
 tools/ray_batch.py on 40 photos and .npy files against `cbam-run batch` on the same folder, whose
-results.jsonl and map files must be the same line by line (both front ends of one runtime agree)."""
+results.jsonl and map files must be the same line by line (both front ends of one runtime agree).
+The chunks of files run_files hands to its actors: test_chunk_sizes."""
 import importlib.util
 import json
 import os
@@ -122,3 +123,17 @@ def test_ray_batch_equals_cli_batch(cluster, tmp_path, monkeypatch):
     assert statuses.count("error") == 1
     # the demo model has 3 CBAM blocks: a channel and a spatial map each
     assert all(len(json.loads(line).get("maps", [])) == 6 for line in ray_lines if json.loads(line)["status"] == "ok")
+
+
+def test_chunk_sizes():
+    """The calls of run_files: at most B files each, shrinking towards the end (guided) so the
+    actors finish together, every file once; with --stack, B each."""
+    from cbamrun.ray import chunk_sizes
+
+    assert chunk_sizes(200, 16, 2) == [16] * 9 + [14, 11, 8, 6, 5, 3, 3, 2, 1, 1, 1, 1]
+    assert chunk_sizes(200, 16, 2, fixed=True) == [16] * 12 + [8]
+    assert chunk_sizes(0, 16, 2) == [] and chunk_sizes(1, 16, 2) == [1]
+    for count, batch, actors in [(40, 4, 2), (7, 16, 1), (1000, 8, 16), (33, 1, 2)]:
+        sizes = chunk_sizes(count, batch, actors)
+        assert sum(sizes) == count and max(sizes) <= batch and min(sizes) >= 1
+        assert sizes == sorted(sizes, reverse=True)
