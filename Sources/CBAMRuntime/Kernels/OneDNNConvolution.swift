@@ -268,17 +268,9 @@ public final class DNNLConvolution: @unchecked Sendable {
                                             avoiding: g.hasPaddingOnlyOutputs ? { $0.hasPrefix("brgconv") } : nil)
         }
 
-        // Settle the activation layouts once, for the build-time thread count; primitives for
-        // other counts are then asked for exactly these (and refuse if they cannot).
-        let (sourceLayout, destinationLayout) = try settleLayouts(layout, source: g.sourceShape, destination: g.destinationShape,
-                                                                  threads: threads, what: "convolution", build: build)
-        source = sourceLayout
-        destination = destinationLayout
-
-        let bound = try ownedWeightsAndBias(weights, layout: DNNLLayout(userWeights), bias: bias, biasLayout: DNNLLayout(biasDesc), engine: engine)
-        executable = try DNNLExecutable(
-            callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
-        ) { _ in try build(source: sourceLayout.desc, destination: destinationLayout.desc) }
+        (source, destination, executable) = try settledExecutable(
+            layout, source: g.sourceShape, destination: g.destinationShape, threads: threads, what: "convolution",
+            weights: weights, weightLayout: DNNLLayout(userWeights), bias: bias, biasLayout: DNNLLayout(biasDesc), engine: engine, build: build)
         let variant = try executable.variant(threads: Swift.max(1, threads))
         implementation = variant.implementation
         self.weights = variant.bound.first { $0.arg == DNNLArgument.weights }
@@ -419,15 +411,9 @@ public final class DNNLDeconvolution: @unchecked Sendable {
             defer { dnnl_primitive_attr_destroy(attr) }
             return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "deconvolution")
         }
-        let (sourceLayout, destinationLayout) = try settleLayouts(layout, source: g.sourceShape, destination: g.destinationShape,
-                                                                  threads: threads, what: "deconvolution", build: build)
-        source = sourceLayout
-        destination = destinationLayout
-
-        let bound = try ownedWeightsAndBias(weights, layout: DNNLLayout(userWeights), bias: bias, biasLayout: DNNLLayout(biasDesc), engine: engine)
-        executable = try DNNLExecutable(
-            callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
-        ) { _ in try build(source: sourceLayout.desc, destination: destinationLayout.desc) }
+        (source, destination, executable) = try settledExecutable(
+            layout, source: g.sourceShape, destination: g.destinationShape, threads: threads, what: "deconvolution",
+            weights: weights, weightLayout: DNNLLayout(userWeights), bias: bias, biasLayout: DNNLLayout(biasDesc), engine: engine, build: build)
         implementation = try executable.variant(threads: Swift.max(1, threads)).implementation
     }
 
@@ -447,6 +433,23 @@ public final class DNNLDeconvolution: @unchecked Sendable {
     public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1) throws {
         try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination))
     }
+}
+
+/// What a convolution and a deconvolution primitive both set up: the activation layouts,
+/// settled once for the build-time thread count (primitives for other counts are then asked
+/// for exactly these, and refuse if they cannot); oneDNN-owned copies of the weights and bias;
+/// and the executable that builds the primitive on those layouts for each thread count.
+private func settledExecutable(_ layout: DNNLActivationLayout, source: [Int], destination: [Int], threads: Int, what: String,
+                               weights: UnsafePointer<Float>, weightLayout: DNNLLayout, bias: UnsafePointer<Float>?, biasLayout: DNNLLayout,
+                               engine: dnnl_engine_t,
+                               build: @escaping (_ source: dnnl_memory_desc_t, _ destination: dnnl_memory_desc_t) throws -> dnnl_primitive_desc_t)
+    throws -> (DNNLLayout, DNNLLayout, DNNLExecutable) {
+    let (sourceLayout, destinationLayout) = try settleLayouts(layout, source: source, destination: destination, threads: threads, what: what, build: build)
+    let bound = try ownedWeightsAndBias(weights, layout: weightLayout, bias: bias, biasLayout: biasLayout, engine: engine)
+    let executable = try DNNLExecutable(
+        callLayouts: [(DNNLArgument.source, sourceLayout), (DNNLArgument.destination, destinationLayout)], bound: bound
+    ) { _ in try build(sourceLayout.desc, destinationLayout.desc) }
+    return (sourceLayout, destinationLayout, executable)
 }
 
 /// The source and destination layouts a convolution or deconvolution primitive runs on: plain

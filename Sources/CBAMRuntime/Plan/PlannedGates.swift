@@ -251,7 +251,7 @@ extension PlannedKernels {
                         for channel in Parallel.share(worker, of: workers, count: c) {
                             let offset = (item * c + channel) * pixels
                             multiplyRow(source + offset, UnsafePointer(gate), residual.map { $0 + offset }, target + offset, pixels, relu: relu,
-                                        factor: scales?[channel])
+                                        factor: scales?[channel] ?? 1)
                         }
                     }
                 }
@@ -379,33 +379,20 @@ extension PlannedKernels {
         }
     }
 
-    /// `c[i] = a[i] · b[i] (+ r[i])`, then max(·, 0) when `relu`, SIMD8; with `factor`,
-    /// `(a[i] · factor) · b[i]` (a channel scale applied first, as the unfused graph does).
+    /// `c[i] = (a[i] · factor) · b[i] (+ r[i])`, then max(·, 0) when `relu`, SIMD8: a channel
+    /// scale applied first, as the unfused graph does (a factor of 1 changes nothing).
     @inline(__always)
     static func multiplyRow(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ r: UnsafePointer<Float>?, _ c: UnsafeMutablePointer<Float>,
-                            _ count: Int, relu: Bool, factor: Float? = nil) {
+                            _ count: Int, relu: Bool, factor: Float = 1) {
+        let scale = SIMD8<Float>(repeating: factor)
         var i = 0
-        if let factor {
-            let scale = SIMD8<Float>(repeating: factor)
-            while i + 8 <= count {
-                let product = CarriedLoops.load(a + i) * scale * CarriedLoops.load(b + i)
-                CarriedLoops.store(GateEpilogue.finish(product, r.map { $0 + i }, relu: relu), c + i)
-                i += 8
-            }
-            while i < count {
-                let v = a[i] * factor * b[i] + (r?[i] ?? 0)
-                c[i] = relu ? Swift.max(v, 0) : v
-                i += 1
-            }
-            return
-        }
         while i + 8 <= count {
-            let product = CarriedLoops.load(a + i) * CarriedLoops.load(b + i)
+            let product = CarriedLoops.load(a + i) * scale * CarriedLoops.load(b + i)
             CarriedLoops.store(GateEpilogue.finish(product, r.map { $0 + i }, relu: relu), c + i)
             i += 8
         }
         while i < count {
-            let v = a[i] * b[i] + (r?[i] ?? 0)
+            let v = a[i] * factor * b[i] + (r?[i] ?? 0)
             c[i] = relu ? Swift.max(v, 0) : v
             i += 1
         }
