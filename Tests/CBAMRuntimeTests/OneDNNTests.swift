@@ -181,6 +181,54 @@ import Testing
         for (key, count) in implementations.sorted(by: { $0.key < $1.key }) { print("  \(key) ×\(count)") }
     }
 
+    /// Winograd (`CBAM_CONV=winograd`) against ConvKernel on 30 seeded random 3×3 stride-1
+    /// convolutions, batch 1 (F(2×2, 3×3)) and 2–3 (F(4×4, 3×3)), every post-op order. On a
+    /// CPU without oneDNN's AVX-512 Winograd kernels each must be refused with an error instead.
+    @Test func winogradMatchesReference() throws {
+        var random = Random(state: 0x3E3)
+        let available = OneDNN.isaName.hasPrefix("avx512_core")
+        var implementations: Set<String> = []
+        var worstRel: Float = 0
+        for index in 0..<30 {
+            func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
+            let g = DNNLConvolution.Geometry(batch: index % 3 + 1, channels: [3, 16, 32, 64][index % 4], height: int(4...30),
+                                             width: int(4...30), outputChannels: [16, 8, 32, 48][int(0...3)], kernelHeight: 3, kernelWidth: 3,
+                                             padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
+            let postOps = Self.postOpChoices[index % 5]
+            let x = Self.values(g.sourceShape.reduce(1, *), &random), w = Self.values(g.weightShape.reduce(1, *), &random)
+            let b = index % 2 == 0 ? Self.values(g.outputChannels, &random) : nil
+            let residual = postOps.contains(.sum) ? Self.values(g.destinationShape.reduce(1, *), &random) : nil
+            let label = "case \(index): \(g) bias \(b != nil) \(postOps)"
+            let built = Result { try DNNLConvolution(geometry: g, weights: w, bias: b, postOps: postOps, layout: .chosenByPrimitive,
+                                                     threads: 1 + index % 2, algorithm: .winograd) }
+            guard available else {
+                if case .success(let conv) = built { Issue.record("\(label): Winograd built on \(OneDNN.isaName): \(conv.implementation)") }
+                continue
+            }
+            let conv = try built.get()
+            implementations.insert(conv.implementation)
+            #expect(conv.implementation.contains("wino"), "\(label): \(conv.implementation)")
+            let expected = try Self.referenceConv(g, oneD: false, x: x, w: w, b: b, residual: residual, postOps: postOps)
+            let toSource = try DNNLReorder(from: .plain(g.sourceShape), to: conv.source)
+            let toDestination = try DNNLReorder(from: .plain(g.destinationShape), to: conv.destination)
+            let fromDestination = try DNNLReorder(from: conv.destination, to: .plain(g.destinationShape))
+            var xBlocked = [Float](repeating: 0, count: conv.source.elementCount)
+            var yBlocked = [Float](repeating: 0, count: conv.destination.elementCount)
+            var actual = [Float](repeating: 0, count: g.destinationShape.reduce(1, *))
+            try toSource.execute(source: x, destination: &xBlocked)
+            if let residual { try toDestination.execute(source: residual, destination: &yBlocked) }
+            try conv.execute(source: xBlocked, destination: &yBlocked, threads: 1 + index % 2)
+            try fromDestination.execute(source: yBlocked, destination: &actual)
+            worstRel = max(worstRel, Self.compare(actual, expected, label).rel)
+        }
+        let strided = DNNLConvolution.Geometry(batch: 1, channels: 16, height: 9, width: 9, outputChannels: 16, kernelHeight: 3, kernelWidth: 3,
+                                               strideHeight: 2, strideWidth: 2, padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
+        #expect(throws: CBAMError.self) {
+            try DNNLConvolution(geometry: strided, weights: [Float](repeating: 0, count: 16 * 16 * 9), layout: .chosenByPrimitive, algorithm: .winograd)
+        }
+        print("OneDNN Winograd differential: 30 cases, max rel \(worstRel); implementations \(implementations.sorted())")
+    }
+
     /// oneDNN 2.6.3's brgconv crashes on a top pad as tall as the kernel with sum + ReLU
     /// (tools/onednn-repro): DNNLConvolution must pick another kernel, in every layout.
     @Test func brgconvPadCrashIsAvoided() throws {

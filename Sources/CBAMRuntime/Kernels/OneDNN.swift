@@ -252,10 +252,11 @@ final class DNNLExecutable: @unchecked Sendable {
         let implementation: String
     }
 
-    /// One bound argument held in every layout some variant asked for.
+    /// One bound argument held in every layout some variant asked for. A borrowed copy wraps
+    /// the caller's memory during `init` only: it is read from, never bound.
     private struct BoundArgument {
         let index: Int32
-        var copies: [(layout: DNNLLayout, memory: dnnl_memory_t)]
+        var copies: [(layout: DNNLLayout, memory: dnnl_memory_t, borrowed: Bool)]
     }
 
     /// What one executing thread needs to itself.
@@ -324,12 +325,35 @@ final class DNNLExecutable: @unchecked Sendable {
     let callLayouts: [(Int32, DNNLLayout)]
     private let state: Mutex<State>
 
-    /// `bound`: the bound arguments' first copies (index, layout, memory object, owned from now on).
-    init(callLayouts: [(Int32, DNNLLayout)], bound: [(Int32, DNNLLayout, dnnl_memory_t)], build: @escaping Builder) throws {
+    /// `constants`: the arguments bound at build (weights, bias) as the caller holds them (index,
+    /// layout, values), read during this init only. The variant for `threads` is built now and
+    /// each constant copied once, straight into the layout that variant wants: no copy in the
+    /// caller's layout lives beside the reordered one, so a Conv's weights are held twice at most
+    /// (the caller's and oneDNN's) while the plan is compiled, not three times.
+    init(callLayouts: [(Int32, DNNLLayout)], constants: [(Int32, DNNLLayout, UnsafeRawPointer)] = [], threads: Int? = nil,
+         build: @escaping Builder) throws {
         engine = try OneDNN.engine()
         self.build = build
         self.callLayouts = callLayouts
-        state = Mutex(State(bound: bound.map { BoundArgument(index: $0.0, copies: [($0.1, $0.2)]) }))
+        state = Mutex(State())
+        // Every stored property is set: a throw from here on runs deinit, which destroys the
+        // memory objects made (a borrowed one's buffer stays the caller's).
+        for (index, layout, values) in constants {
+            var memory: dnnl_memory_t?
+            var desc = layout.desc
+            try OneDNN.check(dnnl_memory_create(&memory, &desc, engine, UnsafeMutableRawPointer(mutating: values)), "dnnl_memory_create")
+            state.withLock { $0.bound.append(BoundArgument(index: index, copies: [(layout, memory!, true)])) }
+        }
+        if let threads { _ = try variant(threads: threads) }
+        // A constant the first variant did not bind gets a copy of its own in the caller's layout.
+        try state.withLock { state in
+            for i in state.bound.indices {
+                guard let copy = state.bound[i].copies.first(where: \.borrowed) else { continue }
+                let owned = try DNNLReorder.copy(copy.memory, from: copy.layout, to: copy.layout, engine: engine)
+                dnnl_memory_destroy(copy.memory)
+                state.bound[i].copies = state.bound[i].copies.filter { !$0.borrowed } + [(copy.layout, owned, false)]
+            }
+        }
     }
 
     deinit {
@@ -359,12 +383,12 @@ final class DNNLExecutable: @unchecked Sendable {
             for i in state.bound.indices {
                 let index = state.bound[i].index
                 guard let wanted = OneDNN.query(pd, argument: index).map(DNNLLayout.init) else { continue }
-                if let copy = state.bound[i].copies.first(where: { $0.layout == wanted }) {
+                if let copy = state.bound[i].copies.first(where: { $0.layout == wanted && !$0.borrowed }) {
                     bound.append(dnnl_exec_arg_t(arg: index, memory: copy.memory))
                 } else {
                     let first = state.bound[i].copies[0]
                     let memory = try DNNLReorder.copy(first.memory, from: first.layout, to: wanted, engine: engine)
-                    state.bound[i].copies.append((wanted, memory))
+                    state.bound[i].copies.append((wanted, memory, false))
                     bound.append(dnnl_exec_arg_t(arg: index, memory: memory))
                 }
             }
@@ -373,9 +397,9 @@ final class DNNLExecutable: @unchecked Sendable {
             let scratchpad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0).flatMap { $0.pointee.ndims == 0 ? nil : $0.pointee }
             let variant = Variant(primitive: primitive!, scratchpad: scratchpad, bound: bound, implementation: OneDNN.implementation(pd))
             state.variants[threads] = variant
-            // Copies no variant binds (the caller's layout, once reordered) are freed: a later
-            // variant that wants another layout reorders from a copy that stayed. A Conv's weights
-            // are then held once by oneDNN, not twice.
+            // Copies no variant binds (a borrowed one, the caller's layout once reordered) are
+            // dropped: a later variant that wants another layout reorders from a copy that stayed.
+            // A Conv's weights are then held once by oneDNN, not twice.
             let inUse = Set(state.variants.values.flatMap { $0.bound.compactMap { $0.memory.map { UnsafeRawPointer($0) } } })
             for i in state.bound.indices where state.bound[i].copies.count > 1 {
                 let unused = state.bound[i].copies.filter { !inUse.contains(UnsafeRawPointer($0.memory)) }
@@ -438,9 +462,7 @@ public final class DNNLReorder: @unchecked Sendable {
         self.source = source
         self.destination = destination
         let engine = try OneDNN.engine()
-        executable = try DNNLExecutable(
-            callLayouts: [(DNNLArgument.source, source), (DNNLArgument.destination, destination)], bound: []
-        ) { _ in
+        executable = try DNNLExecutable(callLayouts: [(DNNLArgument.source, source), (DNNLArgument.destination, destination)]) { _ in
             try DNNLReorder.primitiveDesc(from: source, to: destination, engine: engine, userScratchpad: true)
         }
     }
@@ -495,20 +517,4 @@ public final class DNNLReorder: @unchecked Sendable {
 
     /// DNNL_MEMORY_ALLOCATE: asks dnnl_memory_create to allocate (and own) the buffer.
     static var allocateByLibrary: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt.max) }
-
-    /// A library-owned memory object in `layout` holding a copy of `count` floats at `values`
-    /// (which must already be in that layout).
-    static func ownedCopy(of values: UnsafePointer<Float>, layout: DNNLLayout, engine: dnnl_engine_t) throws -> dnnl_memory_t {
-        var memory: dnnl_memory_t?
-        var desc = layout.desc
-        try OneDNN.check(dnnl_memory_create(&memory, &desc, engine, allocateByLibrary), "dnnl_memory_create")
-        var handle: UnsafeMutableRawPointer?
-        let status = dnnl_memory_get_data_handle(memory, &handle)
-        guard status == dnnl_success, let handle else {
-            dnnl_memory_destroy(memory)
-            throw OneDNN.error(status, "dnnl_memory_get_data_handle")
-        }
-        handle.copyMemory(from: values, byteCount: dnnl_memory_desc_get_size(&desc))
-        return memory!
-    }
 }

@@ -45,24 +45,11 @@ public final class DNNLMatMul: @unchecked Sendable {
         let biasLayout = DNNLLayout(try OneDNN.descriptor(dims(1, n, batch: 1), OneDNN.plainTag(rank: batched ? 3 : 2)))
         let bDesc = constantB == nil ? bLayout.desc : try OneDNN.descriptor(dims(k, n, batch: 1), dnnl_format_tag_any)
 
-        var bound: [(Int32, DNNLLayout, dnnl_memory_t)] = []
-        if let constantB {
-            bound.append((DNNLArgument.weights, bLayout, try DNNLReorder.ownedCopy(of: constantB, layout: bLayout, engine: engine)))
-        }
-        if let bias {
-            do {
-                let memory = try bias.withUnsafeBufferPointer { try DNNLReorder.ownedCopy(of: $0.baseAddress!, layout: biasLayout, engine: engine) }
-                bound.append((DNNLArgument.bias, biasLayout, memory))
-            } catch {
-                for (_, _, memory) in bound { dnnl_memory_destroy(memory) }
-                throw error
-            }
-        }
         let calls: [(Int32, DNNLLayout)] = constantB == nil
             ? [(DNNLArgument.source, aLayout), (DNNLArgument.weights, bLayout), (DNNLArgument.destination, cLayout)]
             : [(DNNLArgument.source, aLayout), (DNNLArgument.destination, cLayout)]
         let hasBias = bias != nil
-        executable = try DNNLExecutable(callLayouts: calls, bound: bound) { _ in
+        func build(_: Int) throws -> dnnl_primitive_desc_t {
             var (a, b, c) = (aLayout.desc, bDesc, cLayout.desc)
             var biasDesc = hasBias ? biasLayout.desc : dnnl_memory_desc_t()
             var desc = dnnl_matmul_desc_t()
@@ -70,6 +57,12 @@ public final class DNNLMatMul: @unchecked Sendable {
             let attr = try OneDNN.attributes(postOps)
             defer { dnnl_primitive_attr_destroy(attr) }
             return try OneDNN.primitiveDesc(&desc, attributes: attr, engine: engine, "matmul")
+        }
+        // B and the bias are copied once, into the layouts the primitive for `threads` wants.
+        executable = try (bias ?? []).withUnsafeBufferPointer { biasValues in
+            let constants = (constantB.map { [(DNNLArgument.weights, bLayout, UnsafeRawPointer($0))] } ?? [])
+                + (bias == nil ? [] : [(DNNLArgument.bias, biasLayout, UnsafeRawPointer(biasValues.baseAddress!))])
+            return try DNNLExecutable(callLayouts: calls, constants: constants, threads: Swift.max(1, threads), build: build)
         }
         implementation = try executable.variant(threads: Swift.max(1, threads)).implementation
     }

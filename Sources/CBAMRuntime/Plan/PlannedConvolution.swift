@@ -2,12 +2,14 @@ import Dispatch
 import Foundation
 
 // Planned Conv (1-D and 2-D, float32, constant weights), with bias, the residual Add
-// and the Relu or Gelu of `cbam::FusedConv`. Three ways to compute it, chosen per Conv when the
-// plan is compiled by timing them on this CPU (or forced with CBAM_CONV):
+// and the Relu or Gelu of `cbam::FusedConv`. Four ways to compute it, chosen per Conv when the
+// plan is compiled by timing the first three on this CPU (or forced with CBAM_CONV):
 //   im2col + sgemm  columns in the step's scratch memory, one sgemm per (item, group)
 //                   straight into the output's place, then one epilogue pass;
 //   onednn-plain    a oneDNN primitive on plain NCHW, post-ops sum and eltwise_relu / gelu;
-//   onednn-blocked  the primitive in the layout it prefers, reorders around it.
+//   onednn-blocked  the primitive in the layout it prefers, reorders around it;
+//   onednn-winograd oneDNN's Winograd kernel (3×3, stride 1, ungrouped, AVX-512), only
+//                   when forced (CBAM_CONV=winograd).
 // The reference `ConvKernel` stays beside them for the differential tests.
 
 extension PlannedKernels {
@@ -201,6 +203,14 @@ extension PlannedKernels {
                         .map { try $0.adapted(to: operandLayouts, threads: threads) }
                 }
             }
+            // Winograd only when asked for: on this VM it measured 1.6–2.3× the direct kernel on
+            // ResNet's 56×56 and 28×28 maps alone, but within a few percent either way inside the
+            // networks (reorders to and from its layout, a colder cache), for 16/9–4× the weights' memory.
+            if context.convolution == .oneDNNWinograd,
+               let winograd = winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                activation: activation, threads: context.threads) {
+                candidates += [try winograd.adapted(to: operandLayouts, threads: context.threads)]
+            }
         }
         let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                            x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
@@ -352,8 +362,28 @@ extension ConvolutionKernel {
         case .oneDNN: return "onednn-plain"
         case .oneDNNBlocked: return "onednn-blocked"
         case .oneDNNCarried: return "onednn-carried"
+        case .oneDNNWinograd: return "onednn-winograd"
         }
     }
+}
+
+/// Output maps below this many rows or columns get no Winograd kernel: its transforms cost more
+/// than the multiplications they save there (measured alone on this VM, batch 2: 0.54× the
+/// direct kernel on 512 channels at 7×7, 1.2–2× at 14×14, 2.1–2.3× at 28×28 and 56×56).
+let winogradMinimumMap = 20
+
+/// oneDNN's Winograd kernel for this convolution, in the layout it wants, or nil where it has
+/// none (not 3×3 stride 1 ungrouped, a map under ``winogradMinimumMap``, a CPU without AVX-512,
+/// a post-op it does not take).
+private func winogradCandidate(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool,
+                               activation: ConvActivation, threads: Int) -> ConvCandidate? {
+    guard DNNLConvolutionAlgorithm.winogradFits(geometry),
+          Swift.min(geometry.outputHeight, geometry.outputWidth) >= winogradMinimumMap else { return nil }
+    let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (activation.postOp.map { [$0] } ?? [])
+    guard let primitive = try? DNNLConvolution(geometry: geometry, weights: weights, bias: bias, postOps: postOps, layout: .chosenByPrimitive,
+                                               threads: threads, algorithm: .winograd),
+          !primitive.usesReferenceKernel else { return nil }
+    return oneDNNCandidate(primitive, "onednn-winograd:" + primitive.implementation + " " + primitive.source.tag, threads: threads)
 }
 
 private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int),
@@ -394,16 +424,7 @@ private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Fl
             } ?? DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, postOps: postOps, layout: layout, threads: threads)
         }
     }
-    /// The primitive as a candidate: the sum post-op adds into what the destination holds, so
-    /// the residual is copied there first (unless it was reordered there already).
-    func candidate(_ primitive: DNNLConvolution, _ name: String) -> ConvCandidate {
-        let count = primitive.destination.elementCount
-        return ConvCandidate(name: name, scratchBytes: 0, source: primitive.source, destination: primitive.destination,
-                             sumsIntoDestination: true) { x, y, added, _ in
-            if let added, added != UnsafePointer(y) { y.update(from: added, count: count) }
-            try primitive.execute(source: x, destination: y, threads: threads)
-        }
-    }
+    func candidate(_ primitive: DNNLConvolution, _ name: String) -> ConvCandidate { oneDNNCandidate(primitive, name, threads: threads) }
     var result: [ConvCandidate] = []
     if !onlyOwnLayout, let plain = make(.plain), !plain.usesReferenceKernel {
         result.append(candidate(plain, "onednn-plain:" + plain.implementation))
@@ -507,5 +528,16 @@ func affineRow(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Fl
         }
     } else {
         VectorMath.map(source, target, count) { $0 * a + b }
+    }
+}
+
+/// A oneDNN convolution primitive as a candidate: the sum post-op adds into what the destination
+/// holds, so the residual is copied there first (unless it was reordered there already).
+private func oneDNNCandidate(_ primitive: DNNLConvolution, _ name: String, threads: Int) -> ConvCandidate {
+    let count = primitive.destination.elementCount
+    return ConvCandidate(name: name, scratchBytes: 0, source: primitive.source, destination: primitive.destination,
+                         sumsIntoDestination: true) { x, y, added, _ in
+        if let added, added != UnsafePointer(y) { y.update(from: added, count: count) }
+        try primitive.execute(source: x, destination: y, threads: threads)
     }
 }

@@ -98,7 +98,7 @@ public struct SessionOptions: Sendable {
 }
 
 /// The ways a planned Conv can compute. The plan times the candidates on the CPU it runs on
-/// and keeps the fastest; the others are there to compare (`CBAM_CONV=im2col|onednn|blocked`).
+/// and keeps the fastest; the others are there to compare (`CBAM_CONV=im2col|onednn|blocked|carried|winograd`).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case fastest
     /// im2col into scratch memory and oneDNN's sgemm, then bias, residual and Relu in one pass.
@@ -111,14 +111,19 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// reorder), where that differs from its preferred one (grouped convolutions); elsewhere
     /// the plan's usual choice.
     case oneDNNCarried
+    /// oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of 20 and
+    /// more, AVX-512), else the plan's usual choice. Never chosen by `fastest`: inside whole
+    /// networks it measured within noise of the direct kernels, for more memory.
+    case oneDNNWinograd
 
-    /// `CBAM_CONV` from the environment (im2col, onednn, blocked, carried), else `fastest`.
+    /// `CBAM_CONV` from the environment (im2col, onednn, blocked, carried, winograd), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "im2col"?: return .im2col
         case "onednn"?: return .oneDNN
         case "blocked"?: return .oneDNNBlocked
         case "carried"?: return .oneDNNCarried
+        case "winograd"?: return .oneDNNWinograd
         default: return .fastest
         }
     }
