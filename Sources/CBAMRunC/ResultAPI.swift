@@ -5,9 +5,11 @@ import Foundation
 /// The largest rank the C API takes (ONNX sets none; no model in the zoo goes past 5).
 let maximumRank = 32
 
-/// A caller's input buffer as a ``Tensor`` (the one copy an input costs: the runtime's
-/// tensors own their elements). Every field is checked before anything is read.
-func tensor(from given: cbamrun_tensor, name: String, file: String) throws -> Tensor {
+/// A caller's input buffer as a ``BorrowedTensor``: the run copies it once, straight into the
+/// plan's memory. Every field is checked before anything is read. Bool bytes are normalised
+/// into a buffer appended to `keeping` (any nonzero byte is true: a C caller's bool bytes need
+/// not be 0 or 1), which the caller frees after the run.
+func borrowedTensor(from given: cbamrun_tensor, name: String, file: String, keeping: inout [UnsafeMutableRawBufferPointer]) throws -> BorrowedTensor {
     guard let type = DataType(rawValue: given.element_type) else {
         throw CBAMError(.unsupportedType, "input \"\(name)\" has element type \(DataType.onnxName(of: given.element_type)), which cbam-run does not support", file: file)
     }
@@ -25,27 +27,15 @@ func tensor(from given: cbamrun_tensor, name: String, file: String) throws -> Te
     }
     let count = try withContext(file) { try Shape.elementCount(shape) }
     guard given.data != nil || count == 0 else { throw APIError("input \"\(name)\": data is NULL") }
-    guard let source = given.data, count > 0 else { return try emptyTensor(type, shape) }
-
-    guard type == .bool else { return Tensor(copying: source, type: ValueType(type, shape)) }
-    // Any nonzero byte is true: a C caller's bool bytes need not be 0 or 1.
+    let valueType = ValueType(type, shape)
+    // An empty tensor reads nothing: any valid address will do.
+    guard let source = given.data, count > 0 else { return BorrowedTensor(type: valueType, pointer: UnsafeRawPointer(bitPattern: 64)!) }
+    guard type == .bool else { return BorrowedTensor(type: valueType, pointer: source) }
     let bytes = source.assumingMemoryBound(to: UInt8.self)
-    return try Tensor(shape: shape, storage: .bool((0..<count).map { bytes[$0] != 0 }))
-}
-
-private func emptyTensor(_ type: DataType, _ shape: [Int]) throws -> Tensor {
-    let storage: Tensor.Storage
-    switch type {
-    case .float: storage = .float([])
-    case .double: storage = .double([])
-    case .int64: storage = .int64([])
-    case .int32: storage = .int32([])
-    case .int8: storage = .int8([])
-    case .uint8: storage = .uint8([])
-    case .float16: storage = .float16([])
-    case .bool: storage = .bool([])
-    }
-    return try Tensor(shape: shape, storage: storage)
+    let normalised = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 1)
+    keeping.append(normalised)
+    for i in 0..<count { normalised[i] = bytes[i] != 0 ? 1 : 0 }
+    return BorrowedTensor(type: valueType, pointer: UnsafeRawPointer(normalised.baseAddress!))
 }
 
 private func withContext<T>(_ file: String, _ body: () throws -> T) throws -> T {

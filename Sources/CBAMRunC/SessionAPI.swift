@@ -141,7 +141,9 @@ public func cbamrun_session_run(_ handle: OpaquePointer?, _ inputs: UnsafePointe
         guard flags & ~CBAMRUN_RUN_ATTENTION == 0 else { throw APIError("cbamrun_session_run: unknown flags 0x\(String(flags, radix: 16))") }
         let session = box.session
         let names = box.inputNames
-        var feeds: [String: Tensor] = [:]
+        var feeds: [String: BorrowedTensor] = [:]
+        var normalised: [UnsafeMutableRawBufferPointer] = []  // bool inputs as 0 / 1 bytes, freed after the run
+        defer { normalised.forEach { $0.deallocate() } }
         for position in 0..<inputCount {
             let given = inputs![position]
             let name: String
@@ -154,14 +156,14 @@ public func cbamrun_session_run(_ handle: OpaquePointer?, _ inputs: UnsafePointe
                 name = names[position]
             }
             guard feeds[name] == nil else { throw APIError("input \"\(name)\" is given twice") }
-            feeds[name] = try tensor(from: given, name: name, file: session.fileName)
+            feeds[name] = try borrowedTensor(from: given, name: name, file: session.fileName, keeping: &normalised)
         }
         let result: ResultBox
         if flags & CBAMRUN_RUN_ATTENTION != 0 {
-            let (outputs, maps) = try session.runCapturingAttention(feeds)
+            let (outputs, maps) = try session.runCapturingAttention(borrowing: feeds)
             result = try ResultBox(outputs: outputs, names: box.outputNames, maps: maps)
         } else {
-            result = try ResultBox(outputs: try session.run(feeds), names: box.outputNames, maps: [])
+            result = try ResultBox(outputs: try session.run(borrowing: feeds), names: box.outputNames, maps: [])
         }
         out.pointee = retain(result)
     }

@@ -28,6 +28,9 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         do {
+            // The process before the model: runtime libraries loaded and started (what the
+            // benchmark subtracts for the Python peers is their process after importing the library).
+            let startRSS = residentBytes("VmRSS:")
             let session = try Session(contentsOf: model, options: self.session.options)
             let (loadedRSS, loadPeakRSS) = (residentBytes("VmRSS:"), residentBytes("VmHWM:"))
             var feeds: [String: Tensor] = [:]
@@ -47,7 +50,7 @@ struct Bench: ParsableCommand {
             let median = times[times.count / 2], mean = times.reduce(0, +) / Double(times.count)
             let rss = residentBytes("VmHWM:")
             if json {
-                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0]), \"max_ms\": \(times[times.count - 1]), \"compile_ms\": \(plan.compileSeconds * 1000), \"plan_peak_bytes\": \(plan.peakBytes), \"weight_bytes\": \(plan.weightBytes), \"peak_rss_bytes\": \(rss), \"rss_after_load_bytes\": \(loadedRSS), \"peak_rss_of_load_bytes\": \(loadPeakRSS), \"rss_after_compile_bytes\": \(compiledRSS), \"peak_rss_of_compile_bytes\": \(compilePeakRSS), \"steps\": \(plan.steps), \"nodes\": \(plan.nodes)}")
+                print("{\"model\": \"\(model)\", \"runs\": \(runs), \"threads\": \(session.options.threads), \"median_ms\": \(median), \"mean_ms\": \(mean), \"min_ms\": \(times[0]), \"max_ms\": \(times[times.count - 1]), \"compile_ms\": \(plan.compileSeconds * 1000), \"plan_peak_bytes\": \(plan.peakBytes), \"weight_bytes\": \(plan.weightBytes), \"peak_rss_bytes\": \(rss), \"rss_at_start_bytes\": \(startRSS), \"rss_after_load_bytes\": \(loadedRSS), \"peak_rss_of_load_bytes\": \(loadPeakRSS), \"rss_after_compile_bytes\": \(compiledRSS), \"peak_rss_of_compile_bytes\": \(compilePeakRSS), \"steps\": \(plan.steps), \"nodes\": \(plan.nodes)}")
             } else {
                 print(String(format: "%@  median %.3f ms  mean %.3f ms  min %.3f ms  max %.3f ms  (%d runs, %d threads)", model, median, mean, times[0], times[times.count - 1], runs, session.options.threads))
                 print(String(format: "plan: compiled in %.2f ms, %d steps for %d nodes, peak %@ beyond %@ of weights; process peak RSS %@",

@@ -230,4 +230,26 @@ struct PlanTests {
             }
         }
     }
+
+    /// The C API's way in: inputs read from the caller's buffer straight into the plan's memory
+    /// give what tensors give (outputs and attention maps, bit for bit), and are checked alike.
+    @Test func borrowedInputsRunLikeTensors() throws {
+        let session = try Session(contentsOf: Repo.path("Models/seed004_cbam/torchscript_op17.onnx"), options: SessionOptions(threads: 1))
+        let input = try NPY.read(contentsOf: Repo.path("Models/seed004_cbam/input.npy"))
+        let name = session.requiredInputs[0].name
+        let values = try input.floats()
+        let (expected, expectedMaps) = try session.runCapturingAttention([name: input])
+        try values.withUnsafeBytes { bytes in
+            let borrowed = BorrowedTensor(type: ValueType(.float, input.shape), pointer: bytes.baseAddress!)
+            let (outputs, maps) = try session.runCapturingAttention(borrowing: [name: borrowed])
+            #expect(outputs == expected)
+            #expect(maps.map(\.tensor) == expectedMaps.map(\.tensor))
+            #expect(try session.run(borrowing: [name: borrowed]) == expected)
+            let wrongShape = BorrowedTensor(type: ValueType(.float, [1] + input.shape.dropFirst()), pointer: bytes.baseAddress!)
+            let error = thrownCBAMError { _ = try session.run(borrowing: [name: wrongShape]) }
+            #expect(error?.message.contains("must have shape") == true, "\(String(describing: error))")
+            let wrongType = BorrowedTensor(type: ValueType(.int32, input.shape), pointer: bytes.baseAddress!)
+            #expect(thrownCBAMError { _ = try session.run(borrowing: [name: wrongType]) }?.message.contains("must be float") == true)
+        }
+    }
 }

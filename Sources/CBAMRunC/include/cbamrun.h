@@ -28,8 +28,9 @@
  *     Pointers inside the structs filled by the accessors (names, shapes, data) are owned
  *     by the object they were read from and stay valid until that object is freed; the
  *     caller never frees them.
- *   - Input buffers: read only during cbamrun_session_run; the library keeps no pointer
- *     to them after it returns. Data is C-contiguous (row-major), native byte order.
+ *   - Input buffers: read only during cbamrun_session_run, copied once, straight into the
+ *     run's own memory; the library keeps no pointer to them after it returns. Data is
+ *     C-contiguous (row-major), native byte order.
  *   - Threads: a session may be run from several threads at once (each run gets its own
  *     memory). Freeing a session while a run on it is in progress is not allowed. Results
  *     and statuses are independent objects and may be read from any thread.

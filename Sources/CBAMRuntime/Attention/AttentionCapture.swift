@@ -143,8 +143,19 @@ extension Session {
 
     /// Runs the model and returns its outputs with every attention map it computed.
     public func runCapturingAttention(_ feeds: [String: Tensor], observer: RunObserver? = nil) throws -> (outputs: [String: Tensor], maps: [AttentionMap]) {
+        try capturingAttention(feeds, observer: observer)
+    }
+
+    /// The same on inputs in the caller's memory (see ``run(borrowing:observer:)``).
+    public func runCapturingAttention(borrowing feeds: [String: BorrowedTensor], observer: RunObserver? = nil) throws
+        -> (outputs: [String: Tensor], maps: [AttentionMap]) {
+        try capturingAttention(feeds, observer: observer)
+    }
+
+    private func capturingAttention<Input: RunInput>(_ feeds: [String: Input], observer: RunObserver?) throws
+        -> (outputs: [String: Tensor], maps: [AttentionMap]) {
         let capture = AttentionCapture(gates: attentionGates)
-        let outputs = try run(feeds, observer: observer.map { ObserverGroup([capture, $0]) } ?? capture)
+        let outputs = try runInputs(feeds, observer: observer.map { ObserverGroup([capture, $0]) } ?? capture)
         return (outputs, capture.maps())
     }
 }

@@ -194,6 +194,46 @@ extension Tensor {
     var valueType: ValueType { ValueType(dataType, shape) }
 }
 
+/// What a run reads a graph input from: a ``Tensor``, or a caller's buffer (``BorrowedTensor``).
+/// Either is copied once, into the plan's arena.
+protocol RunInput {
+    var valueType: ValueType { get }
+    /// Writes the values at `destination`, laid out as `operand` says.
+    func copyBytes(to destination: UnsafeMutableRawPointer, operand: Operand)
+    /// The values as a tensor, for the inputs whose values decide shapes (they key the plan cache).
+    func tensorValue() -> Tensor
+}
+
+extension Tensor: RunInput {
+    func tensorValue() -> Tensor { self }
+}
+
+/// A graph input in the caller's memory, given to ``Session/run(borrowing:observer:)`` without
+/// first being copied into a ``Tensor``: `pointer` holds `type.count` values of `type.dataType`,
+/// row-major (a Bool is one byte, 0 or 1). The run copies them once, into its own memory; the
+/// buffer must stay valid and unchanged until the call returns, and is not kept after it.
+public struct BorrowedTensor: RunInput, @unchecked Sendable {
+    public let type: ValueType
+    public let pointer: UnsafeRawPointer
+
+    public init(type: ValueType, pointer: UnsafeRawPointer) {
+        self.type = type
+        self.pointer = pointer
+    }
+
+    var valueType: ValueType { type }
+
+    func copyBytes(to destination: UnsafeMutableRawPointer, operand: Operand) {
+        guard operand.layout != .plain, type.dataType == .float else {
+            return destination.copyMemory(from: pointer, byteCount: type.byteCount)
+        }
+        Layout.convert(pointer.assumingMemoryBound(to: Float.self), from: .plain, destination.assumingMemoryBound(to: Float.self),
+                       to: operand.layout, shape: type.shape)
+    }
+
+    func tensorValue() -> Tensor { Tensor(copying: pointer, type: type) }
+}
+
 /// Memory aligned for vector loads (64 bytes: one cache line, one AVX-512 register),
 /// freed when the owner goes away. Arenas and constants live in these.
 final class AlignedBuffer: @unchecked Sendable {

@@ -88,7 +88,7 @@ final class Plan: @unchecked Sendable {
     // MARK: - Running
 
     /// Runs the plan: copies the feeds into the arena, runs every step, copies the outputs out.
-    func run(_ feeds: [String: Tensor], observer: RunObserver?, interrupt: RunInterrupt? = nil) throws -> [String: Tensor] {
+    func run<Input: RunInput>(_ feeds: [String: Input], observer: RunObserver?, interrupt: RunInterrupt? = nil) throws -> [String: Tensor] {
         let arena = takeArena()
         defer { giveBack(arena) }
         let memory = RunMemory(arena: arena.pointer, scratch: arena.pointer + arenaBytes)

@@ -348,11 +348,12 @@ public final class Session: @unchecked Sendable {
     }
 
     /// The plan for `feeds` (already checked), compiled now unless cached.
-    func plan(for feeds: [String: Tensor]) throws -> Plan {
+    func plan<Input: RunInput>(for feeds: [String: Input]) throws -> Plan {
         var key = PlanKey(types: [:], values: [:])
         var constants: [String: Tensor] = [:]
-        for (name, tensor) in feeds {
+        for (name, input) in feeds {
             if valueKeyedInputs.contains(name) {
+                let tensor = input.tensorValue()
                 constants[name] = tensor
                 let bytes = tensor.valueType.byteCount
                 key.values[name] = [UInt8](unsafeUninitializedCapacity: bytes) { buffer, initialized in
@@ -360,7 +361,7 @@ public final class Session: @unchecked Sendable {
                     initialized = bytes
                 }
             }
-            key.types[name] = tensor.valueType
+            key.types[name] = input.valueType
         }
         planLock.lock()
         if let index = plans.firstIndex(where: { $0.key == key }) {
@@ -408,6 +409,17 @@ public final class Session: @unchecked Sendable {
     /// Inputs are checked against the declared element type and shape: fixed
     /// dimensions must match, symbolic ones (`batch`) take any size.
     public func run(_ feeds: [String: Tensor], observer: RunObserver? = nil) throws -> [String: Tensor] {
+        try runInputs(feeds, observer: observer)
+    }
+
+    /// Runs the graph on inputs in the caller's memory (checked like ``run(_:observer:)``),
+    /// copied straight into the plan's memory: no ``Tensor`` is made of them. The C API and the
+    /// Python package run this way.
+    public func run(borrowing feeds: [String: BorrowedTensor], observer: RunObserver? = nil) throws -> [String: Tensor] {
+        try runInputs(feeds, observer: observer)
+    }
+
+    func runInputs<Input: RunInput>(_ feeds: [String: Input], observer: RunObserver?) throws -> [String: Tensor] {
         try withErrorContext(file: fileName) {
             let interrupt = RunInterrupt(options)
             let checked = try checkedFeeds(feeds)
@@ -417,17 +429,17 @@ public final class Session: @unchecked Sendable {
 
     /// The feeds after checking names, types and shapes, with initializer defaults for
     /// optional inputs that were not given.
-    func checkedFeeds(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+    func checkedFeeds<Input: RunInput>(_ feeds: [String: Input]) throws -> [String: Input] {
         let declared = Set(model.graph.inputs.map(\.name))
         if let unknown = feeds.keys.sorted().first(where: { !declared.contains($0) }) {
             let names = requiredInputs.map { "\"\($0.name)\"" }.joined(separator: ", ")
             throw CBAMError(.missingInput, "the model has no input named \"\(unknown)\" (its inputs: \(names))")
         }
-        var result: [String: Tensor] = [:]
+        var result: [String: Input] = [:]
         for info in model.graph.inputs {
-            if let tensor = feeds[info.name] {
-                try Self.check(tensor, against: info)
-                result[info.name] = tensor
+            if let input = feeds[info.name] {
+                try Self.check(input.valueType, against: info)
+                result[info.name] = input
             } else if model.graph.initializers[info.name] == nil {
                 throw CBAMError(.missingInput, "input \"\(info.name)\" \(info.shapeDescription) was not supplied")
             }
@@ -444,14 +456,14 @@ public final class Session: @unchecked Sendable {
         return try run(Dictionary(uniqueKeysWithValues: zip(names, tensors)), observer: observer)
     }
 
-    static func check(_ tensor: Tensor, against info: ValueInfo) throws {
+    static func check(_ tensor: ValueType, against info: ValueInfo) throws {
         if let expected = info.elementType, expected != tensor.dataType {
             throw CBAMError(.typeMismatch, "input \"\(info.name)\" must be \(expected) but the given tensor is \(tensor.dataType)")
         } else if info.elementType == nil, info.elementTypeCode != 0 {
             throw CBAMError(.unsupportedType, "input \"\(info.name)\" has element type \(DataType.onnxName(of: info.elementTypeCode)), which cbam-run does not support")
         }
         guard let shape = info.shape else { return }
-        guard shape.count == tensor.rank else {
+        guard shape.count == tensor.shape.count else {
             throw CBAMError(.shapeMismatch, "input \"\(info.name)\" must have shape \(info.shapeDescription) (rank \(shape.count)) but the given tensor has shape \(Shape.describe(tensor.shape))")
         }
         for (axis, dim) in shape.enumerated() {
