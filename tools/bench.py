@@ -26,9 +26,11 @@ Otherwise its cell stays empty.
 
 Peak memory: for each runtime, the peak RSS of a separate process that loads the model
 and runs it a few times: for cbam-run the `cbam-run bench` process of the first round
-(its JSON `peak_rss_bytes` when present, else /usr/bin/time's maximum RSS); for the Python
-peers a child process, minus that child's RSS after importing the library and loading the
-inputs, before loading the model. Weights = sum of the ONNX initializers' sizes.
+(its JSON `peak_rss_bytes` when present, else /usr/bin/time's maximum RSS), and measured as
+the peers are, its peak less its RSS before it opened the model (`rss_at_start_bytes`: the
+runtime libraries loaded); for the Python peers a child process, minus that child's RSS after
+importing the library and loading the inputs, before loading the model. Weights = sum of the
+ONNX initializers' sizes.
 
 Model sets:
   (default)      one TorchScript opset-17 export per model of Models/manifest.json (the 46
@@ -783,6 +785,9 @@ def bench_job(job, threads, args, peers_in_process, notes):
             values = [c[key] for c in cbam_rounds if key in c]
             if values:
                 extras[key] = statistics.median(values) if key == "compile_ms" else max(values)
+        above = [c["peak_rss_bytes"] - c["rss_at_start_bytes"] for c in cbam_rounds if "rss_at_start_bytes" in c]
+        if above:  # as for the peers: the peak less the process before the model (libraries loaded)
+            extras["peak_above_start_bytes"] = max(above)
         if "_time_peak_bytes" in cbam_rounds[0]:
             extras["time_peak_bytes"] = cbam_rounds[0]["_time_peak_bytes"]
     return stats, extras
@@ -1042,6 +1047,8 @@ def columns(rows, set_name):
     for name in ALL_RUNTIMES:
         if any(name in r["mem_bytes"] for r in rows):
             cols.append((f"{SHORT[name]} mem MB", "r", (lambda n: lambda r: fmt(mb(r["mem_bytes"].get(n)), 1))(name)))
+        if name == "cbam-run" and any("peak_above_start_bytes" in r["cbam_extras"] for r in rows):
+            cols.append(("cbam mem above start MB", "r", lambda r: fmt(mb(r["cbam_extras"].get("peak_above_start_bytes")), 1)))
     # a peer that was switched off (--no-openvino, --no-torch) leaves no empty column
     return [c for c in cols if c[0] not in ("ov ms", "torch ms", "err ov") or any(c[2](r) for r in rows)]
 
@@ -1206,7 +1213,8 @@ def write_benchmarks(path, results, args, header, per_layers, specs_deep, chart_
               "more than 1e-3 × max |output| (columns err ort / err ov). PyTorch is eager mode under "
               "`torch.inference_mode()` with the module rebuilt from tools/zoo, empty where it cannot be rebuilt. "
               "Memory: peak RSS of a process that loads the model and runs it; for the Python peers minus the "
-              "process's RSS after importing the library (cbam-run: its whole process). weights = ONNX initializers.",
+              "process's RSS after importing the library; cbam-run: its whole process (mem) and, measured like the peers, its "
+              "peak less its RSS before it opened the model (above start). weights = ONNX initializers.",
               ""]
     if chart_rel:
         lines += [f"![cbam-run / faster peer per model]({chart_rel})", ""]
