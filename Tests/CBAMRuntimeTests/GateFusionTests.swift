@@ -317,6 +317,32 @@ struct GateFusionTests {
         }
     }
 
+    /// The spatial-attention module exported on its own returns σ(conv(max, mean)) without
+    /// applying it: one map-only step (apply = 0) at 1 and 2 threads, the map and the attention
+    /// capture those of the plan without passes; an intermediate read elsewhere stops it.
+    @Test func aReturnedSpatialMapFuses() throws {
+        var rng = SplitMix(state: 37)
+        for (k, maxFirst) in [(7, true), (3, false)] {
+            var (nodes, inits) = try spatialGate(k: k, maxFirst: maxFirst, c: 12, &rng)
+            nodes.removeAll { $0.opType == "Mul" || $0.opType == "Tile" }
+            let x = try random([2, 12, 9, 13], &rng, scale: 3)
+            for threads in [1, 2] {
+                let s = try session(nodes, initializers: inits, x: x.shape, outputs: ["s"], threads: threads)
+                #expect(try fused(s, x, "fuse-spatial-map") == 1, "k \(k)")
+                #expect(try s.plan(for: ["x": x]).steps.map(\.kernel.detail) == ["stats+conv (map only)"])
+                try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: ["s"], threads: threads)
+                let reference = try session(nodes, initializers: inits, x: x.shape, outputs: ["s"], optimize: false)
+                let (got, expected) = (try s.runCapturingAttention(["x": x]).maps, try reference.runCapturingAttention(["x": x]).maps)
+                #expect(got.count == 1 && got.map(\.kind) == expected.map(\.kind), "\(got.map(\.kind)) vs \(expected.map(\.kind))")
+                #expect(got.map(\.tensor.shape) == expected.map(\.tensor.shape))
+            }
+            // The conv's output also returned: the map-only gate would hide it, so nothing fuses.
+            let s = try session(nodes, initializers: inits, x: x.shape, outputs: ["s", "t"])
+            #expect(try fused(s, x, "fuse-spatial-map") == 0)
+            try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: ["s", "t"])
+        }
+    }
+
     @Test func spatialGateWithThreads() throws {
         var rng = SplitMix(state: 29)
         let (nodes, inits) = try spatialGate(k: 7, maxFirst: true, c: 32, &rng)
@@ -476,9 +502,9 @@ struct GateFusionTests {
     // MARK: - The zoo
 
     /// Gates each zoo model has (channel, spatial) that fuse, in every export of it.
-    /// Not fused: LP and log-sum-exp pooling (seed004_channelgate_lp/lse/all), and models
-    /// that return the map rather than multiply it (seed002_channel_attention,
-    /// seed002_spatial_attention_k*).
+    /// Not fused: LP and log-sum-exp pooling (seed004_channelgate_lp/lse/all), and a channel
+    /// map returned rather than multiplied (seed002_channel_attention). A spatial map returned
+    /// (seed002_spatial_attention_k*, ``zooSpatialMaps``) fuses into a map-only spatial gate.
     static let zooGates: [String: (channel: Int, spatial: Int)] = [
         "seed000_cbam_fc_k3": (1, 1), "seed000_cbam_fc_k5": (1, 1), "seed000_cbam_fc_k7": (1, 1),
         "seed000_cbam_conv_k3": (1, 1), "seed000_cbam_conv_k5": (1, 1), "seed000_cbam_conv_k7": (1, 1),
@@ -495,6 +521,9 @@ struct GateFusionTests {
         "seed002_channel_attention": (0, 0), "seed002_spatial_attention_k3": (0, 0), "seed002_spatial_attention_k7": (0, 0),
     ]
 
+    /// Zoo models whose spatial map is the output: one map-only spatial gate each.
+    static let zooSpatialMaps: Set<String> = ["seed002_spatial_attention_k3", "seed002_spatial_attention_k7"]
+
     static let zooEntries = ZooEntry.all.filter { zooGates[String($0.name.prefix { $0 != "/" })] != nil }
 
     @Test(arguments: zooEntries)
@@ -509,9 +538,11 @@ struct GateFusionTests {
         }
         #expect(count("fuse-channel-gate") == expected.channel, "\(entry.name): \(log)")
         #expect(count("fuse-spatial-gate") == expected.spatial, "\(entry.name): \(log)")
+        let maps = Self.zooSpatialMaps.contains(String(entry.name.prefix { $0 != "/" })) ? 1 : 0
+        #expect(count("fuse-spatial-map") == maps, "\(entry.name): \(log)")
         let plan = try session.plan(for: feeds)
         let gateSteps = plan.steps.filter { $0.entry.node.domain == Passes.domain && $0.entry.node.opType.hasSuffix("Gate") }
-        #expect(gateSteps.count == expected.channel + expected.spatial)
+        #expect(gateSteps.count == expected.channel + expected.spatial + maps)
         // In a CBAM block (channel then spatial) the spatial gate applies the channel scale.
         let blocks = entry.name.contains("cbam") && !entry.name.contains("nospatial") ? Swift.min(expected.channel, expected.spatial) : 0
         #expect(count("merge-channel-scale") == blocks, "\(entry.name): \(log)")

@@ -42,7 +42,9 @@ public final class AttentionCapture: RunObserver {
         if !name.isEmpty, let gate = gatesByNode[name], let output = event.outputs.first {
             order.append(name)
             tensors[name] = output
-            if gate.mul == nil, (event.inputs.first??.rank ?? 0) < 3 { notFeatureLike.insert(name) }
+            // A fused step (a map-only spatial gate) may not have written the gate's input: the
+            // gate keeps its input's shape, so its output's rank stands in.
+            if gate.mul == nil, (event.inputs.first??.rank ?? output.rank) < 3 { notFeatureLike.insert(name) }
         }
         if event.replaced.count <= 1, !name.isEmpty, let gate = gatesByMul[name], gate.featureInputIndex < event.inputs.count,
            let feature = event.inputs[gate.featureInputIndex] {

@@ -33,6 +33,39 @@ extension Passes {
             $0.matchSpatialGate(mul: $1, featureSide: $2)
         }
     }
+
+    /// `Sigmoid(Conv(Concat(max_c x, mean_c x)))` left after ``fuseSpatialGates(_:)`` (the map is
+    /// the module's output, or applied elsewhere) → `cbam::SpatialGate` with `apply = 0`: the
+    /// statistics, the conv and the sigmoid in one step that writes only the map (output 1).
+    static func fuseSpatialMaps(_ graph: TypedGraph) -> TypedGraph {
+        let fusion = GateFusion(graph)
+        var result = graph
+        var claimed = Set<Int>(), removed = Set<Int>()
+        for (index, entry) in graph.entries.enumerated() where GateFusion.isONNX(entry.node) && entry.node.opType == "Sigmoid" {
+            guard !claimed.contains(index), let (x, match) = fusion.matchSpatialMap(sigmoid: index), match.region.isDisjoint(with: claimed),
+                  !match.region.contains(index) else { continue }
+            let inputs = [x] + match.constants.compactMap { constant -> String? in
+                if case .existing(let name) = constant { return name }
+                return nil
+            }
+            guard inputs.count == match.constants.count + 1 else { continue }
+            let indices = match.region.union([index]).sorted()
+            let replaces = indices.flatMap { graph.entries[$0].replaces }
+            var attributes = match.attributes
+            attributes["apply"] = .int(0)
+            // The Sigmoid's place: x and the constants are ready there.
+            result.entries[index] = TypedGraph.Entry(
+                node: Node(name: replaces.map(\.ref.name).joined(separator: "+"), opType: "SpatialGate", domain: domain,
+                           inputs: inputs, outputs: ["", match.sigmoidOutput], attributes: attributes),
+                opset: entry.opset, replaces: replaces)
+            claimed.formUnion(indices)
+            removed.formUnion(match.region)
+        }
+        guard !claimed.isEmpty else { return graph }
+        result.entries = result.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        result.log.append("fuse-spatial-map: \(claimed.count - removed.count) spatial attention map(s) (channel max and mean, conv, sigmoid) merged into one step")
+        return result
+    }
 }
 
 /// A recognised gate: the entries it replaces, the fused node's extra inputs (new
@@ -231,9 +264,41 @@ struct GateFusion {
 
     func matchSpatialGate(mul: Int, featureSide: Int) -> GateMatch? {
         guard let (x, xType, path) = gateOperand(mul: mul, featureSide: featureSide, kept: [0, 2, 3]), xType.rank == 4 else { return nil }
-        let (n, h, w) = (xType.shape[0], xType.shape[2], xType.shape[3])
-        var region = Set(path.entries + [path.sigmoid])
-        let sigmoid = graph.entries[path.sigmoid].node
+        return spatialMap(sigmoid: path.sigmoid, x: x, xShape: xType.shape, region: Set(path.entries + [path.sigmoid]))
+    }
+
+    /// A Sigmoid whose map is not applied in the graph (a spatial-attention module exported on
+    /// its own returns it): the same computation from x, x found through the channel max.
+    func matchSpatialMap(sigmoid index: Int) -> (x: String, match: GateMatch)? {
+        let sigmoid = graph.entries[index].node
+        guard Self.isONNX(sigmoid), sigmoid.opType == "Sigmoid", sigmoid.inputs.count == 1, let convIndex = producer(sigmoid.inputs[0]),
+              let concatInput = graph.entries[convIndex].node.inputs.first, let concatIndex = producer(concatInput),
+              graph.entries[concatIndex].node.opType == "Concat" else { return nil }
+        // x: what the channel reductions read (views between them and the Concat are allowed).
+        for input in graph.entries[concatIndex].node.inputs {
+            var current = input
+            for _ in 0..<8 {
+                guard let producerIndex = producer(current) else { break }
+                let node = graph.entries[producerIndex].node
+                guard Self.isONNX(node), let first = node.inputs.first else { break }
+                if node.opType == "ReduceMax" || node.opType == "ReduceMean" {
+                    guard let xType = floatType(first), xType.rank == 4,
+                          let match = spatialMap(sigmoid: index, x: first, xShape: xType.shape, region: []) else { return nil }
+                    return (first, match)
+                }
+                guard Self.viewOps.contains(node.opType) else { break }
+                current = first
+            }
+        }
+        return nil
+    }
+
+    /// The spatial gate's map computed from x: `Sigmoid(Conv(Concat(max_c x, mean_c x)))`, the
+    /// Sigmoid at `sigmoid`; `region`: entries the match already covers.
+    private func spatialMap(sigmoid sigmoidIndex: Int, x: String, xShape: [Int], region covered: Set<Int>) -> GateMatch? {
+        let (n, h, w) = (xShape[0], xShape[2], xShape[3])
+        var region = covered
+        let sigmoid = graph.entries[sigmoidIndex].node
         // Conv 2 → 1 channels with constant weight (and bias), stride 1, the map's size.
         let convOutput = sigmoid.inputs[0]
         guard isPrivate(convOutput), let convIndex = producer(convOutput) else { return nil }

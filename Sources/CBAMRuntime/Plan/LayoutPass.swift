@@ -66,7 +66,8 @@ enum LayoutPass {
                 guard let output = outputs.first, outputs.count == 1, let type = typed.types[output],
                       node.inputs.allSatisfy({ isRuntime($0) && typed.types[$0]?.shape == type.shape }) else { allPlain(); break }
                 for input in inputs { union(input, output) }
-            case Passes.domain + "::ChannelGate" where node.outputs.first?.isEmpty == true:
+            case Passes.domain + "::ChannelGate" where node.outputs.first?.isEmpty == true,
+                 Passes.domain + "::SpatialGate" where node.outputs.first?.isEmpty == true:
                 // Only the map (apply = 0): x is read in whatever layout it lies in.
                 guard let x = node.inputs.first, isRuntime(x) else { allPlain(); break }
                 plainOnly.formUnion(outputs.dropFirst())

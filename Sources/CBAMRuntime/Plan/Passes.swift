@@ -16,6 +16,7 @@ enum Passes {
         try foldBatchNormIntoConv(&graph)
         graph = fuseChannelGates(graph)
         graph = fuseSpatialGates(graph)
+        graph = fuseSpatialMaps(graph)
         graph = fuseGateResidual(graph)
         graph = mergeChannelScaleIntoSpatialGate(graph)
         graph = fuseConvResidualAdd(graph)

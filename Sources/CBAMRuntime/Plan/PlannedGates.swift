@@ -161,9 +161,12 @@ extension PlannedKernels {
 
     private static func spatialGate(_ context: PlanContext) throws -> PlannedKernel? {
         let node = context.node
-        let x = try context.input(0, "X"), y = try context.output(0), map = try context.output(1)
+        // apply = 0 (``Passes/fuseSpatialMaps(_:)``): only the map, nothing scaled.
+        let applies = try node.int("apply", default: 1) != 0
+        let x = try context.input(0, "X"), y = applies ? try context.output(0) : x, map = try context.output(1)
         guard x.type.dataType == .float, x.shape.count == 4, y.type == x.type, map.type.dataType == .float,
-              let weight = node.constant(1), weight.dataType == .float, let epilogue = try GateEpilogue(context, y: y) else { return nil }
+              let weight = node.constant(1), weight.dataType == .float, let epilogue = try GateEpilogue(context, y: y),
+              applies || (!epilogue.hasResidual && !epilogue.relu) else { return nil }
         let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let pixels = h * w
         guard map.count == n * pixels, c > 0, pixels > 0 else {
@@ -178,6 +181,7 @@ extension PlannedKernels {
         // The channel gate's map, applied here (attribute channel_scale = 1): s_c `[N, C]`, plain.
         var channelScale: Operand? = nil
         if try node.int("channel_scale", default: 0) != 0 {
+            guard applies else { return nil }
             guard context.inputs.count > 3, let scale = context.inputs[3], scale.type.dataType == .float, scale.count == n * c,
                   scale.layout == .plain else { return nil }
             channelScale = scale
@@ -202,7 +206,8 @@ extension PlannedKernels {
         let carried = x.layout != .plain
         if carried { guard y.layout == x.layout else { return nil } }
         let blocks = carried ? ChannelBlocks(x) : nil
-        return PlannedKernel(detail: (channelScale == nil ? "" : "channel scale+") + "stats+conv+scale" + epilogue.detail + (carried ? " \(x.layout)" : "")) { memory in
+        let detail = applies ? (channelScale == nil ? "" : "channel scale+") + "stats+conv+scale" + epilogue.detail : "stats+conv (map only)"
+        return PlannedKernel(detail: detail + (carried ? " \(x.layout)" : "")) { memory in
             let source = UnsafePointer(x.floats(memory)), target = y.floats(memory), gates = map.floats(memory)
             let channelScales = channelScale.map { UnsafePointer($0.floats(memory)) }
             let residual = epilogue.residual(memory), relu = epilogue.relu
@@ -241,6 +246,7 @@ extension PlannedKernels {
                         }
                     }
                     // Pass 2: y = x · s (+ R, Relu), the map applied to every channel.
+                    guard applies else { continue }
                     Parallel.forEach(workers) { worker in
                         if let blocks {
                             CarriedLoops.scalePixels(source, target, gate: UnsafePointer(gate), blocks, item: item,
