@@ -368,8 +368,9 @@ extension ConvolutionKernel {
 }
 
 /// Output maps below this many rows or columns get no Winograd kernel: its transforms cost more
-/// than the multiplications they save there (measured alone on this VM, batch 2: 0.54× the
-/// direct kernel on 512 channels at 7×7, 1.2–2× at 14×14, 2.1–2.3× at 28×28 and 56×56).
+/// than the multiplications they save there, and its weights are largest there (measured alone
+/// on this VM, batch 2: 0.5–0.9× the direct kernel on 512 channels at 7×7, 1.2–2× at 14×14,
+/// 1.7–2.3× at 28×28 and 56×56; docs/onednn.md).
 let winogradMinimumMap = 20
 
 /// oneDNN's Winograd kernel for this convolution, in the layout it wants, or nil where it has
