@@ -330,6 +330,8 @@ struct GateFusionTests {
                 let s = try session(nodes, initializers: inits, x: x.shape, outputs: ["s"], threads: threads)
                 #expect(try fused(s, x, "fuse-spatial-map") == 1, "k \(k)")
                 #expect(try s.plan(for: ["x": x]).steps.map(\.kernel.detail) == ["stats+conv (map only)"])
+                // The step's MACs are the k×k conv's over the two statistics planes, as unfused.
+                #expect(try s.plan(for: ["x": x]).macs == 2 * 9 * 13 * 2 * k * k)
                 try expectSameAsUnfused(nodes, initializers: inits, x: x, outputs: ["s"], threads: threads)
                 let reference = try session(nodes, initializers: inits, x: x.shape, outputs: ["s"], optimize: false)
                 let (got, expected) = (try s.runCapturingAttention(["x": x]).maps, try reference.runCapturingAttention(["x": x]).maps)

@@ -113,7 +113,8 @@ enum PlannedKernels {
 enum MACs {
     static func count(_ node: Node, inputs: [ValueType?], outputs: [ValueType?]) -> Int {
         func shape(_ i: Int) -> [Int]? { i < inputs.count ? inputs[i]?.shape : nil }
-        guard let y = outputs.first ?? nil else { return 0 }
+        // A map-only spatial gate has no first output; every other op counted here has one.
+        guard let y = (outputs.first ?? nil) ?? (node.opType == "SpatialGate" ? ValueType(.float, []) : nil) else { return 0 }
         let product: (ArraySlice<Int>) -> Int = { $0.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 } }
         func times(_ a: Int, _ b: Int) -> Int { a.multipliedReportingOverflow(by: b).overflow ? .max : a * b }
         switch (node.domain, node.opType) {
