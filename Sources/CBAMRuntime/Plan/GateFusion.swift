@@ -39,32 +39,13 @@ extension Passes {
     /// statistics, the conv and the sigmoid in one step that writes only the map (output 1).
     static func fuseSpatialMaps(_ graph: TypedGraph) -> TypedGraph {
         let fusion = GateFusion(graph)
-        var result = graph
-        var claimed = Set<Int>(), removed = Set<Int>()
-        for (index, entry) in graph.entries.enumerated() where GateFusion.isONNX(entry.node) && entry.node.opType == "Sigmoid" {
-            guard !claimed.contains(index), let (x, match) = fusion.matchSpatialMap(sigmoid: index), match.region.isDisjoint(with: claimed),
-                  !match.region.contains(index) else { continue }
-            let inputs = [x] + match.constants.compactMap { constant -> String? in
-                if case .existing(let name) = constant { return name }
-                return nil
-            }
-            guard inputs.count == match.constants.count + 1 else { continue }
-            let indices = match.region.union([index]).sorted()
-            let replaces = indices.flatMap { graph.entries[$0].replaces }
-            var attributes = match.attributes
-            attributes["apply"] = .int(0)
-            // The Sigmoid's place: x and the constants are ready there.
-            result.entries[index] = TypedGraph.Entry(
-                node: Node(name: replaces.map(\.ref.name).joined(separator: "+"), opType: "SpatialGate", domain: domain,
-                           inputs: inputs, outputs: ["", match.sigmoidOutput], attributes: attributes),
-                opset: entry.opset, replaces: replaces)
-            claimed.formUnion(indices)
-            removed.formUnion(match.region)
+        return fusion.rewrite(kind: "SpatialGate", log: "fuse-spatial-map",
+                              what: "spatial attention map(s) (channel max and mean, conv, sigmoid) merged into one step") { index, available in
+            guard let (x, match) = fusion.matchSpatialMap(sigmoid: index), available(match) else { return nil }
+            var gate = match
+            gate.attributes["apply"] = .int(0)
+            return (x, ["", match.sigmoidOutput], gate)
         }
-        guard !claimed.isEmpty else { return graph }
-        result.entries = result.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        result.log.append("fuse-spatial-map: \(claimed.count - removed.count) spatial attention map(s) (channel max and mean, conv, sigmoid) merged into one step")
-        return result
     }
 }
 
@@ -131,39 +112,50 @@ struct GateFusion {
 
     // MARK: - The pass loop
 
+    /// `Mul(x, g)` → a `kind` step where `match` recognises g as a gate on x (either operand).
     func run(kind: String, log: String, what: String,
-                      _ match: (GateFusion, _ mul: Int, _ featureSide: Int) -> GateMatch?) -> TypedGraph {
+             _ match: (GateFusion, _ mul: Int, _ featureSide: Int) -> GateMatch?) -> TypedGraph {
+        rewrite(kind: kind, log: log, what: what) { index, available in
+            let node = graph.entries[index].node
+            guard Self.isONNX(node), node.opType == "Mul", node.inputs.count == 2, let output = Self.singleOutput(node) else { return nil }
+            for side in 0..<2 {
+                if let gate = match(self, index, side), available(gate) { return (node.inputs[side], [output, gate.sigmoidOutput], gate) }
+            }
+            return nil
+        }
+    }
+
+    /// Each fusion `find` reports at an entry (tried in order; `available` says whether a match
+    /// keeps clear of the entries earlier fusions took) becomes one `kind` step in that entry's
+    /// place — x, every constant and the statistics' source are ready there — reading x then the
+    /// match's constants and writing `outputs`; the entries of its region go.
+    func rewrite(kind: String, log: String, what: String,
+                 _ find: (_ index: Int, _ available: (GateMatch) -> Bool) -> (x: String, outputs: [String], match: GateMatch)?) -> TypedGraph {
         var result = graph
         var claimed = Set<Int>(), removed = Set<Int>()
         var fused = 0
-        for (index, entry) in graph.entries.enumerated() where Self.isONNX(entry.node) && entry.node.opType == "Mul" {
-            guard !claimed.contains(index), entry.node.inputs.count == 2, let output = Self.singleOutput(entry.node) else { continue }
-            for side in 0..<2 {
-                guard let gate = match(self, index, side), gate.region.isDisjoint(with: claimed), !gate.region.contains(index) else { continue }
-                let x = entry.node.inputs[side]
-                var inputs = [x]
-                for (k, constant) in gate.constants.enumerated() {
-                    switch constant {
-                    case .existing(let name):
-                        inputs.append(name)
-                    case .new(let tensor):
-                        let name = "\(output)::\(kind.lowercased())_\(k)"
-                        result.constants[name] = tensor
-                        result.types[name] = tensor.valueType
-                        inputs.append(name)
-                    }
+        for index in graph.entries.indices where !claimed.contains(index) {
+            guard let (x, outputs, gate) = find(index, { $0.region.isDisjoint(with: claimed) && !$0.region.contains(index) }) else { continue }
+            var inputs = [x]
+            for (k, constant) in gate.constants.enumerated() {
+                switch constant {
+                case .existing(let name):
+                    inputs.append(name)
+                case .new(let tensor):
+                    let name = "\(outputs.first { !$0.isEmpty } ?? x)::\(kind.lowercased())_\(k)"
+                    result.constants[name] = tensor
+                    result.types[name] = tensor.valueType
+                    inputs.append(name)
                 }
-                let indices = (gate.region.union([index])).sorted()
-                let replaces = indices.flatMap { graph.entries[$0].replaces }
-                let node = Node(name: replaces.map(\.ref.name).joined(separator: "+"), opType: kind, domain: Passes.domain,
-                                inputs: inputs, outputs: [output, gate.sigmoidOutput], attributes: gate.attributes)
-                // The Mul's place: x, every constant and the statistics' source are ready there.
-                result.entries[index] = TypedGraph.Entry(node: node, opset: entry.opset, replaces: replaces)
-                claimed.formUnion(indices)
-                removed.formUnion(gate.region)
-                fused += 1
-                break
             }
+            let indices = (gate.region.union([index])).sorted()
+            let replaces = indices.flatMap { graph.entries[$0].replaces }
+            let node = Node(name: replaces.map(\.ref.name).joined(separator: "+"), opType: kind, domain: Passes.domain,
+                            inputs: inputs, outputs: outputs, attributes: gate.attributes)
+            result.entries[index] = TypedGraph.Entry(node: node, opset: graph.entries[index].opset, replaces: replaces)
+            claimed.formUnion(indices)
+            removed.formUnion(gate.region)
+            fused += 1
         }
         guard fused > 0 else { return graph }
         result.entries = result.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
@@ -273,24 +265,10 @@ struct GateFusion {
         let sigmoid = graph.entries[index].node
         guard Self.isONNX(sigmoid), sigmoid.opType == "Sigmoid", sigmoid.inputs.count == 1, let convIndex = producer(sigmoid.inputs[0]),
               let concatInput = graph.entries[convIndex].node.inputs.first, let concatIndex = producer(concatInput),
-              graph.entries[concatIndex].node.opType == "Concat" else { return nil }
-        // x: what the channel reductions read (views between them and the Concat are allowed).
-        for input in graph.entries[concatIndex].node.inputs {
-            var current = input
-            for _ in 0..<8 {
-                guard let producerIndex = producer(current) else { break }
-                let node = graph.entries[producerIndex].node
-                guard Self.isONNX(node), let first = node.inputs.first else { break }
-                if node.opType == "ReduceMax" || node.opType == "ReduceMean" {
-                    guard let xType = floatType(first), xType.rank == 4,
-                          let match = spatialMap(sigmoid: index, x: first, xShape: xType.shape, region: []) else { return nil }
-                    return (first, match)
-                }
-                guard Self.viewOps.contains(node.opType) else { break }
-                current = first
-            }
-        }
-        return nil
+              let first = graph.entries[concatIndex].node.inputs.first,
+              let x = channelReduction(of: first)?.x, let xType = floatType(x),
+              let match = spatialMap(sigmoid: index, x: x, xShape: xType.shape, region: []) else { return nil }
+        return (x, match)
     }
 
     /// The spatial gate's map computed from x: `Sigmoid(Conv(Concat(max_c x, mean_c x)))`, the
@@ -327,7 +305,7 @@ struct GateFusion {
         region.insert(concatIndex)
         var kinds: [String] = []
         for input in concat.inputs {
-            guard let (kind, entries) = channelReduction(of: input, x: x, rank: 4) else { return nil }
+            guard let (kind, entries, source) = channelReduction(of: input), source == x else { return nil }
             kinds.append(kind)
             region.formUnion(entries)
         }
@@ -340,8 +318,9 @@ struct GateFusion {
                          sigmoidOutput: sigmoid.outputs[0])
     }
 
-    /// `value` as ReduceMax or ReduceMean of x over axis 1, maybe through views: the op and the entries.
-    func channelReduction(of value: String, x: String, rank: Int) -> (String, [Int])? {
+    /// `value` as ReduceMax or ReduceMean over axis 1 of a 4-D x, maybe through views: the op,
+    /// the entries and x.
+    func channelReduction(of value: String) -> (kind: String, entries: [Int], x: String)? {
         var current = value
         var entries: [Int] = []
         for _ in 0..<8 {
@@ -353,9 +332,9 @@ struct GateFusion {
                 current = input
                 continue
             }
-            guard node.opType == "ReduceMax" || node.opType == "ReduceMean", input == x,
+            guard node.opType == "ReduceMax" || node.opType == "ReduceMean", let rank = graph.types[input]?.rank, rank == 4,
                   reduceAxes(entry, rank: rank) == [1], keepDims(node) != nil else { return nil }
-            return (node.opType, entries)
+            return (node.opType, entries, input)
         }
         return nil
     }

@@ -380,7 +380,7 @@ private func winogradCandidate(_ geometry: DNNLConvolution.Geometry, weights: [F
                                activation: ConvActivation, threads: Int) -> ConvCandidate? {
     guard DNNLConvolutionAlgorithm.winogradFits(geometry),
           Swift.min(geometry.outputHeight, geometry.outputWidth) >= winogradMinimumMap else { return nil }
-    let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (activation.postOp.map { [$0] } ?? [])
+    let postOps = activation.postOps(residual: residual)
     guard let primitive = try? DNNLConvolution(geometry: geometry, weights: weights, bias: bias, postOps: postOps, layout: .chosenByPrimitive,
                                                threads: threads, algorithm: .winograd),
           !primitive.usesReferenceKernel else { return nil }
@@ -415,7 +415,7 @@ private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), 
 private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool,
                               activation: ConvActivation, threads: Int, onlyOwnLayout: Bool = false,
                               carried: ConvOperandLayouts? = nil) throws -> [ConvCandidate] {
-    let postOps: [DNNLPostOp] = (residual ? [.sum] : []) + (activation.postOp.map { [$0] } ?? [])
+    let postOps = activation.postOps(residual: residual)
     func make(_ layout: DNNLActivationLayout) -> DNNLConvolution? {
         try? weights.withUnsafeBufferPointer { wp in
             try bias.map { b in
@@ -482,6 +482,9 @@ enum ConvActivation: Equatable {
         case .gelu(let tanh): return tanh ? .geluTanh : .geluErf
         }
     }
+
+    /// oneDNN's post-ops for a convolution with this activation: the residual summed first.
+    func postOps(residual: Bool) -> [DNNLPostOp] { (residual ? [.sum] : []) + (postOp.map { [$0] } ?? []) }
 }
 
 /// What follows a convolution's sgemm on each output row: + bias, + residual, Relu or Gelu.

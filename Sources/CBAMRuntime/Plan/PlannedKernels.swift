@@ -113,28 +113,27 @@ enum PlannedKernels {
 enum MACs {
     static func count(_ node: Node, inputs: [ValueType?], outputs: [ValueType?]) -> Int {
         func shape(_ i: Int) -> [Int]? { i < inputs.count ? inputs[i]?.shape : nil }
-        // A map-only spatial gate has no first output; every other op counted here has one.
-        guard let y = (outputs.first ?? nil) ?? (node.opType == "SpatialGate" ? ValueType(.float, []) : nil) else { return 0 }
+        let y = outputs.first ?? nil
         let product: (ArraySlice<Int>) -> Int = { $0.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? .max : $0 * $1 } }
         func times(_ a: Int, _ b: Int) -> Int { a.multipliedReportingOverflow(by: b).overflow ? .max : a * b }
         switch (node.domain, node.opType) {
         case ("", "Conv"), (Passes.domain, "FusedConv"):
             // Each output element sums C/group · kernel products.
-            guard let w = shape(1), w.count >= 3 else { return 0 }
+            guard let y, let w = shape(1), w.count >= 3 else { return 0 }
             return times(y.count, product(w.dropFirst()))
         case (Passes.domain, "SpatialGate"):
-            // The k×k convolution over the [N, 2, H, W] channel statistics.
+            // The k×k convolution over the [N, 2, H, W] channel statistics (a map-only gate has no y).
             guard let x = inputs.first ?? nil, x.shape.count == 4, x.shape[1] > 0, let w = shape(1) else { return 0 }
             return times(x.count / x.shape[1], product(w[...]))
         case ("", "ConvTranspose"):
             guard let x = inputs.first??.count, let w = shape(1), w.count >= 3 else { return 0 }
             return times(x, product(w.dropFirst()))
         case ("", "Gemm"):
-            guard let a = shape(0), a.count == 2 else { return 0 }
+            guard let y, let a = shape(0), a.count == 2 else { return 0 }
             let transA = { if case .int(let v)? = node.attributes["transA"] { return v != 0 } else { return false } }()
             return times(y.count, transA ? a[0] : a[1])
         case ("", "MatMul"):
-            guard let a = shape(0), let k = a.last else { return 0 }
+            guard let y, let a = shape(0), let k = a.last else { return 0 }
             return times(y.count, k)
         default:
             return 0

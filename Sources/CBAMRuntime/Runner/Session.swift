@@ -456,19 +456,19 @@ public final class Session: @unchecked Sendable {
         return try run(Dictionary(uniqueKeysWithValues: zip(names, tensors)), observer: observer)
     }
 
-    static func check(_ tensor: ValueType, against info: ValueInfo) throws {
-        if let expected = info.elementType, expected != tensor.dataType {
-            throw CBAMError(.typeMismatch, "input \"\(info.name)\" must be \(expected) but the given tensor is \(tensor.dataType)")
+    static func check(_ given: ValueType, against info: ValueInfo) throws {
+        if let expected = info.elementType, expected != given.dataType {
+            throw CBAMError(.typeMismatch, "input \"\(info.name)\" must be \(expected) but the given tensor is \(given.dataType)")
         } else if info.elementType == nil, info.elementTypeCode != 0 {
             throw CBAMError(.unsupportedType, "input \"\(info.name)\" has element type \(DataType.onnxName(of: info.elementTypeCode)), which cbam-run does not support")
         }
         guard let shape = info.shape else { return }
-        guard shape.count == tensor.shape.count else {
-            throw CBAMError(.shapeMismatch, "input \"\(info.name)\" must have shape \(info.shapeDescription) (rank \(shape.count)) but the given tensor has shape \(Shape.describe(tensor.shape))")
+        guard shape.count == given.shape.count else {
+            throw CBAMError(.shapeMismatch, "input \"\(info.name)\" must have shape \(info.shapeDescription) (rank \(shape.count)) but the given tensor has shape \(Shape.describe(given.shape))")
         }
         for (axis, dim) in shape.enumerated() {
-            if case .fixed(let n) = dim, n != tensor.shape[axis] {
-                throw CBAMError(.shapeMismatch, "input \"\(info.name)\" must have shape \(info.shapeDescription) but the given tensor has shape \(Shape.describe(tensor.shape)) (axis \(axis))")
+            if case .fixed(let n) = dim, n != given.shape[axis] {
+                throw CBAMError(.shapeMismatch, "input \"\(info.name)\" must have shape \(info.shapeDescription) but the given tensor has shape \(Shape.describe(given.shape)) (axis \(axis))")
             }
         }
     }
