@@ -350,8 +350,10 @@ def full_jobs(directory, blocks):
         ref = os.path.join(directory, e["outputs"][0]["file"]) if e.get("outputs") else None
         exporter = f"{e['exporter']}_op{e['opset']}"
         for batch in (1, 2):
-            jobs.append(Job("full", e["model"], path, inputs, batch=batch, exporter=exporter, spec_full=True,
-                            ref_output=ref))
+            # A file with a static batch 2 may have a batch-1 companion (export_models.py --full).
+            companion = os.path.join(directory, e["batch1_file"]) if batch == 1 and e.get("batch1_file") else None
+            jobs.append(Job("full", e["model"], companion if companion and os.path.exists(companion) else path, inputs,
+                            batch=batch, exporter=exporter, spec_full=True, ref_output=ref))
     return jobs
 
 

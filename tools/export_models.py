@@ -452,6 +452,9 @@ class Runner:
             status = "error"
             notes.append(f"onnxruntime failed: {short_error(e)}")
 
+        batch1 = self.batch1_companion(model, x, yn, exporter, opset, keep_bn, dynamic or declared_dynamic, mdir, tag,
+                                       atol, rtol, notes)
+
         entry = {
             "name": f"{mid}/{tag}",
             "model": mid,
@@ -473,12 +476,40 @@ class Runner:
             "attention": attention,
             "note": "; ".join(notes),
         }
+        if batch1:
+            entry["batch1_file"] = self.rel(mid, batch1)
         print(f"    {tag:28s} export {export_s:5.1f}s  nodes {len(ops_all):4d}  ops {len(ops):3d}  "
               f"dyn {str(bool(dyn_ok)):5s}  ort {status:8s} diff {diff if diff is not None else float('nan'):.3g}",
               flush=True)
         self.rows.append(dict(model=mid, exporter=tag, ops=len(ops), nodes=len(ops_all), status=status,
                               diff=diff, error=entry["note"] if status != "ok" else ""))
         return entry, None
+
+
+    def batch1_companion(self, model, x, yn, exporter, opset, keep_bn, dynamic, mdir, tag, atol, rtol, notes):
+        """For a full-size TorchScript file that had to be exported with a static batch 2, a second
+        file exported at batch 1 (`<tag>_b1.onnx`), so tools/bench.py can time the network at
+        both batch sizes as issue 13 asks. Checked with onnxruntime against PyTorch's output for
+        the first item. Returns the file name, or None. Not for the reduced zoo in Models/, whose
+        tests run the stored batch-2 inputs."""
+        if not self.full or exporter != "torchscript" or keep_bn or dynamic:
+            return None
+        fname = f"{tag}_b1.onnx"
+        path = os.path.join(mdir, fname)
+        try:
+            export_torchscript(model, x[:1], path, opset, keep_bn=False, dynamic=False)
+            model.eval()
+            got = ort_run(ort_session(path), np.ascontiguousarray(x[:1].numpy()))
+            if got.shape != yn[:1].shape or not np.allclose(got, yn[:1], atol=atol, rtol=rtol):
+                raise RuntimeError(f"onnxruntime output at batch 1 differs from PyTorch's (max abs diff "
+                                   f"{float(np.abs(got - yn[:1]).max()) if got.shape == yn[:1].shape else float('inf'):.3g})")
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"batch-1 companion export failed: {short_error(e, 300)}")
+            if os.path.exists(path):
+                os.remove(path)
+            return None
+        notes.append(f"static batch: {fname} holds the same network exported at batch 1")
+        return fname
 
 
 # --------------------------------------------------------------------------- manifest / README
