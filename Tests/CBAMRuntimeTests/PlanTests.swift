@@ -252,4 +252,49 @@ struct PlanTests {
             #expect(thrownCBAMError { _ = try session.run(borrowing: [name: wrongType]) }?.message.contains("must be float") == true)
         }
     }
+
+    /// A residual block of two 3×3 convolutions (32 channels, 24×24 maps: ones oneDNN's Winograd
+    /// kernel takes on AVX-512): with Winograd forced, timed (`fastest`) and left out (`direct`),
+    /// at batch 1 (its F(2×2) kernel) and 2 (F(4×4)) and 1 and 2 threads, the output agrees with
+    /// im2col on the plain plan; where Winograd exists on this CPU the forced plan runs it on
+    /// both convolutions, and `direct` never does.
+    @Test func winogradStepsAgreeWithTheDirectPlan() throws {
+        var rng = SplitMix(state: 53)
+        func random(_ shape: [Int], _ scale: Float) throws -> Tensor {
+            try f32(shape, (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
+        }
+        let pads: [String: Attribute] = ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3])]
+        let nodes = [Node(name: "conv1", opType: "Conv", inputs: ["x", "W1", "B1"], outputs: ["c1"], attributes: pads),
+                     Node(name: "relu1", opType: "Relu", inputs: ["c1"], outputs: ["r1"]),
+                     Node(name: "conv2", opType: "Conv", inputs: ["r1", "W2", "B2"], outputs: ["c2"], attributes: pads),
+                     Node(name: "add", opType: "Add", inputs: ["c2", "x"], outputs: ["a"]),
+                     Node(name: "relu2", opType: "Relu", inputs: ["a"], outputs: ["y"])]
+        let initializers = ["W1": try random([32, 32, 3, 3], 0.1), "B1": try random([32], 0.5),
+                            "W2": try random([32, 32, 3, 3], 0.1), "B2": try random([32], 0.5)]
+        let probe = DNNLConvolution.Geometry(batch: 1, channels: 32, height: 24, width: 24, outputChannels: 32, kernelHeight: 3, kernelWidth: 3,
+                                             padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
+        let cpuHasWinograd = (try? DNNLConvolution(geometry: probe, weights: [Float](repeating: 0, count: 32 * 32 * 9),
+                                                   layout: .chosenByPrimitive, algorithm: .winograd)).map { !$0.usesReferenceKernel } ?? false
+        for batch in [1, 2] {
+            let x = try random([batch, 32, 24, 24], 2)
+            let inputs = [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })]
+            let expected = try #require(try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"],
+                                                    options: SessionOptions(optimize: false, convolution: .im2col)).run(["x": x])["y"])
+            for convolution in [ConvolutionKernel.oneDNNWinograd, .fastest, .direct] {
+                for threads in [1, 2] {
+                    let s = try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"],
+                                        options: SessionOptions(threads: threads, convolution: convolution))
+                    let label = "batch \(batch), \(convolution), \(threads) thread(s)"
+                    let comparison = Comparison(actual: try #require(try s.run(["x": x])["y"]), expected: expected, atol: 1e-4, rtol: 1e-4)
+                    #expect(comparison.passed, "\(label): \(comparison)")
+                    let winogradSteps = try s.plan(for: ["x": x]).steps.filter { $0.kernel.detail.contains("winograd") }.count
+                    switch convolution {
+                    case .oneDNNWinograd: #expect(winogradSteps == (cpuHasWinograd ? 2 : 0), "\(label)")
+                    case .direct: #expect(winogradSteps == 0, "\(label)")
+                    default: break
+                    }
+                }
+            }
+        }
+    }
 }

@@ -264,7 +264,10 @@ final class DNNLExecutable: @unchecked Sendable {
         let stream: dnnl_stream_t
         let calls: [dnnl_memory_t]
         let scratchpad: dnnl_memory_t?
-        let scratch: UnsafeMutableRawPointer?
+        /// The scratchpad's bytes, and this context's own buffer for them, made the first time a
+        /// call brings none (a plan's step brings its scratch memory; tests and timing do not).
+        let scratchBytes: Int
+        var scratch: UnsafeMutableRawPointer?
         let args: UnsafeMutablePointer<dnnl_exec_arg_t>
         let argCount: Int
 
@@ -282,16 +285,17 @@ final class DNNLExecutable: @unchecked Sendable {
                 memories.append(memory!)
             }
             var scratchMemory: dnnl_memory_t?
-            var scratch: UnsafeMutableRawPointer?
+            var bytes = 0
             if failure == nil, var desc = variant.scratchpad {
-                let bytes = dnnl_memory_desc_get_size(&desc)
-                scratch = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 1), alignment: 64)
-                let status = dnnl_memory_create(&scratchMemory, &desc, engine, scratch)
+                bytes = dnnl_memory_desc_get_size(&desc)
+                // No buffer yet (a null handle): each call binds one.
+                let status = dnnl_memory_create(&scratchMemory, &desc, engine, nil)
                 if status != dnnl_success { failure = OneDNN.error(status, "dnnl_memory_create (scratchpad)") }
             }
             calls = memories
             scratchpad = scratchMemory
-            self.scratch = scratch
+            scratchBytes = bytes
+            scratch = nil
             argCount = callLayouts.count + variant.bound.count + (scratchMemory == nil ? 0 : 1)
             args = .allocate(capacity: argCount)
             var i = 0
@@ -412,10 +416,20 @@ final class DNNLExecutable: @unchecked Sendable {
         }
     }
 
+    /// Bytes of scratch memory the primitive for `threads` needs during a call (0: none).
+    func scratchpadBytes(threads: Int) throws -> Int {
+        guard var desc = try variant(threads: Swift.max(1, threads)).scratchpad else { return 0 }
+        return dnnl_memory_desc_get_size(&desc)
+    }
+
     /// Runs the primitive on `threads` OpenMP threads with the call arguments bound to `pointers`
-    /// (in `callLayouts` order). Safe to call from several threads at once.
+    /// (in `callLayouts` order). `scratchpad`: ``scratchpadBytes(threads:)`` bytes, 64-byte
+    /// aligned, the caller's for this call (a plan passes its step's scratch memory, shared by
+    /// all steps, so primitives with large scratchpads — Winograd's transformed tiles — do not
+    /// each keep their own); nil: the executable's own buffer. Safe to call from several
+    /// threads at once (each with its own scratchpad).
     func execute(threads: Int, _ p0: UnsafeMutableRawPointer, _ p1: UnsafeMutableRawPointer,
-                 _ p2: UnsafeMutableRawPointer? = nil) throws {
+                 _ p2: UnsafeMutableRawPointer? = nil, scratchpad: UnsafeMutableRawPointer? = nil) throws {
         let threads = Swift.max(1, threads)
         let (variant, pooled) = try state.withLock { state -> (Variant, Context?) in
             let variant = try self.variant(threads: threads, in: &state)
@@ -439,6 +453,12 @@ final class DNNLExecutable: @unchecked Sendable {
         for (i, memory) in context.calls.enumerated() {
             guard let pointer = i == 0 ? p0 : i == 1 ? p1 : p2 else { throw CBAMError(.missingInput, "oneDNN execute: argument \(i) is missing") }
             try OneDNN.check(dnnl_memory_set_data_handle(memory, pointer), "dnnl_memory_set_data_handle")
+        }
+        if let memory = context.scratchpad {
+            if scratchpad == nil, context.scratch == nil {
+                context.scratch = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(context.scratchBytes, 1), alignment: 64)
+            }
+            try OneDNN.check(dnnl_memory_set_data_handle(memory, scratchpad ?? context.scratch), "dnnl_memory_set_data_handle (scratchpad)")
         }
         try OneDNN.check(dnnl_primitive_execute(variant.primitive, context.stream, Int32(context.argCount), context.args),
                          "dnnl_primitive_execute")

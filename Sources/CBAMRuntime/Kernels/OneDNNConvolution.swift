@@ -324,11 +324,20 @@ public final class DNNLConvolution: @unchecked Sendable {
         try executable.variant(threads: Swift.max(1, threads)).implementation
     }
 
+    /// Bytes of scratch memory a call on `threads` threads needs (``execute(source:destination:threads:scratchpad:)``).
+    public func scratchpadBytes(threads: Int) throws -> Int {
+        try executable.scratchpadBytes(threads: threads)
+    }
+
     /// Runs the convolution on `threads` OpenMP threads. `source` holds `source.elementCount`
     /// floats in the `source` layout, `destination` `destination.elementCount` in its layout
     /// (holding the residual when a `.sum` post-op was asked for). They must not overlap.
-    public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1) throws {
-        try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination))
+    /// `scratchpad`: ``scratchpadBytes(threads:)`` bytes (64-byte aligned) for this call, or nil
+    /// for memory the primitive keeps.
+    public func execute(source: UnsafePointer<Float>, destination: UnsafeMutablePointer<Float>, threads: Int = 1,
+                        scratchpad: UnsafeMutableRawPointer? = nil) throws {
+        try executable.execute(threads: threads, UnsafeMutableRawPointer(mutating: source), UnsafeMutableRawPointer(destination),
+                               scratchpad: scratchpad)
     }
 }
 

@@ -8,8 +8,8 @@ import Foundation
 //                   straight into the output's place, then one epilogue pass;
 //   onednn-plain    a oneDNN primitive on plain NCHW, post-ops sum and eltwise_relu / gelu;
 //   onednn-blocked  the primitive in the layout it prefers, reorders around it;
-//   onednn-winograd oneDNN's Winograd kernel (3×3, stride 1, ungrouped, AVX-512), only
-//                   when forced (CBAM_CONV=winograd).
+//   onednn-winograd oneDNN's Winograd kernel (3×3, stride 1, ungrouped, AVX-512, maps of 20
+//                   and more), taken where it times 1.15× the direct choice.
 // The reference `ConvKernel` stays beside them for the differential tests.
 
 extension PlannedKernels {
@@ -191,7 +191,7 @@ extension PlannedKernels {
         if context.convolution != .im2col, let operandLayouts {
             // A large convolution takes oneDNN's own-layout kernel untimed (``ConvCandidate/fastest``): build that
             // one alone first, since each primitive holds its own reordered copy of the weights while it lives.
-            let untimed = context.convolution == .fastest && items * macsPerItem >= ConvCandidate.untimedMACs
+            let untimed = context.convolution.isTimed && items * macsPerItem >= ConvCandidate.untimedMACs
                 ? try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
                                        threads: context.threads, onlyOwnLayout: true).filter(\.isOwnLayoutKernel) : []
             if let only = untimed.first {
@@ -203,17 +203,17 @@ extension PlannedKernels {
                         .map { try $0.adapted(to: operandLayouts, threads: threads) }
                 }
             }
-            // Winograd only when asked for: on this VM it measured 1.6–2.3× the direct kernel on
-            // ResNet's 56×56 and 28×28 maps alone, but within a few percent either way inside the
-            // networks (reorders to and from its layout, a colder cache), for 16/9–4× the weights' memory.
-            if context.convolution == .oneDNNWinograd,
-               let winograd = winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
-                                                activation: activation, threads: context.threads) {
-                candidates += [try winograd.adapted(to: operandLayouts, threads: context.threads)]
-            }
         }
-        let chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
+        var chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                            x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
+        // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
+        // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
+        if let operandLayouts, context.convolution == .oneDNNWinograd || context.convolution == .fastest,
+           let winograd = try winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
+            chosen = context.convolution == .oneDNNWinograd ? winograd
+                : ConvCandidate.preferWinograd(winograd, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+        }
         let scratch = context.scratch(bytes: chosen.scratchBytes)
         // A oneDNN primitive holds its own copy of W and B; im2col reads the constants' buffers.
         return PlannedKernel(detail: chosen.name, reorders: chosen.reorders, copiedConstantInputs: chosen.copiesWeights ? [1, 2] : []) { memory in
@@ -301,7 +301,7 @@ struct ConvCandidate {
     static func fastest(_ candidates: [ConvCandidate], choice: ConvolutionKernel, macs: Int, x: Int, y: Int, residual: Bool,
                         grouped: Bool = false) -> ConvCandidate {
         if choice == .im2col { return candidates[0] }
-        if choice != .fastest, let forced = candidates.first(where: { $0.name.hasPrefix(choice.prefix) }) { return forced }
+        if !choice.isTimed, let forced = candidates.first(where: { $0.name.hasPrefix(choice.prefix) }) { return forced }
         // A grouped convolution is timed however small: im2col makes one sgemm call per group
         // (per channel, depthwise), which oneDNN's grouped and depthwise kernels avoid.
         guard candidates.count > 1, macs >= 1 << 16 || grouped else { return candidates[0] }
@@ -316,31 +316,7 @@ struct ConvCandidate {
         // are carried in (no reorder), else its own-layout kernel; im2col below.
         let blocked = candidates.first(where: { $0.name.hasPrefix("onednn-carried:") }) ?? candidates.first(where: \.isOwnLayoutKernel)
         let preferred = macs >= 1 << 20 ? blocked ?? candidates[0] : candidates[0]
-        let source = AlignedBuffer(byteCount: x * 4), target = AlignedBuffer(byteCount: y * 4)
-        let added = residual ? AlignedBuffer(byteCount: y * 4) : nil
-        for buffer in [source, target] + (added.map { [$0] } ?? []) { buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.byteCount) }
-        // The fastest of 5 runs after a warm-up: the minimum, not the median, because what a
-        // busy machine adds (preemption, another process's cache traffic) only ever adds time.
-        // The candidates take turns, run by run, so that a burst of such noise slows them all
-        // rather than whichever happened to be timed during it.
-        let scratches = candidates.map { AlignedBuffer(byteCount: $0.scratchBytes) }
-        var best = [Double](repeating: .infinity, count: candidates.count)
-        var failed = [Bool](repeating: false, count: candidates.count)
-        for attempt in 0..<6 {
-            for (index, candidate) in candidates.enumerated() where !failed[index] {
-                let start = DispatchTime.now().uptimeNanoseconds
-                do {
-                    try candidate.run(UnsafePointer(source.pointer.assumingMemoryBound(to: Float.self)), target.pointer.assumingMemoryBound(to: Float.self),
-                                      added.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Float.self)) }, scratches[index].pointer)
-                } catch { failed[index] = true; continue }
-                if attempt > 0 { best[index] = Swift.min(best[index], Double(DispatchTime.now().uptimeNanoseconds - start)) }
-            }
-        }
-        var fastestTimes: [(candidate: ConvCandidate, nanoseconds: Double)] = []
-        for (index, candidate) in candidates.enumerated() where !failed[index] && best[index].isFinite {
-            if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: \(candidate.name) \(best[index] / 1e6) ms\n".utf8)) }
-            fastestTimes.append((candidate, best[index]))
-        }
+        let fastestTimes = time(candidates, x: x, y: y, residual: residual, macs: macs)
         guard let winner = fastestTimes.min(by: { $0.nanoseconds < $1.nanoseconds }) else { return preferred }
         // Keep the default unless another kernel is clearly faster (15%): two processes then
         // make the same choice even when their timings differ by a little.
@@ -351,13 +327,66 @@ struct ConvCandidate {
     }
 }
 
+extension ConvCandidate {
+    /// Each candidate's fastest of 5 runs after a warm-up, on zero buffers of the step's sizes
+    /// (candidates that throw are left out). The minimum, not the median, because what a
+    /// busy machine adds (preemption, another process's cache traffic) only ever adds time.
+    /// The candidates take turns, run by run, so that a burst of such noise slows them all
+    /// rather than whichever happened to be timed during it.
+    static func time(_ candidates: [ConvCandidate], x: Int, y: Int, residual: Bool, macs: Int) -> [(candidate: ConvCandidate, nanoseconds: Double)] {
+        let source = AlignedBuffer(byteCount: x * 4), target = AlignedBuffer(byteCount: y * 4)
+        let added = residual ? AlignedBuffer(byteCount: y * 4) : nil
+        for buffer in [source, target] + (added.map { [$0] } ?? []) { buffer.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.byteCount) }
+        let scratches = candidates.map { AlignedBuffer(byteCount: $0.scratchBytes) }
+        var best = [Double](repeating: .infinity, count: candidates.count)
+        var failed = [Bool](repeating: false, count: candidates.count)
+        for attempt in 0..<6 {
+            for (index, candidate) in candidates.enumerated() where !failed[index] {
+                let start = DispatchTime.now().uptimeNanoseconds
+                do {
+                    try candidate.run(UnsafePointer(source.pointer.assumingMemoryBound(to: Float.self)), target.pointer.assumingMemoryBound(to: Float.self),
+                                      added.map { UnsafePointer($0.pointer.assumingMemoryBound(to: Float.self)) }, scratches[index].pointer)
+                } catch { if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: \(candidate.name) failed: \(error)\n".utf8)) }; failed[index] = true; continue }
+                if attempt > 0 { best[index] = Swift.min(best[index], Double(DispatchTime.now().uptimeNanoseconds - start)) }
+            }
+        }
+        var times: [(candidate: ConvCandidate, nanoseconds: Double)] = []
+        for (index, candidate) in candidates.enumerated() where !failed[index] && best[index].isFinite {
+            if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: \(candidate.name) \(best[index] / 1e6) ms\n".utf8)) }
+            times.append((candidate, best[index]))
+        }
+        return times
+    }
+
+    /// Winograd instead of `direct` when, timed side by side in the operands' layouts (reorders
+    /// included), it is at least ``winogradMargin`` times as fast.
+    static func preferWinograd(_ winograd: ConvCandidate, over direct: ConvCandidate, x: Int, y: Int, residual: Bool, macs: Int) -> ConvCandidate {
+        let times = time([direct, winograd], x: x, y: y, residual: residual, macs: macs)
+        guard times.count == 2 else { return times.first?.candidate ?? direct }
+        let chosen = times[1].nanoseconds * winogradMargin <= times[0].nanoseconds ? winograd : direct
+        if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: chose \(chosen.name)\n".utf8)) }
+        return chosen
+    }
+
+    /// How much faster than the direct kernel Winograd must time in its step (reorders to and
+    /// from its nChw16c layout included) to be taken: the margin keeps it off maps where it only
+    /// ties, since it costs memory (larger transformed weights) and its result differs from the
+    /// direct kernel's by more rounding. On this VM it timed 1.3–1.4× on ResNet-18's 56×56 and
+    /// 28×28 steps, and whole networks took 0.90–0.92 (ResNet-18 + CBAM, SE-ResNet-34) and
+    /// 0.95–0.97 (ResNet-50 + CBAM) of the direct plan's time, runs alternating in one process.
+    static let winogradMargin = 1.15
+}
+
 /// `CBAM_CONV_TRACE=1` prints every timed Conv candidate to standard error.
 private let traceChoices = ProcessInfo.processInfo.environment["CBAM_CONV_TRACE"] == "1"
 
 extension ConvolutionKernel {
+    /// The plan times the candidates (`fastest`, `direct`) rather than taking a forced one.
+    var isTimed: Bool { self == .fastest || self == .direct }
+
     var prefix: String {
         switch self {
-        case .fastest: return ""
+        case .fastest, .direct: return ""
         case .im2col: return "im2col"
         case .oneDNN: return "onednn-plain"
         case .oneDNNBlocked: return "onednn-blocked"
@@ -425,8 +454,8 @@ private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Fl
             } ?? DNNLConvolution(geometry: geometry, weights: wp.baseAddress!, postOps: postOps, layout: layout, threads: threads)
         }
     }
-    func candidate(_ primitive: DNNLConvolution, _ name: String) -> ConvCandidate { oneDNNCandidate(primitive, name, threads: threads) }
-    var result: [ConvCandidate] = []
+    func candidate(_ primitive: DNNLConvolution, _ name: String) -> ConvCandidate? { oneDNNCandidate(primitive, name, threads: threads) }
+    var result: [ConvCandidate?] = []
     if !onlyOwnLayout, let plain = make(.plain), !plain.usesReferenceKernel {
         result.append(candidate(plain, "onednn-plain:" + plain.implementation))
     }
@@ -439,7 +468,7 @@ private func oneDNNCandidates(_ geometry: DNNLConvolution.Geometry, weights: [Fl
        let exact = make(.given(source: carried.x, destination: carried.y)), !exact.usesReferenceKernel {
         result.append(candidate(exact, "onednn-carried:" + exact.implementation + " " + exact.source.tag))
     }
-    return result
+    return result.compactMap { $0 }
 }
 
 /// The layouts a Conv step's operands lie in, in oneDNN's terms (4-D: 1-D convolutions as H = 1).
@@ -537,11 +566,14 @@ func affineRow(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Fl
 
 /// A oneDNN convolution primitive as a candidate: the sum post-op adds into what the destination
 /// holds, so the residual is copied there first (unless it was reordered there already).
-private func oneDNNCandidate(_ primitive: DNNLConvolution, _ name: String, threads: Int) -> ConvCandidate {
+private func oneDNNCandidate(_ primitive: DNNLConvolution, _ name: String, threads: Int) -> ConvCandidate? {
     let count = primitive.destination.elementCount
-    return ConvCandidate(name: name, scratchBytes: 0, source: primitive.source, destination: primitive.destination,
-                         sumsIntoDestination: true) { x, y, added, _ in
+    // oneDNN's scratchpad lives in the step's scratch memory (shared by every step of the plan),
+    // not beside each primitive: a Winograd kernel's is several MB.
+    guard let scratchpad = try? primitive.scratchpadBytes(threads: threads) else { return nil }
+    return ConvCandidate(name: name, scratchBytes: scratchpad, source: primitive.source, destination: primitive.destination,
+                         sumsIntoDestination: true) { x, y, added, scratch in
         if let added, added != UnsafePointer(y) { y.update(from: added, count: count) }
-        try primitive.execute(source: x, destination: y, threads: threads)
+        try primitive.execute(source: x, destination: y, threads: threads, scratchpad: scratchpad > 0 ? scratch : nil)
     }
 }

@@ -73,6 +73,7 @@ public struct SessionOptions: Sendable {
     /// Keeps the values between convolutions in the layout the convolution kernels want
     /// (NHWC or nChw8c, by CPU) instead of reordering at every Conv. Off (or
     /// `CBAM_LAYOUT=plain`), every value is plain NCHW: the reference for differential tests.
+    /// `CBAM_LAYOUT=nhwc|nChw8c|nChw16c` carries that layout instead of the CPU's (to compare).
     public var carryLayouts: Bool
     /// MACs from which a convolution's neighbours are carried (tests lower it to carry everything).
     var carryFromMACs = LayoutPass.minimumMACs
@@ -92,15 +93,24 @@ public struct SessionOptions: Sendable {
         self.optimize = optimize
         self.convolution = convolution
         self.carryLayouts = carryLayouts
+        switch ProcessInfo.processInfo.environment["CBAM_LAYOUT"] {
+        case "nChw16c"?: carriedLayout = .channelBlocked(16)
+        case "nChw8c"?: carriedLayout = .channelBlocked(8)
+        case "nhwc"?: carriedLayout = .channelsLast
+        default: break
+        }
         self.timeout = timeout.map { $0.isNaN ? 0 : max(0, $0) }
         self.cancellation = cancellation
     }
 }
 
 /// The ways a planned Conv can compute. The plan times the candidates on the CPU it runs on
-/// and keeps the fastest; the others are there to compare (`CBAM_CONV=im2col|onednn|blocked|carried|winograd`).
+/// and keeps the fastest; the others are there to compare (`CBAM_CONV=direct|im2col|onednn|blocked|carried|winograd`).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case fastest
+    /// As `fastest`, without Winograd: only the direct kernels (to compare, or for results
+    /// rounded as the direct convolution rounds them).
+    case direct
     /// im2col into scratch memory and oneDNN's sgemm, then bias, residual and Relu in one pass.
     case im2col
     /// A oneDNN primitive on plain NCHW, with post-ops.
@@ -111,14 +121,15 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// reorder), where that differs from its preferred one (grouped convolutions); elsewhere
     /// the plan's usual choice.
     case oneDNNCarried
-    /// oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of 20 and
-    /// more, AVX-512), else the plan's usual choice. Never chosen by `fastest`: inside whole
-    /// networks it measured within noise of the direct kernels, for more memory.
+    /// oneDNN's Winograd kernel wherever it has one (3×3, stride 1, ungrouped, maps of 20 and
+    /// more, AVX-512), else the plan's usual choice. `fastest` takes it only where it times
+    /// 1.15× the direct kernel (``ConvCandidate/winogradMargin``).
     case oneDNNWinograd
 
-    /// `CBAM_CONV` from the environment (im2col, onednn, blocked, carried, winograd), else `fastest`.
+    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
+        case "direct"?: return .direct
         case "im2col"?: return .im2col
         case "onednn"?: return .oneDNN
         case "blocked"?: return .oneDNNBlocked
