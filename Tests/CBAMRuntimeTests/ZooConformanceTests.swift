@@ -160,8 +160,12 @@ struct CarriedLayoutTests {
         try check(entry, layout: nil, convolution: .oneDNNCarried)
     }
 
-    /// ResNeXt's grouped convolutions prefer a grouped-block layout: forced to the carried one,
-    /// they take it and the plan makes fewer reorders than with their preferred kernel.
+    /// ResNeXt's grouped convolutions prefer a grouped-block layout on AVX-512 (nChw4c between
+    /// NHWC neighbours): forced to the carried one, they take it and the plan makes fewer
+    /// reorders than with their preferred kernel. With AVX2 alone (`DNNL_MAX_CPU_ISA=AVX2`
+    /// on this Xeon: nChw8c carried) oneDNN has no kernel for the zoo's grouped convolutions
+    /// (4 channels per group) in the carried layout, so there is nothing to take; the outputs
+    /// are still checked by ``carriedLayoutKernelsMatchPlain(_:)``.
     @Test func groupedConvolutionsTakeTheCarriedLayout() throws {
         guard LayoutPass.machineLayout != nil else { return }
         let path = Repo.path("Models/seed002_resnext50/torchscript_op17.onnx")
@@ -173,8 +177,12 @@ struct CarriedLayoutTests {
         let blocked = try Session(contentsOf: path, options: options)
         let name = try #require(carried.model.graph.inputs.first?.name)
         let steps = try carried.plan(for: [name: x]).steps.filter { $0.kernel.detail.hasPrefix("onednn-carried:") }
-        #expect(!steps.isEmpty)
-        #expect(try carried.prepare([name: x]).reorders < blocked.prepare([name: x]).reorders)
+        if LayoutPass.machineLayout == .channelsLast {
+            #expect(!steps.isEmpty, "\(OneDNN.isaName)")
+            #expect(try carried.prepare([name: x]).reorders < blocked.prepare([name: x]).reorders, "\(OneDNN.isaName)")
+        } else {
+            #expect(steps.isEmpty, "\(OneDNN.isaName): a carried kernel appeared; make this test expect fewer reorders here too")
+        }
     }
 
     func check(_ entry: ZooEntry, layout: Layout?, convolution: ConvolutionKernel = .fastest) throws {
