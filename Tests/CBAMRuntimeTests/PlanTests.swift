@@ -297,4 +297,30 @@ struct PlanTests {
             }
         }
     }
+
+    /// A step's scratch memory lies in a gap of the arena or past it, never on the bytes of a
+    /// value the step reads or writes, and inside the buffer a run allocates: on every zoo
+    /// model (one export each) and a ResNet-sized residual block whose Winograd steps ask for
+    /// MBs of scratch. (That no other live value is overwritten is what the zoo conformance
+    /// tests show, outputs against PyTorch's.)
+    @Test func stepScratchAvoidsTheStepsOwnOperands() throws {
+        var checked = 0
+        for entry in ZooEntry.all where entry.file.hasSuffix("torchscript_op17.onnx") {
+            let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2))
+            var feeds: [String: Tensor] = [:]
+            for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
+            let plan = try session.plan(for: feeds)
+            for step in plan.steps where step.scratchBytes > 0 {
+                let scratch = step.scratchOffset..<(step.scratchOffset + step.scratchBytes)
+                #expect(scratch.upperBound <= plan.arenaBytes + plan.scratchBytes, "\(entry.name) \(step.entry.node.name)")
+                for operand in (step.inputs + step.outputs).compactMap({ $0 }) {
+                    guard case .arena(let offset) = operand.address else { continue }
+                    let bytes = offset..<(offset + operand.type.byteCount)
+                    #expect(!bytes.overlaps(scratch), "\(entry.name) \(step.entry.node.name): scratch \(scratch) on \(bytes)")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked > 0)
+    }
 }

@@ -65,6 +65,10 @@ public enum Layout: Hashable, Sendable, CustomStringConvertible {
 struct RunMemory {
     let arena: UnsafeMutableRawPointer
     let scratch: UnsafeMutableRawPointer
+
+    /// The memory `step` runs with: its scratch memory where the plan placed it.
+    @inline(__always)
+    func forStep(_ step: Plan.Step) -> RunMemory { RunMemory(arena: arena, scratch: arena + step.scratchOffset) }
 }
 
 /// Where an operand's bytes are during a run: at an offset in the run's arena or its

@@ -17,6 +17,11 @@ final class Plan: @unchecked Sendable {
         let inputs: [Operand?]
         let outputs: [Operand?]
         let macs: Int
+        /// Where the step's scratch memory starts in the run's buffer: in a gap of the arena that
+        /// no value live during the step occupies, or past the arena (``ArenaLayout/gap(bytes:during:)``).
+        var scratchOffset = 0
+        /// Bytes of scratch memory the step's kernel asked for.
+        var scratchBytes = 0
     }
 
     /// A view: its output is its input's bytes. Observers see it after `afterStep` (-1: before the first step).
@@ -39,7 +44,8 @@ final class Plan: @unchecked Sendable {
     let outputs: [(name: String, value: Output)]
     /// Bytes of the arena: every intermediate, at its planned offset.
     let arenaBytes: Int
-    /// Bytes of the scratch area kernels share within a step.
+    /// Bytes past the arena that some step's scratch memory needs (most steps' fits in the
+    /// arena's gaps: see ``Step/scratchOffset``).
     let scratchBytes: Int
     /// Bytes of the constants this plan computed itself (folded values, rewritten weights).
     let foldedBytes: Int
@@ -91,7 +97,7 @@ final class Plan: @unchecked Sendable {
     func run<Input: RunInput>(_ feeds: [String: Input], observer: RunObserver?, interrupt: RunInterrupt? = nil) throws -> [String: Tensor] {
         let arena = takeArena()
         defer { giveBack(arena) }
-        let memory = RunMemory(arena: arena.pointer, scratch: arena.pointer + arenaBytes)
+        let memory = RunMemory(arena: arena.pointer, scratch: arena.pointer)
         for (name, operand) in inputs {
             guard let tensor = feeds[name] else { throw CBAMError(.missingInput, "input \"\(name)\" was not supplied") }
             tensor.copyBytes(to: operand.address.pointer(memory), operand: operand)
@@ -101,7 +107,7 @@ final class Plan: @unchecked Sendable {
         } else {
             for (index, step) in steps.enumerated() {
                 try interrupt?.check(step: index, of: steps.count)
-                try withErrorContext(node: step.entry.node.ref) { try step.kernel.run(memory) }
+                try withErrorContext(node: step.entry.node.ref) { try step.kernel.run(memory.forStep(step)) }
             }
         }
         var results: [String: Tensor] = [:]
@@ -137,7 +143,7 @@ final class Plan: @unchecked Sendable {
                 return operand.map(tensor)
             }
             let start = timed ? DispatchTime.now().uptimeNanoseconds : 0
-            try withErrorContext(node: step.entry.node.ref) { try step.kernel.run(memory) }
+            try withErrorContext(node: step.entry.node.ref) { try step.kernel.run(memory.forStep(step)) }
             let seconds = timed ? Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 : nil
             let outputs = step.outputs.map { operand -> Tensor in operand.map(tensor) ?? Tensor.float([0], []) }
             try observer.nodeDidRun(NodeEvent(index: eventIndex, node: step.entry.node, inputs: inputs, outputs: outputs,

@@ -175,9 +175,16 @@ struct Planner {
                 } else {
                     throw CBAMError(.unsupportedOp, "no kernel for \(node.domain.isEmpty ? "" : node.domain + "::")\(node.opType)")
                 }
-                scratchBytes = Swift.max(scratchBytes, context.scratchBytes)
                 let macs = MACs.count(node, inputs: inputs.map { $0?.type }, outputs: outputs.map { $0?.type })
-                return Plan.Step(entry: entry, kernel: kernel, inputs: inputs, outputs: outputs, macs: macs)
+                var step = Plan.Step(entry: entry, kernel: kernel, inputs: inputs, outputs: outputs, macs: macs)
+                // The step's scratch (im2col columns, a oneDNN scratchpad, reorder buffers) goes where no value
+                // live during the step lies: a Winograd step's several MB then mostly cost nothing.
+                if context.scratchBytes > 0 {
+                    step.scratchBytes = context.scratchBytes
+                    step.scratchOffset = arena.gap(bytes: context.scratchBytes, during: steps.count)
+                    scratchBytes = Swift.max(scratchBytes, step.scratchOffset + context.scratchBytes - arena.size)
+                }
+                return step
             }
             totalMACs = totalMACs.addingReportingOverflow(step.macs).overflow ? .max : totalMACs + step.macs
             for (position, name) in entry.node.inputs.enumerated() where !name.isEmpty && typed.constants[name] != nil {
@@ -290,6 +297,8 @@ struct ArenaLayout {
 
     let offsets: [String: Int]
     let size: Int
+    /// Every value's place and lifetime, for ``gap(bytes:during:)``.
+    private let placed: [(offset: Int, end: Int, first: Int, last: Int)]
 
     init(_ intervals: [Interval]) {
         let sorted = intervals.sorted { ($0.bytes, $1.name) > ($1.bytes, $0.name) }
@@ -310,5 +319,19 @@ struct ArenaLayout {
         }
         self.offsets = offsets
         self.size = size
+        self.placed = placed
+    }
+
+    /// The lowest offset (a multiple of ``alignment``) where `bytes` fit beside every value live
+    /// during `step` (written before or by it, read by it or later): memory the step may use
+    /// as scratch. Past ``size`` when no gap in the arena is large enough.
+    func gap(bytes: Int, during step: Int) -> Int {
+        let live = placed.filter { $0.first <= step && step <= $0.last }.sorted { $0.offset < $1.offset }
+        var offset = 0
+        for other in live {
+            if offset + bytes <= other.offset { break }
+            offset = Swift.max(offset, other.end)
+        }
+        return offset
     }
 }
