@@ -182,7 +182,8 @@ struct Planner {
                 if context.scratchBytes > 0 {
                     step.scratchBytes = context.scratchBytes
                     step.scratchOffset = arena.gap(bytes: context.scratchBytes, during: steps.count)
-                    scratchBytes = Swift.max(scratchBytes, step.scratchOffset + context.scratchBytes - arena.size)
+                    let (end, overflow) = step.scratchOffset.addingReportingOverflow(context.scratchBytes)
+                    scratchBytes = overflow ? .max : Swift.max(scratchBytes, end - arena.size)  // the budget check refuses .max
                 }
                 return step
             }
@@ -329,7 +330,7 @@ struct ArenaLayout {
         let live = placed.filter { $0.first <= step && step <= $0.last }.sorted { $0.offset < $1.offset }
         var offset = 0
         for other in live {
-            if offset + bytes <= other.offset { break }
+            if offset <= other.offset, bytes <= other.offset - offset { break }
             offset = Swift.max(offset, other.end)
         }
         return offset
