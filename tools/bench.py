@@ -15,6 +15,14 @@ once, infer()), so Python overhead weighs as little as possible on small models.
 round medians), and the ratio cbam-run / the faster of onnxruntime and OpenVINO
 (lower is better, 1.0 = as fast as the faster peer).
 
+With --paired the runtimes take turns run by run instead (one timed run each, in a rotating
+order, --runs times), all in this process: cbam-run through its Python package over
+libcbamrun.so (`--library`, default .build/release/libcbamrun.so; build it with
+`swift build -c release --product cbamrun`), which adds its per-call overhead (about 15 µs)
+to its times. On a VM whose speed moves from second to second this measures the ratios
+far more steadily than rounds of several runs; compile time and memory still come from one
+`cbam-run bench` process per row.
+
 Before timing, outputs are compared: cbam-run's first output (`cbam-run MODEL INPUT -o`)
 against onnxruntime's and OpenVINO's, as max |difference| / max |onnxruntime output|.
 A difference above 1e-3 marks the row with "!" and is listed; the timing still happens.
@@ -37,8 +45,8 @@ Model sets:
                  small zoo models, batch 2)
   --full DIR     full-size networks from `python3 tools/export_models.py --full --out DIR`:
                  the TorchScript opset-17 and the dynamo export of each, at batch 1 and 2
-                 (batch 1 = the first item of the stored batch-2 input; skipped for files
-                 with a static batch)
+                 (batch 1 = the first item of the stored batch-2 input; a file with a static
+                 batch 2 is timed at batch 1 on its `_b1` companion where the export made one)
   --models F…    these files (inputs: input.npy beside each, else random with a fixed seed)
   --families DIR issue 15's modern families from `python3 tools/export_timm.py --wide --out DIR`:
                  one export per family (TorchScript opset 17 where PyTorch made one, else
@@ -525,6 +533,25 @@ def make_ov(path, arrays, threads):
     return peer
 
 
+DEFAULT_LIBRARY = os.path.join(ROOT, ".build", "release", "libcbamrun.so")
+
+
+def make_cbam(path, arrays, threads, library):
+    """cbam-run in this process (--paired): a `cbamrun.Session` over libcbamrun.so, the feeds
+    made once (C-contiguous float32 arrays go to the C API without a copy)."""
+    if not os.path.exists(library):
+        raise RuntimeError(f"{library} not found: build it with swift build -c release --product cbamrun")
+    os.environ["CBAMRUN_LIBRARY"] = library
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import cbamrun
+    start = time.perf_counter()
+    session = cbamrun.Session(path, threads=threads)
+    feeds = {i.name: np.ascontiguousarray(a) for i, a in zip(session.inputs, arrays)}
+    session.run(feeds)  # the plan for these shapes is compiled by the first run
+    load_ms = (time.perf_counter() - start) * 1000
+    return Peer("cbam-run", lambda: session.run(feeds), lambda: next(iter(session.run(feeds).values())), load_ms)
+
+
 def make_torch(module, arrays, threads):
     import torch
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
@@ -744,6 +771,45 @@ def timed_batch(peer, n):
 def summarize(samples):
     return {"median_ms": statistics.median(samples), "mean_ms": statistics.fmean(samples), "min_ms": min(samples),
             "max_ms": max(samples), "samples": len(samples)}
+
+
+def bench_paired(job, threads, args, peers, arrays, notes):
+    """--paired: every runtime in this process, one timed run each in a rotating order, --runs
+    times; cbam-run's compile time and memory from one `cbam-run bench` process."""
+    try:
+        peers = [make_cbam(job.path, arrays, threads, args.library)] + peers
+    except Exception as error:  # noqa: BLE001
+        notes.append(f"cbam-run failed ({threads} thr): {short_error(error)}")
+    samples = {p.name: [] for p in peers}
+    failed = set()
+    for peer in peers:
+        try:
+            for _ in range(args.warmup):
+                peer.run()
+        except Exception as error:  # noqa: BLE001
+            failed.add(peer.name)
+            notes.append(f"{peer.name} failed ({threads} thr): {short_error(error)}")
+    live = [p for p in peers if p.name not in failed]
+    for k in range(args.runs):
+        for peer in live[k % len(live):] + live[:k % len(live)] if live else []:
+            start = time.perf_counter()
+            peer.run()
+            samples[peer.name].append((time.perf_counter() - start) * 1000)
+            time.sleep(args.pause)  # let spinning pool threads of the last runtime go idle
+    stats = {name: summarize(s) for name, s in samples.items() if s}
+    extras = {}
+    try:
+        c = cbam_bench(args.binary, job.path, job.inputs, threads, 3, args.warmup)
+        for key in ("compile_ms", "plan_peak_bytes", "peak_rss_bytes"):
+            if key in c:
+                extras[key] = c[key]
+        if "rss_at_start_bytes" in c and "peak_rss_bytes" in c:
+            extras["peak_above_start_bytes"] = c["peak_rss_bytes"] - c["rss_at_start_bytes"]
+        if "_time_peak_bytes" in c:
+            extras["time_peak_bytes"] = c["_time_peak_bytes"]
+    except Exception as error:  # noqa: BLE001
+        notes.append(f"cbam-run bench (compile time, memory) failed ({threads} thr): {short_error(error)}")
+    return stats, extras
 
 
 def bench_job(job, threads, args, peers_in_process, notes):
@@ -987,7 +1053,10 @@ def run_jobs(jobs, args, tmpdir, torch_zoo):
                     row["notes"].append(f"{name} failed ({threads} thr): {short_error(error)}")
             if module is not None:
                 peers.append(make_torch(module, arrays, threads))
-            stats, extras = bench_job(job, threads, args, peers, row["notes"])
+            if args.paired:
+                stats, extras = bench_paired(job, threads, args, peers, arrays, row["notes"])
+            else:
+                stats, extras = bench_job(job, threads, args, peers, row["notes"])
             row["stats"] = stats
             row["load_ms"] = {p.name: p.load_ms for p in peers if p.load_ms is not None}
             row["cbam_extras"] = extras
@@ -1208,12 +1277,19 @@ def write_benchmarks(path, results, args, header, per_layers, specs_deep, chart_
     if header["env"]:
         lines.append("- environment: " + ", ".join(f"`{k}={v}`" for k, v in header["env"].items()))
     lines += ["",
-              f"Each row: {args.runs} timed runs per runtime in {max(1, min(args.rounds, args.runs))} interleaved rounds "
-              f"(in each round every runtime, in a rotating order, does {args.warmup} untimed warm-up run(s), then its "
-              "share of the timed runs; onnxruntime through run_with_iobinding, OpenVINO through infer() on preset "
-              "input tensors). Times are "
-              "median milliseconds per run (cbam-run: median of its per-round medians, each round a fresh "
-              "`cbam-run bench` process with its own warm-up). ratio = cbam-run / the faster of onnxruntime and "
+              (f"Each row (--paired): {args.warmup} untimed warm-up run(s) of each runtime, then {args.runs} timed runs of "
+               "each, the runtimes taking turns run by run in a rotating order, all in one process (cbam-run through "
+               "its Python package over libcbamrun.so, which adds its per-call overhead of about 15 µs; onnxruntime "
+               "through run_with_iobinding, OpenVINO through infer() on preset input tensors). Times are median "
+               "milliseconds per run; compile time and memory from one `cbam-run bench` process."
+               if args.paired else
+               f"Each row: {args.runs} timed runs per runtime in {max(1, min(args.rounds, args.runs))} interleaved rounds "
+               f"(in each round every runtime, in a rotating order, does {args.warmup} untimed warm-up run(s), then its "
+               "share of the timed runs; onnxruntime through run_with_iobinding, OpenVINO through infer() on preset "
+               "input tensors). Times are "
+               "median milliseconds per run (cbam-run: median of its per-round medians, each round a fresh "
+               "`cbam-run bench` process with its own warm-up).")
+              + " ratio = cbam-run / the faster of onnxruntime and "
               "OpenVINO (lower is better); `!` marks a cbam-run output that differs from onnxruntime or OpenVINO by "
               "more than 1e-3 × max |output| (columns err ort / err ov). PyTorch is eager mode under "
               "`torch.inference_mode()` with the module rebuilt from tools/zoo, empty where it cannot be rebuilt. "
@@ -1276,6 +1352,11 @@ def main():
                         help="untimed warm-up runs of each runtime at the start of every round (default: 3)")
     timing.add_argument("--rounds", type=int, default=5, help="interleaved rounds the runs are split into (default: 5)")
     timing.add_argument("--pause", type=float, default=0.05, help="seconds between runtimes in a round (default: 0.05)")
+    timing.add_argument("--paired", action="store_true",
+                        help="runtimes take turns run by run, all in this process (cbam-run through libcbamrun.so); "
+                             "steadier ratios on a noisy machine")
+    timing.add_argument("--library", default=DEFAULT_LIBRARY,
+                        help="libcbamrun.so for --paired (default: .build/release/libcbamrun.so)")
     peers = parser.add_argument_group("peers")
     peers.add_argument("--no-torch", dest="torch", action="store_false", help="no PyTorch column")
     peers.add_argument("--no-openvino", dest="openvino", action="store_false", help="no OpenVINO column")
