@@ -799,17 +799,25 @@ def bench_paired(job, threads, args, peers, arrays, notes):
     stats = {name: summarize(s) for name, s in samples.items() if s}
     extras = {}
     try:
-        c = cbam_bench(args.binary, job.path, job.inputs, threads, 3, args.warmup)
-        for key in ("compile_ms", "plan_peak_bytes", "peak_rss_bytes"):
-            if key in c:
-                extras[key] = c[key]
-        if "rss_at_start_bytes" in c and "peak_rss_bytes" in c:
-            extras["peak_above_start_bytes"] = c["peak_rss_bytes"] - c["rss_at_start_bytes"]
-        if "_time_peak_bytes" in c:
-            extras["time_peak_bytes"] = c["_time_peak_bytes"]
+        extras = cbam_extras([cbam_bench(args.binary, job.path, job.inputs, threads, 3, args.warmup)])
     except Exception as error:  # noqa: BLE001
         notes.append(f"cbam-run bench (compile time, memory) failed ({threads} thr): {short_error(error)}")
     return stats, extras
+
+
+def cbam_extras(cbam_rounds):
+    """Compile time (median), plan and process memory (largest) over `cbam-run bench` rounds."""
+    extras = {}
+    for key in ("compile_ms", "plan_peak_bytes", "peak_rss_bytes"):
+        values = [c[key] for c in cbam_rounds if key in c]
+        if values:
+            extras[key] = statistics.median(values) if key == "compile_ms" else max(values)
+    above = [c["peak_rss_bytes"] - c["rss_at_start_bytes"] for c in cbam_rounds if "rss_at_start_bytes" in c]
+    if above:  # as for the peers: the peak less the process before the model (libraries loaded)
+        extras["peak_above_start_bytes"] = max(above)
+    if "_time_peak_bytes" in cbam_rounds[0]:
+        extras["time_peak_bytes"] = cbam_rounds[0]["_time_peak_bytes"]
+    return extras
 
 
 def bench_job(job, threads, args, peers_in_process, notes):
@@ -849,15 +857,7 @@ def bench_job(job, threads, args, peers_in_process, notes):
                              "round_medians": medians}
         if all("max_ms" in c for c in cbam_rounds):
             stats["cbam-run"]["max_ms"] = max(c["max_ms"] for c in cbam_rounds)
-        for key in ("compile_ms", "plan_peak_bytes", "peak_rss_bytes"):
-            values = [c[key] for c in cbam_rounds if key in c]
-            if values:
-                extras[key] = statistics.median(values) if key == "compile_ms" else max(values)
-        above = [c["peak_rss_bytes"] - c["rss_at_start_bytes"] for c in cbam_rounds if "rss_at_start_bytes" in c]
-        if above:  # as for the peers: the peak less the process before the model (libraries loaded)
-            extras["peak_above_start_bytes"] = max(above)
-        if "_time_peak_bytes" in cbam_rounds[0]:
-            extras["time_peak_bytes"] = cbam_rounds[0]["_time_peak_bytes"]
+        extras = cbam_extras(cbam_rounds)
     return stats, extras
 
 

@@ -298,22 +298,19 @@ struct ArenaLayout {
 
     let offsets: [String: Int]
     let size: Int
+    /// A value's place and lifetime.
+    private typealias Placed = (offset: Int, end: Int, first: Int, last: Int)
     /// Every value's place and lifetime, for ``gap(bytes:during:)``.
-    private let placed: [(offset: Int, end: Int, first: Int, last: Int)]
+    private let placed: [Placed]
 
     init(_ intervals: [Interval]) {
         let sorted = intervals.sorted { ($0.bytes, $1.name) > ($1.bytes, $0.name) }
-        var placed: [(offset: Int, end: Int, first: Int, last: Int)] = []
+        var placed: [Placed] = []
         var offsets: [String: Int] = [:]
         var size = 0
         for value in sorted {
             let bytes = (value.bytes + Self.alignment - 1) / Self.alignment * Self.alignment
-            let conflicts = placed.filter { $0.first <= value.last && value.first <= $0.last }.sorted { $0.offset < $1.offset }
-            var offset = 0
-            for other in conflicts {
-                if offset + bytes <= other.offset { break }
-                offset = Swift.max(offset, other.end)
-            }
+            let offset = Self.lowestFit(bytes, first: value.first, last: value.last, among: placed)
             placed.append((offset, offset + bytes, value.first, value.last))
             offsets[value.name] = offset
             size = Swift.max(size, offset + bytes)
@@ -327,9 +324,14 @@ struct ArenaLayout {
     /// during `step` (written before or by it, read by it or later): memory the step may use
     /// as scratch. Past ``size`` when no gap in the arena is large enough.
     func gap(bytes: Int, during step: Int) -> Int {
-        let live = placed.filter { $0.first <= step && step <= $0.last }.sorted { $0.offset < $1.offset }
+        Self.lowestFit(bytes, first: step, last: step, among: placed)
+    }
+
+    /// First fit: the lowest offset where `bytes` lie clear of every placed value whose lifetime
+    /// meets `first...last` (placed values end on ``alignment`` boundaries, so the offset does too).
+    private static func lowestFit(_ bytes: Int, first: Int, last: Int, among placed: [Placed]) -> Int {
         var offset = 0
-        for other in live {
+        for other in placed.filter({ $0.first <= last && first <= $0.last }).sorted(by: { $0.offset < $1.offset }) {
             if offset <= other.offset, bytes <= other.offset - offset { break }
             offset = Swift.max(offset, other.end)
         }
