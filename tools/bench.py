@@ -19,9 +19,11 @@ With --paired the runtimes take turns run by run instead (one timed run each, in
 order, --runs times), all in this process: cbam-run through its Python package over
 libcbamrun.so (`--library`, default .build/release/libcbamrun.so; build it with
 `swift build -c release --product cbamrun`), which adds its per-call overhead (about 15 µs)
-to its times. On a VM whose speed moves from second to second this measures the ratios
-far more steadily than rounds of several runs; compile time and memory still come from one
-`cbam-run bench` process per row.
+to its times, and each timed run follows an untimed one after the pause. On a VM whose speed
+moves from second to second this measures the full-size networks' ratios more steadily than
+rounds of several runs; on sub-millisecond models the Python call and the pause weigh too
+much (seed000_cbam_fc_k7: 0.075 ms against 0.039 in rounds), so use the default there. Compile
+time and memory still come from one `cbam-run bench` process per row.
 
 Before timing, outputs are compared: cbam-run's first output (`cbam-run MODEL INPUT -o`)
 against onnxruntime's and OpenVINO's, as max |difference| / max |onnxruntime output|.
@@ -792,6 +794,9 @@ def bench_paired(job, threads, args, peers, arrays, notes):
     live = [p for p in peers if p.name not in failed]
     for k in range(args.runs):
         for peer in live[k % len(live):] + live[:k % len(live)] if live else []:
+            # One untimed run right before the timed one: after the pause a single run would
+            # meet cold caches (a 0.04 ms model measured 0.39 ms that way).
+            peer.run()
             start = time.perf_counter()
             peer.run()
             samples[peer.name].append((time.perf_counter() - start) * 1000)
@@ -1278,7 +1283,7 @@ def write_benchmarks(path, results, args, header, per_layers, specs_deep, chart_
         lines.append("- environment: " + ", ".join(f"`{k}={v}`" for k, v in header["env"].items()))
     lines += ["",
               (f"Each row (--paired): {args.warmup} untimed warm-up run(s) of each runtime, then {args.runs} timed runs of "
-               "each, the runtimes taking turns run by run in a rotating order, all in one process (cbam-run through "
+               "each, the runtimes taking turns run by run in a rotating order (each timed run right after an untimed one), all in one process (cbam-run through "
                "its Python package over libcbamrun.so, which adds its per-call overhead of about 15 µs; onnxruntime "
                "through run_with_iobinding, OpenVINO through infer() on preset input tensors). Times are median "
                "milliseconds per run; compile time and memory from one `cbam-run bench` process."
