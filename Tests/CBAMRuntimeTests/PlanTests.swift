@@ -263,18 +263,7 @@ struct PlanTests {
         func random(_ shape: [Int], _ scale: Float) throws -> Tensor {
             try f32(shape, (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
         }
-        let pads: [String: Attribute] = ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3])]
-        let nodes = [Node(name: "conv1", opType: "Conv", inputs: ["x", "W1", "B1"], outputs: ["c1"], attributes: pads),
-                     Node(name: "relu1", opType: "Relu", inputs: ["c1"], outputs: ["r1"]),
-                     Node(name: "conv2", opType: "Conv", inputs: ["r1", "W2", "B2"], outputs: ["c2"], attributes: pads),
-                     Node(name: "add", opType: "Add", inputs: ["c2", "x"], outputs: ["a"]),
-                     Node(name: "relu2", opType: "Relu", inputs: ["a"], outputs: ["y"])]
-        let initializers = ["W1": try random([32, 32, 3, 3], 0.1), "B1": try random([32], 0.5),
-                            "W2": try random([32, 32, 3, 3], 0.1), "B2": try random([32], 0.5)]
-        let probe = DNNLConvolution.Geometry(batch: 1, channels: 32, height: 24, width: 24, outputChannels: 32, kernelHeight: 3, kernelWidth: 3,
-                                             padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
-        let cpuHasWinograd = (try? DNNLConvolution(geometry: probe, weights: [Float](repeating: 0, count: 32 * 32 * 9),
-                                                   layout: .chosenByPrimitive, algorithm: .winograd)).map { !$0.usesReferenceKernel } ?? false
+        let (nodes, initializers, cpuHasWinograd) = try Self.winogradBlock(random)
         for batch in [1, 2] {
             let x = try random([batch, 32, 24, 24], 2)
             let inputs = [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })]
@@ -296,6 +285,62 @@ struct PlanTests {
                 }
             }
         }
+    }
+
+    /// The residual block of two 3×3 convolutions (32 → 32 channels, 24×24 maps) the Winograd
+    /// tests use, its weights, and whether oneDNN has a Winograd kernel for it on this CPU.
+    static func winogradBlock(_ random: (_ shape: [Int], _ scale: Float) throws -> Tensor) throws
+        -> (nodes: [Node], initializers: [String: Tensor], cpuHasWinograd: Bool) {
+        let pads: [String: Attribute] = ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3])]
+        let nodes = [Node(name: "conv1", opType: "Conv", inputs: ["x", "W1", "B1"], outputs: ["c1"], attributes: pads),
+                     Node(name: "relu1", opType: "Relu", inputs: ["c1"], outputs: ["r1"]),
+                     Node(name: "conv2", opType: "Conv", inputs: ["r1", "W2", "B2"], outputs: ["c2"], attributes: pads),
+                     Node(name: "add", opType: "Add", inputs: ["c2", "x"], outputs: ["a"]),
+                     Node(name: "relu2", opType: "Relu", inputs: ["a"], outputs: ["y"])]
+        let initializers = ["W1": try random([32, 32, 3, 3], 0.1), "B1": try random([32], 0.5),
+                            "W2": try random([32, 32, 3, 3], 0.1), "B2": try random([32], 0.5)]
+        let probe = DNNLConvolution.Geometry(batch: 1, channels: 32, height: 24, width: 24, outputChannels: 32, kernelHeight: 3, kernelWidth: 3,
+                                             padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
+        let cpuHasWinograd = (try? DNNLConvolution(geometry: probe, weights: [Float](repeating: 0, count: 32 * 32 * 9),
+                                                   layout: .chosenByPrimitive, algorithm: .winograd)).map { !$0.usesReferenceKernel } ?? false
+        return (nodes, initializers, cpuHasWinograd)
+    }
+
+    /// Timed (the default), a Winograd step is taken only where its scratch fits memory the plan
+    /// has anyway during that step (a gap of the arena, or scratch an earlier step already added),
+    /// so Winograd never makes a run's memory larger; forced, it is taken regardless. Shown on
+    /// the residual block at batch 1, 2 and 4 and 1 and 2 threads, where the forced plans' Winograd
+    /// scratch runs past the arena (so the rule has something to refuse).
+    @Test func timedWinogradTakesOnlyFreeScratch() throws {
+        var rng = SplitMix(state: 59)
+        func random(_ shape: [Int], _ scale: Float) throws -> Tensor {
+            try f32(shape, (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
+        }
+        let (nodes, initializers, cpuHasWinograd) = try Self.winogradBlock(random)
+        var forcedPastArena = 0
+        for batch in [1, 2, 4] {
+            let x = try random([batch, 32, 24, 24], 2)
+            let inputs = [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })]
+            for threads in [1, 2] {
+                for convolution in [ConvolutionKernel.fastest, .oneDNNWinograd] {
+                    let plan = try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"],
+                                           options: SessionOptions(threads: threads, convolution: convolution)).plan(for: ["x": x])
+                    var paidFor = plan.arenaBytes
+                    for step in plan.steps where step.scratchBytes > 0 {
+                        let end = step.scratchOffset + step.scratchBytes
+                        if step.kernel.detail.contains("winograd") {
+                            if convolution == .fastest {
+                                #expect(end <= paidFor, "batch \(batch), \(threads) thread(s), \(step.entry.node.name): scratch ends at \(end), the plan had \(paidFor)")
+                            } else if end > paidFor {
+                                forcedPastArena += 1
+                            }
+                        }
+                        paidFor = Swift.max(paidFor, end)
+                    }
+                }
+            }
+        }
+        if cpuHasWinograd { #expect(forcedPastArena > 0) }
     }
 
     /// A step's scratch memory lies in a gap of the arena or past it, never on the bytes of a

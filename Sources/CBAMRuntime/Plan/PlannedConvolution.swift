@@ -208,11 +208,18 @@ extension PlannedKernels {
                                            x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
         // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
         // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
+        // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
+        // where the plan has memory anyway: the speed is not worth a larger arena.
         if let operandLayouts, context.convolution == .oneDNNWinograd || context.convolution == .fastest,
            let winograd = try winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
                                                 activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
-            chosen = context.convolution == .oneDNNWinograd ? winograd
-                : ConvCandidate.preferWinograd(winograd, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+            if context.convolution == .oneDNNWinograd {
+                chosen = winograd
+            } else if context.scratchIsFree(winograd.scratchBytes) {
+                chosen = ConvCandidate.preferWinograd(winograd, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+            } else if traceChoices {
+                FileHandle.standardError.write(Data("conv \(items * macsPerItem) MACs: \(winograd.name) left out, its \(winograd.scratchBytes) bytes of scratch would grow the plan\n".utf8))
+            }
         }
         let scratch = context.scratch(bytes: chosen.scratchBytes)
         // A oneDNN primitive holds its own copy of W and B; im2col reads the constants' buffers.

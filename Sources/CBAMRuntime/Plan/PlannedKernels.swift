@@ -11,10 +11,16 @@ final class PlanContext {
     let convolution: ConvolutionKernel
     /// Scratch bytes the kernel asked for (shared by all steps, one step at a time).
     private(set) var scratchBytes = 0
+    /// Whether `bytes` of scratch would fit where the plan already has memory during this
+    /// step (a gap of the arena, or scratch an earlier step made it add), so that asking for
+    /// them grows no run's memory. A kernel with a memory-hungry variant asks before taking it.
+    let scratchIsFree: (Int) -> Bool
 
-    init(node: NodeContext, inputs: [Operand?], outputs: [Operand?], threads: Int, convolution: ConvolutionKernel = .fastest) {
+    init(node: NodeContext, inputs: [Operand?], outputs: [Operand?], threads: Int, convolution: ConvolutionKernel = .fastest,
+         scratchIsFree: @escaping (Int) -> Bool = { _ in true }) {
         self.node = node
         self.convolution = convolution
+        self.scratchIsFree = scratchIsFree
         self.inputs = inputs
         self.outputs = outputs
         self.threads = Swift.max(1, threads)
