@@ -343,6 +343,81 @@ struct PlanTests {
         if cpuHasWinograd { #expect(forcedPastArena > 0) }
     }
 
+    /// The batch-folded GEMM (`CBAM_CONV=folded`) against im2col on the plain plan, on 40 seeded
+    /// random ungrouped convolutions: kernel 1–3 each way, strides and dilations 1–2, pads 0–2,
+    /// batch 1–3, with or without bias, a residual Add and a Relu (fused into the Conv), 1 and
+    /// 2 threads; the folded plan must run the folded kernel on the Conv.
+    @Test func batchFoldedConvolutionMatchesIm2col() throws {
+        var rng = SplitMix(state: 61)
+        func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &rng) }
+        func random(_ shape: [Int]) throws -> Tensor {
+            try f32(shape, (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &rng) })
+        }
+        var folded = 0
+        for round in 0..<40 {
+            let (n, c, m) = (int(1...3), int(1...20), int(1...20))
+            let (kh, kw, sh, sw, dh, dw) = (int(1...3), int(1...3), int(1...2), int(1...2), int(1...2), int(1...2))
+            let pads = [int(0...2), int(0...2), int(0...2), int(0...2)]
+            let (h, w) = (int(((kh - 1) * dh + 1)...9), int(((kw - 1) * dw + 1)...9))
+            let attributes: [String: Attribute] = ["kernel_shape": .ints([kh, kw]), "strides": .ints([sh, sw]),
+                                                   "dilations": .ints([dh, dw]), "pads": .ints(pads)]
+            let withBias = round % 3 != 0
+            var initializers = ["W": try random([m, c, kh, kw])]
+            if withBias { initializers["B"] = try random([m]) }
+            var nodes = [Node(name: "conv", opType: "Conv", inputs: withBias ? ["x", "W", "B"] : ["x", "W"], outputs: ["c"], attributes: attributes)]
+            var output = "c"
+            let (oh, ow) = ((h + pads[0] + pads[2] - (kh - 1) * dh - 1) / sh + 1, (w + pads[1] + pads[3] - (kw - 1) * dw - 1) / sw + 1)
+            var inputs = [ValueInfo(name: "x", shape: [n, c, h, w].map { .fixed($0) })]
+            var feeds = ["x": try random([n, c, h, w])]
+            if round % 2 == 1 {
+                inputs.append(ValueInfo(name: "r", shape: [n, m, oh, ow].map { .fixed($0) }))
+                feeds["r"] = try random([n, m, oh, ow])
+                nodes.append(Node(name: "add", opType: "Add", inputs: ["c", "r"], outputs: ["a"]))
+                output = "a"
+            }
+            if round % 4 < 2 {
+                nodes.append(Node(name: "relu", opType: "Relu", inputs: [output], outputs: ["y"]))
+                output = "y"
+            }
+            let label = "round \(round): x \([n, c, h, w]) W \([m, c, kh, kw]) \(attributes) bias \(withBias) \(nodes.map(\.opType))"
+            let expected = try #require(try session(nodes, initializers: initializers, inputs: inputs, outputs: [output],
+                                                    options: SessionOptions(optimize: false, convolution: .im2col)).run(feeds)[output])
+            let s = try session(nodes, initializers: initializers, inputs: inputs, outputs: [output],
+                                options: SessionOptions(threads: 1 + round % 2, convolution: .folded))
+            let comparison = Comparison(actual: try #require(try s.run(feeds)[output]), expected: expected, atol: 1e-5, rtol: 1e-5)
+            #expect(comparison.passed, "\(label): \(comparison)")
+            let kernels = try s.plan(for: feeds).steps.map(\.kernel.detail)
+            #expect(kernels.contains { $0.hasPrefix("folded-gemm") }, "\(label): \(kernels)")
+            if kernels.contains(where: { $0.hasPrefix("folded-gemm") }) { folded += 1 }
+        }
+        #expect(folded == 40)
+    }
+
+    /// Timed (the default), a weight-bound convolution takes the batch-folded kernel at batch 2
+    /// and not at batch 1: VGG-19's 512-channel 3×3 convolution at 2×2 (9.4 MB of weights, 8
+    /// output pixels over the batch), against im2col on the plain plan.
+    @Test func weightBoundConvolutionsFoldTheBatch() throws {
+        var rng = SplitMix(state: 67)
+        let weights = try f32([512, 512, 3, 3], (0..<(512 * 512 * 9)).map { _ in Float.random(in: -0.05...0.05, using: &rng) })
+        let nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["y"],
+                          attributes: ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3])])]
+        #expect(ConvCandidate.prefersBatchFolded(batch: 2, outputPixels: 4, weightBytes: weights.valueType.byteCount))
+        #expect(!ConvCandidate.prefersBatchFolded(batch: 2, outputPixels: 49, weightBytes: weights.valueType.byteCount))
+        #expect(!ConvCandidate.prefersBatchFolded(batch: 2, outputPixels: 4, weightBytes: 1 << 20))
+        #expect(!ConvCandidate.prefersBatchFolded(batch: .max, outputPixels: 4, weightBytes: weights.valueType.byteCount))
+        for batch in [1, 2] {
+            let x = try f32([batch, 512, 2, 2], (0..<(batch * 2048)).map { _ in Float.random(in: -1...1, using: &rng) })
+            let inputs = [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })]
+            let expected = try #require(try session(nodes, initializers: ["W": weights], inputs: inputs, outputs: ["y"],
+                                                    options: SessionOptions(optimize: false, convolution: .im2col)).run(["x": x])["y"])
+            let s = try session(nodes, initializers: ["W": weights], inputs: inputs, outputs: ["y"], options: SessionOptions(threads: 2))
+            let comparison = Comparison(actual: try #require(try s.run(["x": x])["y"]), expected: expected, atol: 1e-4, rtol: 1e-4)
+            #expect(comparison.passed, "batch \(batch): \(comparison)")
+            let kernels = try s.plan(for: ["x": x]).steps.map(\.kernel.detail)
+            #expect(kernels.contains { $0.hasPrefix("folded-gemm") } == (batch == 2), "batch \(batch): \(kernels)")
+        }
+    }
+
     /// A step's scratch memory lies in a gap of the arena or past it, never on the bytes of a
     /// value the step reads or writes, and inside the buffer a run allocates: on every zoo
     /// model (one export each) and a ResNet-sized residual block whose Winograd steps ask for

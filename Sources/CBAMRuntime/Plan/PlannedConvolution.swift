@@ -206,6 +206,14 @@ extension PlannedKernels {
         }
         var chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                            x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
+        // The batch-folded GEMM (ungrouped 2-D): forced, or untimed where reading the weights once
+        // per image is the cost (``ConvCandidate/prefersBatchFolded``).
+        if group == 1, x.shape.count == 4, let operandLayouts,
+           context.convolution == .folded || context.convolution.isTimed
+               && ConvCandidate.prefersBatchFolded(batch: n, outputPixels: oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride) {
+            chosen = try ConvCandidate.batchFolded(dnnlGeometry, weights: weights.value, bias: bias, activation: activation,
+                                                   threads: context.threads).adapted(to: operandLayouts, threads: context.threads)
+        }
         // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
         // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
         // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
@@ -246,9 +254,15 @@ struct ConvCandidate {
     /// Reorders the step runs around the kernel (operands in another layout than the kernel's).
     var reorders = 0
 
+    /// True when the kernel made its own copy of the weights and bias when it was built (a oneDNN
+    /// primitive's reordered weights, the folded kernel's transposed ones), so the plan can let
+    /// the constants go; false when it reads the constants' buffers (im2col).
+    let copiesWeights: Bool
+
     init(name: String, scratchBytes: Int, source: DNNLLayout? = nil, destination: DNNLLayout? = nil, sumsIntoDestination: Bool = false,
-         _ run: @escaping Run) {
+         copiesWeights: Bool? = nil, _ run: @escaping Run) {
         self.name = name
+        self.copiesWeights = copiesWeights ?? name.hasPrefix("onednn")
         self.scratchBytes = scratchBytes
         self.source = source
         self.destination = destination
@@ -275,7 +289,7 @@ struct ConvCandidate {
         let total = rOffset + (separateResidual ? aligned(kernelDestination.elementCount) : 0)
         let core = run
         var result = ConvCandidate(name: name + " (\(operands.x.description)→\(operands.y.description), \(reorders) reorder\(reorders == 1 ? "" : "s"))",
-                                   scratchBytes: total) { x, y, added, scratch in
+                                   scratchBytes: total, copiesWeights: copiesWeights) { x, y, added, scratch in
             let source = into == nil ? x : UnsafePointer((scratch + xOffset).assumingMemoryBound(to: Float.self))
             if let into { try into.execute(source: x, destination: (scratch + xOffset).assumingMemoryBound(to: Float.self), threads: threads) }
             let target = outOf == nil ? y : (scratch + yOffset).assumingMemoryBound(to: Float.self)
@@ -294,9 +308,6 @@ struct ConvCandidate {
 
     /// From these MACs a convolution with one of oneDNN's own-layout kernels takes it untimed.
     static let untimedMACs = 1 << 24
-
-    /// A oneDNN primitive, which reordered the weights into memory of its own when it was made.
-    var copiesWeights: Bool { name.hasPrefix("onednn") }
 
     /// oneDNN's kernel in the layout it prefers (not its gemm fallback).
     var isOwnLayoutKernel: Bool { name.hasPrefix("onednn-blocked:") && !name.contains("gemm") }
@@ -399,6 +410,7 @@ extension ConvolutionKernel {
         case .oneDNNBlocked: return "onednn-blocked"
         case .oneDNNCarried: return "onednn-carried"
         case .oneDNNWinograd: return "onednn-winograd"
+        case .folded: return "folded-gemm"
         }
     }
 }

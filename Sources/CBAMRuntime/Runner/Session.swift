@@ -125,8 +125,13 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// more, AVX-512), else the plan's usual choice. `fastest` takes it only where it times
     /// 1.15× the direct kernel (``ConvCandidate/winogradMargin``).
     case oneDNNWinograd
+    /// One GEMM for the whole batch on NHWC (patches `[N·oH·oW, kH·kW·C]` times the transposed
+    /// weights) wherever it applies (ungrouped 2-D), else the plan's usual choice. `fastest`
+    /// takes it where reading the weights bounds the time
+    /// (``ConvCandidate/prefersBatchFolded(batch:outputPixels:weightBytes:)``).
+    case folded
 
-    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd), else `fastest`.
+    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, folded), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "direct"?: return .direct
@@ -135,6 +140,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
         case "blocked"?: return .oneDNNBlocked
         case "carried"?: return .oneDNNCarried
         case "winograd"?: return .oneDNNWinograd
+        case "folded"?: return .folded
         default: return .fastest
         }
     }
