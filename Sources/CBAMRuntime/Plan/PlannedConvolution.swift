@@ -210,9 +210,10 @@ extension PlannedKernels {
         // per image is the cost (``ConvCandidate/prefersBatchFolded``).
         if group == 1, x.shape.count == 4, let operandLayouts,
            context.convolution == .folded || context.convolution.isTimed
-               && ConvCandidate.prefersBatchFolded(batch: n, outputPixels: oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride) {
-            chosen = try ConvCandidate.batchFolded(dnnlGeometry, weights: weights.value, bias: bias, activation: activation,
-                                                   threads: context.threads).adapted(to: operandLayouts, threads: context.threads)
+               && ConvCandidate.prefersBatchFolded(batch: n, outputPixels: oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride),
+           let folded = try ConvCandidate.batchFolded(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                      activation: activation, threads: context.threads) {
+            chosen = try folded.adapted(to: operandLayouts, threads: context.threads)
         }
         // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
         // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
