@@ -2,14 +2,17 @@ import Dispatch
 import Foundation
 
 // Planned Conv (1-D and 2-D, float32, constant weights), with bias, the residual Add
-// and the Relu or Gelu of `cbam::FusedConv`. Four ways to compute it, chosen per Conv when the
+// and the Relu or Gelu of `cbam::FusedConv`. Five ways to compute it, chosen per Conv when the
 // plan is compiled by timing the first three on this CPU (or forced with CBAM_CONV):
 //   im2col + sgemm  columns in the step's scratch memory, one sgemm per (item, group)
 //                   straight into the output's place, then one epilogue pass;
 //   onednn-plain    a oneDNN primitive on plain NCHW, post-ops sum and eltwise_relu / gelu;
 //   onednn-blocked  the primitive in the layout it prefers, reorders around it;
 //   onednn-winograd oneDNN's Winograd kernel (3×3, stride 1, ungrouped, AVX-512, maps of 20
-//                   and more), taken where it times 1.15× the direct choice.
+//                   and more), taken where it times 1.15× the direct choice and its scratch
+//                   fits memory the plan has anyway;
+//   folded-gemm     the whole batch's patches through one oneDNN 1×1 convolution, taken
+//                   untimed where reading the weights is the cost (PlannedConvolution+Folded).
 // The reference `ConvKernel` stays beside them for the differential tests.
 
 extension PlannedKernels {
@@ -256,8 +259,8 @@ struct ConvCandidate {
     var reorders = 0
 
     /// True when the kernel made its own copy of the weights and bias when it was built (a oneDNN
-    /// primitive's reordered weights, the folded kernel's transposed ones), so the plan can let
-    /// the constants go; false when it reads the constants' buffers (im2col).
+    /// primitive's reordered weights, the batch-folded kernel's too), so the plan can let the
+    /// constants go; false when it reads the constants' buffers (im2col).
     let copiesWeights: Bool
 
     init(name: String, scratchBytes: Int, source: DNNLLayout? = nil, destination: DNNLLayout? = nil, sumsIntoDestination: Bool = false,
