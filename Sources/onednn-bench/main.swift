@@ -4,6 +4,7 @@
 //   .build/release/onednn-bench postops           which implementation each post-op order and layout gets
 //   .build/release/onednn-bench threads           per-thread OpenMP counts, concurrent sessions with different counts
 //   .build/release/onednn-bench overhead          µs per execute of tiny convolutions
+//   .build/release/onednn-bench weightbound       weight-bound 1×1 products, weights cold: brgconv_1x1 against matmul
 //   .build/release/onednn-bench spin [ms]         does libgomp's spinning slow a DispatchQueue.concurrentPerform loop after a conv?
 import CBAMRuntime
 import Dispatch
@@ -248,6 +249,35 @@ func overheadReport() throws {
     }
 }
 
+/// Weight-bound products as the network meets them, weights cold: a 1×1 convolution of `rows`
+/// pixels (NHWC, oneDNN's brgconv_1x1) against oneDNN's matmul with the same weights reordered
+/// at build, each timed over 40 copies of the weights (more than the L3 holds), so every
+/// execute reads its weights from memory.
+func weightBoundReport() throws {
+    let copies = 40
+    for (rows, k, n) in [(16, 1024, 2048), (16, 2048, 1024), (32, 1024, 2048), (49, 2048, 512), (4, 4608, 512), (16, 4608, 512)] {
+        let g = DNNLConvolution.Geometry(batch: 1, channels: k, height: 1, width: rows, outputChannels: n, kernelHeight: 1, kernelWidth: 1)
+        let w = [Float](repeating: 0.01, count: n * k)
+        let x = Buffer(rows * k), y = Buffer(rows * n)
+        let nhwc = DNNLActivationLayout.given(source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape))
+        let convs = try (0..<copies).map { _ in try DNNLConvolution(geometry: g, weights: w, layout: nhwc, threads: 1) }
+        let wt = [Float](repeating: 0.01, count: n * k)  // B = Wᵀ [K, N]
+        let mms = try wt.withUnsafeBufferPointer { b in try (0..<copies).map { _ in try DNNLMatMul(m: rows, n: n, k: k, constantB: b.baseAddress!, threads: 1) } }
+        var tc: [Double] = [], tm: [Double] = []
+        for _ in 0..<5 {
+            var t = now()
+            for conv in convs { try conv.execute(source: x.pointer, destination: y.pointer, threads: 1) }
+            tc.append((now() - t) / Double(copies))
+            t = now()
+            for mm in mms { try mm.execute(a: x.pointer, b: nil, c: y.pointer, threads: 1) }
+            tm.append((now() - t) / Double(copies))
+        }
+        let mb = Double(n * k * 4) / 1e6
+        print(String(format: "rows %3d K %4d N %4d (%.1f MB): conv %@ %.3f ms (%.1f GB/s), matmul %@ %.3f ms (%.1f GB/s)",
+                     rows, k, n, mb, convs[0].implementation, median(tc) * 1e3, mb / median(tc) / 1e3, mms[0].implementation, median(tm) * 1e3, mb / median(tm) / 1e3))
+    }
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first ?? "resnet50" {
 case "resnet50": try resnet50Bench(runs: arguments.dropFirst().first.flatMap { Int($0) } ?? 15)
@@ -255,5 +285,6 @@ case "postops": try postOpsReport()
 case "spin": try spinBench(idleMs: arguments.dropFirst().first.flatMap { Int($0) } ?? 50)
 case "threads": try threadsReport()
 case "overhead": try overheadReport()
+case "weightbound": try weightBoundReport()
 default: print("usage: onednn-bench resnet50 [runs] | postops | spin [idle-ms] | threads")
 }
