@@ -254,7 +254,8 @@ struct PlanTests {
     }
 
     /// A residual block of two 3×3 convolutions (32 channels, 24×24 maps: ones oneDNN's Winograd
-    /// kernel takes on AVX-512): with Winograd forced, timed (`fastest`) and left out (`direct`),
+    /// kernel takes on AVX-512): with Winograd forced (the batch's primitive, and the batch-1 one
+    /// image by image), timed (`fastest`) and left out (`direct`),
     /// at batch 1 (its F(2×2) kernel) and 2 (F(4×4)) and 1 and 2 threads, the output agrees with
     /// im2col on the plain plan; where Winograd exists on this CPU the forced plan runs it on
     /// both convolutions, and `direct` never does.
@@ -269,16 +270,20 @@ struct PlanTests {
             let inputs = [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })]
             let expected = try #require(try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"],
                                                     options: SessionOptions(optimize: false, convolution: .im2col)).run(["x": x])["y"])
-            for convolution in [ConvolutionKernel.oneDNNWinograd, .fastest, .direct] {
+            for convolution in [ConvolutionKernel.oneDNNWinograd, .oneDNNWinogradPerImage, .fastest, .direct] {
                 for threads in [1, 2] {
                     let s = try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"],
                                         options: SessionOptions(threads: threads, convolution: convolution))
                     let label = "batch \(batch), \(convolution), \(threads) thread(s)"
                     let comparison = Comparison(actual: try #require(try s.run(["x": x])["y"]), expected: expected, atol: 1e-4, rtol: 1e-4)
                     #expect(comparison.passed, "\(label): \(comparison)")
-                    let winogradSteps = try s.plan(for: ["x": x]).steps.filter { $0.kernel.detail.contains("winograd") }.count
+                    let details = try s.plan(for: ["x": x]).steps.map(\.kernel.detail)
+                    let winogradSteps = details.filter { $0.contains("winograd") }.count
                     switch convolution {
                     case .oneDNNWinograd: #expect(winogradSteps == (cpuHasWinograd ? 2 : 0), "\(label)")
+                    case .oneDNNWinogradPerImage:
+                        #expect(winogradSteps == (cpuHasWinograd ? 2 : 0), "\(label)")
+                        #expect(details.filter { $0.hasSuffix("per image") }.count == (cpuHasWinograd && batch > 1 ? 2 : 0), "\(label): \(details)")
                     case .direct: #expect(winogradSteps == 0, "\(label)")
                     default: break
                     }

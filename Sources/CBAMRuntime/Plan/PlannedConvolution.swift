@@ -221,14 +221,24 @@ extension PlannedKernels {
         // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
         // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
         // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
-        // where the plan has memory anyway: the speed is not worth a larger arena.
-        if let operandLayouts, context.convolution == .oneDNNWinograd || context.convolution == .fastest,
+        // where the plan has memory anyway: the speed is not worth a larger arena. Where the
+        // batch's primitive wants too much, the batch-1 one run image by image may fit.
+        let winogradKinds: [ConvolutionKernel] = [.oneDNNWinograd, .oneDNNWinogradPerImage, .fastest]
+        if let operandLayouts, winogradKinds.contains(context.convolution),
            let winograd = try winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
                                                 activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
+            func perImage() throws -> ConvCandidate? {
+                try perImageWinogradCandidate(dnnlGeometry, x: x.layout, y: y.layout, residual: residual?.layout, weights: weights.value,
+                                              bias: bias, activation: activation, threads: context.threads)
+            }
             if context.convolution == .oneDNNWinograd {
                 chosen = winograd
+            } else if context.convolution == .oneDNNWinogradPerImage {
+                chosen = try perImage() ?? winograd
             } else if context.scratchIsFree(winograd.scratchBytes) {
                 chosen = ConvCandidate.preferWinograd(winograd, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+            } else if let single = try perImage(), context.scratchIsFree(single.scratchBytes) {
+                chosen = ConvCandidate.preferWinograd(single, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
             } else if traceChoices {
                 FileHandle.standardError.write(Data("conv \(items * macsPerItem) MACs: \(winograd.name) left out, its \(winograd.scratchBytes) bytes of scratch would grow the plan\n".utf8))
             }
@@ -413,7 +423,7 @@ extension ConvolutionKernel {
         case .oneDNN: return "onednn-plain"
         case .oneDNNBlocked: return "onednn-blocked"
         case .oneDNNCarried: return "onednn-carried"
-        case .oneDNNWinograd: return "onednn-winograd"
+        case .oneDNNWinograd, .oneDNNWinogradPerImage: return "onednn-winograd"
         case .folded: return "folded-gemm"
         }
     }
@@ -437,6 +447,29 @@ private func winogradCandidate(_ geometry: DNNLConvolution.Geometry, weights: [F
                                                threads: threads, algorithm: .winograd),
           !primitive.usesReferenceKernel else { return nil }
     return oneDNNCandidate(primitive, "onednn-winograd:" + primitive.implementation + " " + primitive.source.tag, threads: threads)
+}
+
+/// The images of a batch one at a time through the batch-1 Winograd primitive, nil for batch 1
+/// or where there is none. From batch 2 oneDNN takes its F(4×4) kernel, whose scratch of
+/// transformed tiles is several MB (9.2 MB for ResNet-50's 56×56 steps at batch 2); at batch 1
+/// it takes F(2×2) with a quarter of that, which fits gaps of the arena the other does not.
+/// Each image lies contiguous in every layout the plan carries (NCHW, NHWC, nChw8c/16c).
+private func perImageWinogradCandidate(_ g: DNNLConvolution.Geometry, x: Layout, y: Layout, residual: Layout?, weights: [Float],
+                                       bias: [Float]?, activation: ConvActivation, threads: Int) throws -> ConvCandidate? {
+    guard g.batch > 1 else { return nil }
+    var single = g
+    single.batch = 1
+    let layouts = try ConvOperandLayouts(geometry: single, x: x, y: y, residual: residual)
+    guard let one = try winogradCandidate(single, weights: weights, bias: bias, residual: residual != nil, activation: activation,
+                                          threads: threads)?.adapted(to: layouts, threads: threads) else { return nil }
+    let (images, xStride, yStride) = (g.batch, layouts.x.elementCount, layouts.y.elementCount)
+    var result = ConvCandidate(name: one.name + " per image", scratchBytes: one.scratchBytes) { x, y, added, scratch in
+        for image in 0..<images {
+            try one.run(x + image * xStride, y + image * yStride, added.map { $0 + image * yStride }, scratch)
+        }
+    }
+    result.reorders = one.reorders
+    return result
 }
 
 private func oneDNNGeometry(x: Operand, m: Int, group: Int, kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int),

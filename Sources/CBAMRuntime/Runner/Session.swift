@@ -125,13 +125,17 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// more, AVX-512), else the plan's usual choice. `fastest` takes it only where it times
     /// 1.15× the direct kernel (``ConvCandidate/winogradMargin``).
     case oneDNNWinograd
+    /// As `oneDNNWinograd`, but a batch of 2 or more runs image by image through the batch-1
+    /// primitive (its smaller F(2×2) scratch); `fastest` takes that where the batch's own
+    /// Winograd scratch would grow the plan and this one's does not.
+    case oneDNNWinogradPerImage
     /// One GEMM for the whole batch on NHWC (patches `[N·oH·oW, kH·kW·C]` times the transposed
     /// weights) wherever it applies (ungrouped 2-D), else the plan's usual choice. `fastest`
     /// takes it where reading the weights bounds the time
     /// (``ConvCandidate/prefersBatchFolded(batch:outputPixels:weightBytes:)``).
     case folded
 
-    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, folded), else `fastest`.
+    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "direct"?: return .direct
@@ -140,6 +144,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
         case "blocked"?: return .oneDNNBlocked
         case "carried"?: return .oneDNNCarried
         case "winograd"?: return .oneDNNWinograd
+        case "winograd-per-image"?: return .oneDNNWinogradPerImage
         case "folded"?: return .folded
         default: return .fastest
         }
