@@ -190,59 +190,65 @@ extension PlannedKernels {
         let carried = x.layout != .plain || y.layout != .plain || (residual?.layout ?? .plain) != .plain
         let operandLayouts = carried ? try ConvOperandLayouts(geometry: dnnlGeometry, x: x.layout, y: y.layout, residual: residual?.layout)
             : try? ConvOperandLayouts(geometry: dnnlGeometry, x: .plain, y: .plain, residual: residual.map { _ in .plain })
-        var candidates = try cores.map { core in carried ? try core.adapted(to: operandLayouts!, threads: context.threads) : core }
-        if context.convolution != .im2col, let operandLayouts {
-            // A large convolution takes oneDNN's own-layout kernel untimed (``ConvCandidate/fastest``): build that
-            // one alone first, since each primitive holds its own reordered copy of the weights while it lives.
-            let untimed = context.convolution.isTimed && items * macsPerItem >= ConvCandidate.untimedMACs
-                ? try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
-                                       threads: context.threads, onlyOwnLayout: true).filter(\.isOwnLayoutKernel) : []
-            if let only = untimed.first {
-                candidates += [try only.adapted(to: operandLayouts, threads: context.threads)]
-            } else {
-                for threads in context.threads > 1 ? [context.threads, 1] : [1] {
-                    candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
-                                                       threads: threads, carried: carried ? operandLayouts : nil)
-                        .map { try $0.adapted(to: operandLayouts, threads: threads) }
+        // The batch-folded GEMM (ungrouped 2-D): forced, or untimed where reading the weights once
+        // per image is the cost (``ConvCandidate/prefersBatchFolded``). Decided first, so that the
+        // candidates it replaces are neither built nor timed.
+        func foldedChoice() throws -> ConvCandidate? {
+            guard group == 1, x.shape.count == 4, let operandLayouts,
+                  context.convolution == .folded || context.convolution.isTimed
+                      && ConvCandidate.prefersBatchFolded(batch: n, outputPixels: oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride),
+                  let folded = try ConvCandidate.batchFolded(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                             activation: activation, threads: context.threads) else { return nil }
+            return try folded.adapted(to: operandLayouts, threads: context.threads)
+        }
+        // Otherwise the timed (or forced) choice among im2col and oneDNN's kernels, then Winograd.
+        func usualChoice() throws -> ConvCandidate {
+            var candidates = try cores.map { core in carried ? try core.adapted(to: operandLayouts!, threads: context.threads) : core }
+            if context.convolution != .im2col, let operandLayouts {
+                // A large convolution takes oneDNN's own-layout kernel untimed (``ConvCandidate/fastest``): build that
+                // one alone first, since each primitive holds its own reordered copy of the weights while it lives.
+                let untimed = context.convolution.isTimed && items * macsPerItem >= ConvCandidate.untimedMACs
+                    ? try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
+                                           threads: context.threads, onlyOwnLayout: true).filter(\.isOwnLayoutKernel) : []
+                if let only = untimed.first {
+                    candidates += [try only.adapted(to: operandLayouts, threads: context.threads)]
+                } else {
+                    for threads in context.threads > 1 ? [context.threads, 1] : [1] {
+                        candidates += try oneDNNCandidates(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil, activation: activation,
+                                                           threads: threads, carried: carried ? operandLayouts : nil)
+                            .map { try $0.adapted(to: operandLayouts, threads: threads) }
+                    }
                 }
             }
-        }
-        var chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
-                                           x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
-        // The batch-folded GEMM (ungrouped 2-D): forced, or untimed where reading the weights once
-        // per image is the cost (``ConvCandidate/prefersBatchFolded``).
-        if group == 1, x.shape.count == 4, let operandLayouts,
-           context.convolution == .folded || context.convolution.isTimed
-               && ConvCandidate.prefersBatchFolded(batch: n, outputPixels: oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride),
-           let folded = try ConvCandidate.batchFolded(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
-                                                      activation: activation, threads: context.threads) {
-            chosen = try folded.adapted(to: operandLayouts, threads: context.threads)
-        }
-        // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
-        // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
-        // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
-        // where the plan has memory anyway: the speed is not worth a larger arena. Where the
-        // batch's primitive wants too much, the batch-1 one run image by image may fit.
-        let winogradKinds: [ConvolutionKernel] = [.oneDNNWinograd, .oneDNNWinogradPerImage, .fastest]
-        if let operandLayouts, winogradKinds.contains(context.convolution),
-           let winograd = try winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
-                                                activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
-            func perImage() throws -> ConvCandidate? {
-                try perImageWinogradCandidate(dnnlGeometry, x: x.layout, y: y.layout, residual: residual?.layout, weights: weights.value,
-                                              bias: bias, activation: activation, threads: context.threads)
+            var chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
+                                               x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
+            // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
+            // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
+            // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
+            // where the plan has memory anyway: the speed is not worth a larger arena. Where the
+            // batch's primitive wants too much, the batch-1 one run image by image may fit.
+            let winogradKinds: [ConvolutionKernel] = [.oneDNNWinograd, .oneDNNWinogradPerImage, .fastest]
+            if let operandLayouts, winogradKinds.contains(context.convolution),
+               let winograd = try winogradCandidate(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                    activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
+                func perImage() throws -> ConvCandidate? {
+                    try perImageWinogradCandidate(dnnlGeometry, x: x.layout, y: y.layout, residual: residual?.layout, weights: weights.value,
+                                                  bias: bias, activation: activation, threads: context.threads)
+                }
+                if context.convolution == .oneDNNWinograd {
+                    chosen = winograd
+                } else if context.convolution == .oneDNNWinogradPerImage {
+                    chosen = try perImage() ?? winograd
+                } else if let fitting = context.scratchIsFree(winograd.scratchBytes) ? winograd
+                            : try perImage().flatMap({ context.scratchIsFree($0.scratchBytes) ? $0 : nil }) {
+                    chosen = ConvCandidate.preferWinograd(fitting, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+                } else if traceChoices {
+                    FileHandle.standardError.write(Data("conv \(items * macsPerItem) MACs: \(winograd.name) left out, its \(winograd.scratchBytes) bytes of scratch would grow the plan\n".utf8))
+                }
             }
-            if context.convolution == .oneDNNWinograd {
-                chosen = winograd
-            } else if context.convolution == .oneDNNWinogradPerImage {
-                chosen = try perImage() ?? winograd
-            } else if context.scratchIsFree(winograd.scratchBytes) {
-                chosen = ConvCandidate.preferWinograd(winograd, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
-            } else if let single = try perImage(), context.scratchIsFree(single.scratchBytes) {
-                chosen = ConvCandidate.preferWinograd(single, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
-            } else if traceChoices {
-                FileHandle.standardError.write(Data("conv \(items * macsPerItem) MACs: \(winograd.name) left out, its \(winograd.scratchBytes) bytes of scratch would grow the plan\n".utf8))
-            }
+            return chosen
         }
+        let chosen = try foldedChoice() ?? usualChoice()
         let scratch = context.scratch(bytes: chosen.scratchBytes)
         // A oneDNN primitive holds its own copy of W and B; im2col reads the constants' buffers.
         return PlannedKernel(detail: chosen.name, reorders: chosen.reorders, copiedConstantInputs: chosen.copiesWeights ? [1, 2] : []) { memory in

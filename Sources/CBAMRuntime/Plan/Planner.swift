@@ -164,10 +164,7 @@ struct Planner {
                 let index = steps.count, paidFor = arena.size + scratchBytes
                 let context = PlanContext(node: NodeContext(node: node, opset: entry.opset, threads: threads, constants: constants),
                                           inputs: inputs, outputs: outputs, threads: threads, convolution: convolution,
-                                          scratchIsFree: { bytes in
-                                              let (end, overflow) = arena.gap(bytes: bytes, during: index).addingReportingOverflow(bytes)
-                                              return !overflow && end <= paidFor
-                                          })
+                                          scratchIsFree: { arena.scratch(bytes: $0, during: index).end.map { $0 <= paidFor } ?? false })
                 let kernel: PlannedKernel
                 // A step with an operand in a carried layout runs a builder that handles layouts, or
                 // the reference kernel through the adapter, which converts (never a plain-only kernel).
@@ -185,10 +182,9 @@ struct Planner {
                 // The step's scratch (im2col columns, a oneDNN scratchpad, reorder buffers) goes where no value
                 // live during the step lies: a Winograd step's several MB then mostly cost nothing.
                 if context.scratchBytes > 0 {
-                    step.scratchBytes = context.scratchBytes
-                    step.scratchOffset = arena.gap(bytes: context.scratchBytes, during: steps.count)
-                    let (end, overflow) = step.scratchOffset.addingReportingOverflow(context.scratchBytes)
-                    scratchBytes = overflow ? .max : Swift.max(scratchBytes, end - arena.size)  // the budget check refuses .max
+                    let place = arena.scratch(bytes: context.scratchBytes, during: index)
+                    (step.scratchBytes, step.scratchOffset) = (context.scratchBytes, place.offset)
+                    scratchBytes = place.end.map { Swift.max(scratchBytes, $0 - arena.size) } ?? .max  // the budget check refuses .max
                 }
                 return step
             }
@@ -333,6 +329,14 @@ struct ArenaLayout {
     /// as scratch. Past ``size`` when no gap in the arena is large enough.
     func gap(bytes: Int, during step: Int) -> Int {
         Self.lowestFit(bytes, first: step, last: step, among: placed)
+    }
+
+    /// Where `bytes` of scratch for `step` go (``gap(bytes:during:)``) and where they end, nil
+    /// when that passes `Int.max`.
+    func scratch(bytes: Int, during step: Int) -> (offset: Int, end: Int?) {
+        let offset = gap(bytes: bytes, during: step)
+        let (end, overflow) = offset.addingReportingOverflow(bytes)
+        return (offset, overflow ? nil : end)
     }
 
     /// First fit: the lowest offset where `bytes` lie clear of every placed value whose lifetime
