@@ -62,6 +62,62 @@ struct PlanTests {
         }
     }
 
+    /// y = Relu(Relu(Conv(x)) + r), a ResNeXt block's end (its last Conv has its own Relu, so the
+    /// sum cannot go into the Conv): the Add and the outer Relu become one cbam::AddRelu step.
+    /// 1×1 conv, W = [[1, -1]] (2 → 1 channels); x = [[2, 1, 0, 3], [1, 3, 0, 1]] → conv [1, -2, 0, 2] → relu [1, 0, 0, 2];
+    /// r = [-3, 4, -1, -0.5] (broadcast over nothing) → sum [-2, 4, -1, 1.5] → relu [0, 4, 0, 1.5].
+    /// With the sum also a graph output, nothing is merged into it.
+    @Test func addThenReluBecomesOneStep() throws {
+        for (optimize, sumIsOutput) in [(true, false), (false, false), (true, true)] {
+            let s = try session(
+                [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"]),
+                 Node(name: "inner", opType: "Relu", inputs: ["c"], outputs: ["r1"]),
+                 Node(name: "add", opType: "Add", inputs: ["r1", "r"], outputs: ["a"]),
+                 Node(name: "outer", opType: "Relu", inputs: ["a"], outputs: ["y"])],
+                initializers: ["W": try f32([1, 2, 1, 1], [1, -1])],
+                inputs: [ValueInfo(name: "x"), ValueInfo(name: "r")], outputs: sumIsOutput ? ["y", "a"] : ["y"],
+                options: SessionOptions(optimize: optimize))
+            let feeds = ["x": try f32([1, 2, 2, 2], [2, 1, 0, 3, 1, 3, 0, 1]), "r": try f32([1, 1, 2, 2], [-3, 4, -1, -0.5])]
+            let out = try s.run(feeds)
+            #expect(try out["y"]?.floats() == [0, 4, 0, 1.5], "optimize \(optimize), sum is an output: \(sumIsOutput)")
+            if sumIsOutput { #expect(try out["a"]?.floats() == [-2, 4, -1, 1.5]) }
+            let plan = try s.prepare(feeds)
+            #expect(plan.steps == (optimize ? (sumIsOutput ? 3 : 2) : 4), "optimize \(optimize), sum is an output: \(sumIsOutput)")
+            #expect(plan.passes.contains { $0.hasPrefix("fuse-add-relu: 1") } == (optimize && !sumIsOutput))
+        }
+    }
+
+    /// ReduceMean and ReduceMax over H and W (axes as an attribute at opset 17, as an input at
+    /// 18; keepdims 1 and 0) read a Conv's output in the carried layout, as the global pools do,
+    /// and give the plain plan's values: 3 → 32 channels, 3×3, 12×12, random values of both signs.
+    @Test func spatialReductionsReadTheCarriedLayout() throws {
+        guard let machine = LayoutPass.machineLayout else { return }
+        var rng = SplitMix(state: 41)
+        let weights = try Tensor(shape: [32, 3, 3, 3], floats: (0..<(32 * 27)).map { _ in Float.random(in: -1...1, using: &rng) })
+        let x = try Tensor(shape: [2, 3, 12, 12], floats: (0..<(2 * 3 * 144)).map { _ in Float.random(in: -1...1, using: &rng) })
+        for (opType, opset, keepDims) in [("ReduceMean", 17, 1), ("ReduceMax", 17, 0), ("ReduceMean", 18, 0), ("ReduceMax", 18, 1)] {
+            let reduce = opset >= 18
+                ? Node(name: "pool", opType: opType, inputs: ["c", "axes"], outputs: ["y"], attributes: ["keepdims": .int(keepDims)])
+                : Node(name: "pool", opType: opType, inputs: ["c"], outputs: ["y"], attributes: ["axes": .ints([-1, 2]), "keepdims": .int(keepDims)])
+            func run(carry: Bool) throws -> (Tensor, Session) {
+                var options = SessionOptions(threads: 2, carryLayouts: carry)
+                options.carryFromMACs = 0
+                let model = Model(opsetImports: ["": opset], graph: Graph(
+                    nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"], attributes: ["pads": .ints([1, 1, 1, 1])]), reduce],
+                    initializers: ["W": weights, "axes": try Tensor(shape: [2], int64s: [2, 3])],
+                    inputs: [ValueInfo(name: "x")], outputs: [ValueInfo(name: "y")]))
+                let session = try Session(model: model, options: options)
+                return (try #require(try session.run(["x": x])["y"]), session)
+            }
+            let ((carried, session), (plain, _)) = (try run(carry: true), try run(carry: false))
+            #expect(carried.shape == (keepDims == 1 ? [2, 32, 1, 1] : [2, 32]))
+            let comparison = Comparison(actual: carried, expected: plain, atol: 1e-5, rtol: 1e-5)
+            #expect(comparison.passed, "\(opType) opset \(opset): \(comparison)")
+            let detail = try session.plan(for: ["x": x]).steps.last?.kernel.detail
+            #expect(detail == "simd reduce \(machine)", "\(opType) opset \(opset)")
+        }
+    }
+
     @Test func aConvOutputReadTwiceIsNotFused() throws {
         // c feeds both the Relu and the graph output: the Relu must not be merged.
         let s = try session(

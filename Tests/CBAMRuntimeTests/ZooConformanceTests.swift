@@ -218,6 +218,29 @@ struct CarriedLayoutTests {
         }
     }
 
+    /// The dynamo exporter ends a ResNet with ReduceMean over H and W where TorchScript writes
+    /// GlobalAveragePool; both read the carried layout, so neither export turns its last stage's
+    /// residual stream back to NCHW (that stream is one group of values, and a plain-only reader
+    /// anywhere in it kept it all plain): the two exports of each ResNet reorder equally often.
+    @Test func dynamoExportsCarryAsFarAsTorchScripts() throws {
+        guard LayoutPass.machineLayout != nil else { return }
+        for model in ["seed002_resnext50", "seed004_resnet50_cbam", "seed002_se_resnet34"] {
+            var reorders: [Int] = [], heads: [String] = []
+            for file in ["torchscript_op17.onnx", "dynamo_op20.onnx"] {
+                let x = try NPY.read(contentsOf: Repo.path("Models/\(model)/input.npy"))
+                var options = Self.options(carry: true)
+                options.convolution = .oneDNNBlocked
+                let session = try Session(contentsOf: Repo.path("Models/\(model)/\(file)"), options: options)
+                let name = try #require(session.model.graph.inputs.first?.name)
+                reorders.append(try session.prepare([name: x]).reorders)
+                let plan = try session.plan(for: [name: x])
+                heads += plan.steps.filter { ["ReduceMean", "GlobalAveragePool"].contains($0.entry.node.opType) }.map(\.kernel.detail)
+            }
+            #expect(reorders[0] == reorders[1], "\(model): TorchScript \(reorders[0]) reorders, dynamo \(reorders[1])")
+            #expect(!heads.isEmpty && heads.allSatisfy { $0.hasPrefix("simd reduce ") && $0 != "simd reduce" }, "\(model) heads: \(heads)")
+        }
+    }
+
     /// The differential test above compares something: the CBAM ResNets carry most of their values.
     @Test func theResNetsCarryTheirFeatureMaps() throws {
         guard LayoutPass.machineLayout != nil else { return }

@@ -7,11 +7,12 @@ import Foundation
 ///
 /// A value is carried only when every step that touches it can work on that layout:
 ///   - Conv / cbam::FusedConv with constant weights (input X, residual R, output Y);
-///   - elementwise Relu, Add, Sub, Mul, Div whose operands all have the output's shape
+///   - elementwise Relu, Add, Sub, Mul, Div (and cbam::AddRelu) whose operands all have the output's shape
 ///     (they act on the bytes as they are, so all their operands share one layout);
 ///   - the fused CBAM gates (X, Y and a merged residual; the sigmoid map stays plain);
 ///   - MaxPool and AveragePool over 2-D windows (X and Y in one layout);
-///   - GlobalAveragePool / GlobalMaxPool (input only: `[N, C, 1, 1]` is written plain).
+///   - GlobalAveragePool / GlobalMaxPool, and ReduceMean / ReduceMax over H and W (input
+///     only: `[N, C, 1, 1]` is written plain).
 /// Anything else that reads or writes the value keeps it plain, as do graph inputs and
 /// outputs and the values of views. Values whose steps share bytes (elementwise ops, which
 /// may run in place, and the gates) are decided together. A group is carried only when a
@@ -62,7 +63,7 @@ enum LayoutPass {
                 }
                 for (index, name) in node.inputs.enumerated() where isRuntime(name) && index != 0 && index != 3 { plainOnly.insert(name) }
                 plainOnly.formUnion(outputs.dropFirst())
-            case "Relu", "Add", "Sub", "Mul", "Div":
+            case "Relu", "Add", "Sub", "Mul", "Div", Passes.domain + "::AddRelu":
                 guard let output = outputs.first, outputs.count == 1, let type = typed.types[output],
                       node.inputs.allSatisfy({ isRuntime($0) && typed.types[$0]?.shape == type.shape }) else { allPlain(); break }
                 for input in inputs { union(input, output) }
@@ -89,6 +90,13 @@ enum LayoutPass {
                       typed.types[x]?.shape.count == 4 else { allPlain(); break }
                 union(x, y)
             case "GlobalAveragePool", "GlobalMaxPool":
+                plainOnly.formUnion(outputs)
+                plainOnly.formUnion(inputs.dropFirst())
+            case "ReduceMean", "ReduceMax":
+                // A mean or max over H and W (the dynamo exporter's global pool) reads X like a global pool.
+                let context = NodeContext(node: node, opset: entry.opset, constants: node.inputs.map { typed.constants[$0] })
+                guard let x = node.inputs.first, let rank = typed.types[x]?.shape.count,
+                      (try? PlannedKernels.isSpatialReduction(context, rank: rank, axesInputSince: 18)) == true else { allPlain(); break }
                 plainOnly.formUnion(outputs)
                 plainOnly.formUnion(inputs.dropFirst())
             default:

@@ -21,6 +21,7 @@ enum Passes {
         graph = mergeChannelScaleIntoSpatialGate(graph)
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
+        graph = fuseAddRelu(graph)
         graph = fuseNormalizationAndGelu(graph)
     }
 
@@ -157,6 +158,40 @@ enum Passes {
         }
         graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         if !removed.isEmpty { graph.log.append("\(tag): \(removed.count) \(log)") }
+        return graph
+    }
+
+    // MARK: - Add + Relu
+
+    /// `Relu(Add(A, B))` → `cbam::AddRelu(A, B)`: one pass writing `max(A + B, 0)` instead of an
+    /// Add writing the sum and a Relu reading it again. Left for the residual Adds the Conv and
+    /// gate fusions could not take (a ResNeXt block whose last Conv has its own Relu before the
+    /// sum). Applies when the Relu alone reads the Add's float output, which is no graph output;
+    /// the fused step takes the Relu's place.
+    static func fuseAddRelu(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readers = graph.readerCounts()
+        let producers = graph.producers()
+        var removed = Set<Int>()
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Relu" {
+            let relu = entry.node
+            guard relu.inputs.count == 1, relu.outputs.count == 1, let sum = relu.inputs.first, let addIndex = producers[sum],
+                  !removed.contains(addIndex), readers[sum] == 1, !graph.outputs.contains(sum),
+                  graph.types[sum]?.dataType == .float, graph.types[relu.outputs[0]] == graph.types[sum] else { continue }
+            let add = graph.entries[addIndex].node
+            guard add.domain.isEmpty, add.opType == "Add", add.inputs.count == 2, add.inputs.allSatisfy({ !$0.isEmpty }),
+                  add.outputs == [sum] else { continue }
+            var fused = add
+            fused.domain = domain
+            fused.opType = "AddRelu"
+            fused.outputs = relu.outputs
+            fused.name = joinedName(add, relu)
+            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[addIndex].opset,
+                                                    replaces: graph.entries[addIndex].replaces + entry.replaces)
+            removed.insert(addIndex)
+        }
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if !removed.isEmpty { graph.log.append("fuse-add-relu: \(removed.count) Add + Relu merged into one step") }
         return graph
     }
 

@@ -5,6 +5,7 @@
 extension PlannedKernels {
     static func registerElementwise(_ table: inout [String: Builder]) {
         table["Add"] = { try binary($0, FloatOperator.add) }
+        table[Passes.domain + "::AddRelu"] = { try binary($0, FloatOperator.add, relu: true) }
         table["Sub"] = { try binary($0, FloatOperator.subtract) }
         table["Mul"] = { try binary($0, FloatOperator.multiply) }
         table["Div"] = { try binary($0, FloatOperator.divide) }
@@ -13,8 +14,9 @@ extension PlannedKernels {
     }
 
     /// `C = A ∘ B` with numpy broadcasting, float32: SIMD8 runs along the innermost
-    /// merged axis, runs split across threads when the output is large.
-    private static func binary(_ context: PlanContext, _ op: FloatOperator) throws -> PlannedKernel? {
+    /// merged axis, runs split across threads when the output is large. With `relu`
+    /// (cbam::AddRelu), each run is clamped at 0 right after it is written, while it is in L1.
+    private static func binary(_ context: PlanContext, _ op: FloatOperator, relu: Bool = false) throws -> PlannedKernel? {
         let a = try context.input(0, "A"), b = try context.input(1, "B"), c = try context.output(0)
         guard a.type.dataType == .float, b.type.dataType == .float, c.type.dataType == .float else { return nil }
         // In a carried layout only same-shape operands in one layout: the op then runs on the bytes as they lie.
@@ -24,11 +26,12 @@ extension PlannedKernels {
         let plan = try BroadcastPlan(a.shape, b.shape)
         guard plan.outputShape == c.shape else { return nil }
         let workers = plan.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, plan.runCount)) : 1
-        return PlannedKernel(detail: "simd broadcast") { memory in
+        return PlannedKernel(detail: relu ? "simd broadcast+relu" : "simd broadcast") { memory in
             let (x, y, z) = (UnsafePointer(a.floats(memory)), UnsafePointer(b.floats(memory)), c.floats(memory))
             Parallel.forEach(workers) { worker in
                 plan.forEachRun(in: Parallel.share(worker, of: workers, count: plan.runCount)) { o, ai, bi, length, aStep, bStep in
                     op.fill(z + o, length, x + ai, aStep, y + bi, bStep)
+                    if relu { VectorMath.map(UnsafePointer(z + o), z + o, length, ReluLanes.apply) }
                 }
             }
         }

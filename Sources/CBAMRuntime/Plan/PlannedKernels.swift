@@ -68,8 +68,9 @@ enum PlannedKernels {
     }
 
     private static let layoutAwareOps: Set<String> = [
-        "Conv", Passes.domain + "::FusedConv", "Relu", "Add", "Sub", "Mul", "Div",
+        "Conv", Passes.domain + "::FusedConv", "Relu", "Add", "Sub", "Mul", "Div", Passes.domain + "::AddRelu",
         Passes.domain + "::ChannelGate", Passes.domain + "::SpatialGate", "GlobalAveragePool", "GlobalMaxPool", "MaxPool", "AveragePool",
+        "ReduceMean", "ReduceMax",
     ]
 
     private static let builders: [String: Builder] = {

@@ -22,17 +22,22 @@ extension PlannedKernels {
     private static func reduce(_ context: PlanContext, _ op: ReduceKernel.Fast, axesInputSince: Int) throws -> PlannedKernel? {
         let node = context.node
         let x = try context.input(0, "data"), y = try context.output(0)
-        guard x.type.dataType == .float, y.type.dataType == .float, x.count > 0 else { return nil }
-        var axes: [Int]
-        if node.opset >= axesInputSince {
-            if context.inputs.count > 1, context.inputs[1] != nil {
-                guard let given = node.constant(1) else { return nil }  // axes computed at run time
-                axes = try given.integers("axes")
-            } else {
-                axes = []
+        guard x.type.dataType == .float, y.type.dataType == .float, x.count > 0,
+              var axes = try reductionAxes(node, axesInputSince: axesInputSince) else { return nil }
+        if x.layout != .plain {
+            // A carried X (LayoutPass lets only a mean or max over H and W of a 4-D map be): per-channel
+            // statistics down the rows of each block, as the global pools; Y `[N, C]` or `[N, C, 1, 1]` plain.
+            guard try isSpatialReduction(node, rank: x.shape.count, axesInputSince: axesInputSince), op == .mean || op == .max,
+                  y.layout == .plain, y.count == x.shape[0] * x.shape[1] else { return nil }
+            let blocks = ChannelBlocks(x)
+            let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
+            return PlannedKernel(detail: "simd reduce \(x.layout)") { memory in
+                let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+                Parallel.forEach(workers) { worker in
+                    CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
+                                                   means: op == .mean ? target : nil, maxima: op == .max ? target : nil)
+                }
             }
-        } else {
-            axes = try node.ints("axes") ?? []
         }
         if axes.isEmpty {
             if try node.int("noop_with_empty_axes", default: 0) != 0 { return copy(x, y) }
@@ -67,6 +72,21 @@ extension PlannedKernels {
                 }
             }
         }
+    }
+
+    /// The axes a Reduce* node names (attribute before `axesInputSince`, a constant input from
+    /// it on), as written: empty when none are given; nil when they are computed at run time.
+    static func reductionAxes(_ node: NodeContext, axesInputSince: Int) throws -> [Int]? {
+        guard node.opset >= axesInputSince else { return try node.ints("axes") ?? [] }
+        guard node.node.inputs.count > 1, !node.node.inputs[1].isEmpty else { return [] }
+        return try node.constant(1)?.integers("axes")
+    }
+
+    /// Whether a Reduce* node over a rank-`rank` input reduces exactly its two spatial axes
+    /// (2 and 3 of `[N, C, H, W]`): a global pool, which may read the carried layouts.
+    static func isSpatialReduction(_ node: NodeContext, rank: Int, axesInputSince: Int) throws -> Bool {
+        guard rank == 4, let axes = try reductionAxes(node, axesInputSince: axesInputSince), axes.count == 2 else { return false }
+        return Set(try axes.map { try Shape.normalizeAxis($0, rank: rank, what: "axis") }) == [2, 3]
     }
 
     /// Y = X, for a reduction over nothing (or over axes of extent 1).

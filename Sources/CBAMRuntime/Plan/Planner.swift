@@ -268,6 +268,7 @@ struct Planner {
         let node = entry.node
         if node.domain == Passes.domain {
             if node.opType == "FusedConv" { return nil }
+            if node.opType == "AddRelu" { return [0, 1] }
             // A gate with a residual (its last input) reads x and R at each position before writing it.
             if case .int(1)? = node.attributes["residual"] { return [0, node.inputs.count - 1] }
             return [0]
