@@ -118,6 +118,38 @@ struct PlanTests {
         }
     }
 
+    /// Buffers from 2 MiB on start on a 2 MiB boundary and their whole 2 MiB pages are advised
+    /// MADV_HUGEPAGE (the kernel marks the range `hg` in /proc/self/smaps), up to the last whole
+    /// page only (the tail stays on small pages, so nothing resident is added); smaller ones are
+    /// left alone. Checked where the kernel offers transparent huge pages.
+    @Test func largeBuffersAskForHugePages() throws {
+        guard HugePages.enabled, let mode = try? String(contentsOfFile: "/sys/kernel/mm/transparent_hugepage/enabled", encoding: .utf8),
+              !mode.contains("[never]") else { return }
+        /// The VmFlags of the mapping holding `address`.
+        func flags(at address: UInt) throws -> [String] {
+            var inside = false
+            // /proc files report size 0: read to the end rather than by the size.
+            let smaps = try #require(FileHandle(forReadingAtPath: "/proc/self/smaps")).readDataToEndOfFile()
+            for line in String(decoding: smaps, as: UTF8.self).split(separator: "\n") {
+                if let dash = line.firstIndex(of: "-"), let space = line.firstIndex(of: " "), dash < space,
+                   let start = UInt(line[..<dash], radix: 16), let end = UInt(line[line.index(after: dash)..<space], radix: 16) {
+                    inside = start <= address && address < end
+                } else if inside, line.hasPrefix("VmFlags:") {
+                    return line.dropFirst("VmFlags:".count).split(separator: " ").map(String.init)
+                }
+            }
+            return []
+        }
+        let mib = 1 << 20
+        let large = AlignedBuffer(byteCount: 5 * mib + 12345), small = AlignedBuffer(byteCount: mib)
+        let (start, tail) = (UInt(bitPattern: large.pointer), UInt(bitPattern: large.pointer) + UInt(4 * mib))
+        #expect(start % UInt(HugePages.size) == 0)
+        #expect(try flags(at: start).contains("hg"))
+        #expect(try flags(at: start + UInt(4 * mib - 1)).contains("hg"))
+        #expect(try !flags(at: tail).contains("hg"), "the tail past the last whole 2 MiB page stays on small pages")
+        #expect(try !flags(at: UInt(bitPattern: small.pointer)).contains("hg"))
+    }
+
     @Test func aConvOutputReadTwiceIsNotFused() throws {
         // c feeds both the Relu and the graph output: the Relu must not be merged.
         let s = try session(

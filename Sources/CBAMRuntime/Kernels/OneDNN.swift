@@ -252,11 +252,14 @@ final class DNNLExecutable: @unchecked Sendable {
         let implementation: String
     }
 
-    /// One bound argument held in every layout some variant asked for. A borrowed copy wraps
-    /// the caller's memory during `init` only: it is read from, never bound.
+    /// One bound argument held in every layout some variant asked for. A borrowed copy (no
+    /// buffer) wraps the caller's memory during `init` only: it is read from, never bound. The
+    /// others lie in a buffer of their own, freed with the copy after its memory object is destroyed.
     private struct BoundArgument {
         let index: Int32
-        var copies: [(layout: DNNLLayout, memory: dnnl_memory_t, borrowed: Bool)]
+        var copies: [(layout: DNNLLayout, memory: dnnl_memory_t, buffer: AlignedBuffer?)]
+
+        static func isBorrowed(_ copy: (layout: DNNLLayout, memory: dnnl_memory_t, buffer: AlignedBuffer?)) -> Bool { copy.buffer == nil }
     }
 
     /// What one executing thread needs to itself.
@@ -346,16 +349,16 @@ final class DNNLExecutable: @unchecked Sendable {
             var memory: dnnl_memory_t?
             var desc = layout.desc
             try OneDNN.check(dnnl_memory_create(&memory, &desc, engine, UnsafeMutableRawPointer(mutating: values)), "dnnl_memory_create")
-            state.withLock { $0.bound.append(BoundArgument(index: index, copies: [(layout, memory!, true)])) }
+            state.withLock { $0.bound.append(BoundArgument(index: index, copies: [(layout, memory!, nil)])) }
         }
         if let threads { _ = try variant(threads: threads) }
         // A constant the first variant did not bind gets a copy of its own in the caller's layout.
         try state.withLock { state in
             for i in state.bound.indices {
-                guard let copy = state.bound[i].copies.first(where: \.borrowed) else { continue }
-                let owned = try DNNLReorder.copy(copy.memory, from: copy.layout, to: copy.layout, engine: engine)
+                guard let copy = state.bound[i].copies.first(where: BoundArgument.isBorrowed) else { continue }
+                let (owned, buffer) = try DNNLReorder.copy(copy.memory, from: copy.layout, to: copy.layout, engine: engine)
                 dnnl_memory_destroy(copy.memory)
-                state.bound[i].copies = state.bound[i].copies.filter { !$0.borrowed } + [(copy.layout, owned, false)]
+                state.bound[i].copies = state.bound[i].copies.filter { !BoundArgument.isBorrowed($0) } + [(copy.layout, owned, buffer)]
             }
         }
     }
@@ -387,12 +390,12 @@ final class DNNLExecutable: @unchecked Sendable {
             for i in state.bound.indices {
                 let index = state.bound[i].index
                 guard let wanted = OneDNN.query(pd, argument: index).map(DNNLLayout.init) else { continue }
-                if let copy = state.bound[i].copies.first(where: { $0.layout == wanted && !$0.borrowed }) {
+                if let copy = state.bound[i].copies.first(where: { $0.layout == wanted && !BoundArgument.isBorrowed($0) }) {
                     bound.append(dnnl_exec_arg_t(arg: index, memory: copy.memory))
                 } else {
                     let first = state.bound[i].copies[0]
-                    let memory = try DNNLReorder.copy(first.memory, from: first.layout, to: wanted, engine: engine)
-                    state.bound[i].copies.append((wanted, memory, false))
+                    let (memory, buffer) = try DNNLReorder.copy(first.memory, from: first.layout, to: wanted, engine: engine)
+                    state.bound[i].copies.append((wanted, memory, buffer))
                     bound.append(dnnl_exec_arg_t(arg: index, memory: memory))
                 }
             }
@@ -509,12 +512,15 @@ public final class DNNLReorder: @unchecked Sendable {
         return pd!
     }
 
-    /// A new library-owned memory object in layout `to` holding `memory`'s contents (layout `from`).
-    /// Used once per layout at build time (weights), so it runs on the calling thread's OpenMP count.
-    static func copy(_ memory: dnnl_memory_t, from: DNNLLayout, to: DNNLLayout, engine: dnnl_engine_t) throws -> dnnl_memory_t {
+    /// A new memory object in layout `to` holding `memory`'s contents (layout `from`), on a buffer
+    /// of ours (an ``AlignedBuffer``: huge pages for large weights, which every run streams
+    /// through) that must outlive the memory object. Used once per layout at build time
+    /// (weights), so it runs on the calling thread's OpenMP count.
+    static func copy(_ memory: dnnl_memory_t, from: DNNLLayout, to: DNNLLayout, engine: dnnl_engine_t) throws -> (dnnl_memory_t, AlignedBuffer) {
         var target: dnnl_memory_t?
         var desc = to.desc
-        try OneDNN.check(dnnl_memory_create(&target, &desc, engine, allocateByLibrary), "dnnl_memory_create")
+        let buffer = AlignedBuffer(byteCount: dnnl_memory_desc_get_size(&desc))
+        try OneDNN.check(dnnl_memory_create(&target, &desc, engine, buffer.pointer), "dnnl_memory_create")
         do {
             let pd = try primitiveDesc(from: from, to: to, engine: engine, userScratchpad: false)
             defer { dnnl_primitive_desc_destroy(pd) }
@@ -528,13 +534,10 @@ public final class DNNLReorder: @unchecked Sendable {
                         dnnl_exec_arg_t(arg: DNNLArgument.destination, memory: target)]
             try OneDNN.check(dnnl_primitive_execute(primitive, stream, 2, &args), "dnnl_primitive_execute (reorder)")
             try OneDNN.check(dnnl_stream_wait(stream), "dnnl_stream_wait")
-            return target!
+            return (target!, buffer)
         } catch {
             dnnl_memory_destroy(target)
             throw error
         }
     }
-
-    /// DNNL_MEMORY_ALLOCATE: asks dnnl_memory_create to allocate (and own) the buffer.
-    static var allocateByLibrary: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: UInt.max) }
 }

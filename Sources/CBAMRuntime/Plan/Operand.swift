@@ -239,7 +239,8 @@ public struct BorrowedTensor: RunInput, @unchecked Sendable {
 }
 
 /// Memory aligned for vector loads (64 bytes: one cache line, one AVX-512 register),
-/// freed when the owner goes away. Arenas and constants live in these.
+/// freed when the owner goes away. Arenas, constants and oneDNN's reordered weights live in
+/// these; from 2 MiB on, on transparent huge pages (``HugePages``).
 final class AlignedBuffer: @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
     let byteCount: Int
@@ -248,7 +249,9 @@ final class AlignedBuffer: @unchecked Sendable {
     /// caller has checked the size against the memory budget.
     init(byteCount: Int) {
         self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: 64)
+        let huge = HugePages.suits(byteCount)
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: huge ? HugePages.size : 64)
+        if huge { HugePages.advise(pointer, byteCount: byteCount) }
     }
 
     deinit { pointer.deallocate() }
