@@ -271,6 +271,103 @@ AVX2 static void pool_avx2(const float *x, float *y, size_t block, const cbam_vm
     }
 }
 
+// ---- linear rows (a gate's fully connected layers) ---------------------------------------------
+
+static void linear_portable(const float *w, size_t m, size_t inner, const float *x, size_t rows, float *y, size_t first, size_t end) {
+    for (size_t o = first; o < end; o++) {
+        const float *wo = w + o * inner;
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * inner;
+            float sum = 0.0f;
+            for (size_t k = 0; k < inner; k++) sum += wo[k] * xr[k];
+            y[r * m + o] = sum;
+        }
+    }
+}
+
+AVX2 static inline float sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static void linear_avx2(const float *w, size_t m, size_t inner, const float *x, size_t rows, float *y, size_t first, size_t end) {
+    size_t o = first;
+    for (; o + 4 <= end; o += 4) {
+        const float *w0 = w + o * inner, *w1 = w0 + inner, *w2 = w1 + inner, *w3 = w2 + inner;
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * inner;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            size_t k = 0;
+            for (; k + 8 <= inner; k += 8) {
+                __m256 v = _mm256_loadu_ps(xr + k);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), v, a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), v, a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), v, a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), v, a3);
+            }
+            float s0 = sum8(a0), s1 = sum8(a1), s2 = sum8(a2), s3 = sum8(a3);
+            for (; k < inner; k++) { s0 += w0[k] * xr[k]; s1 += w1[k] * xr[k]; s2 += w2[k] * xr[k]; s3 += w3[k] * xr[k]; }
+            float *yr = y + r * m + o;
+            yr[0] = s0; yr[1] = s1; yr[2] = s2; yr[3] = s3;
+        }
+    }
+    for (; o < end; o++) {
+        const float *wo = w + o * inner;
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * inner;
+            __m256 a = _mm256_setzero_ps();
+            size_t k = 0;
+            for (; k + 8 <= inner; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(wo + k), _mm256_loadu_ps(xr + k), a);
+            float sum = sum8(a);
+            for (; k < inner; k++) sum += wo[k] * xr[k];
+            y[r * m + o] = sum;
+        }
+    }
+}
+
+AVX512 static void linear_avx512(const float *w, size_t m, size_t inner, const float *x, size_t rows, float *y, size_t first, size_t end) {
+    // The last partial vector of each row through a mask, so no scalar tail.
+    const __mmask16 tail = (__mmask16)((1u << (inner % 16)) - 1u);
+    const size_t whole = inner / 16 * 16;
+    size_t o = first;
+    for (; o + 4 <= end; o += 4) {
+        const float *w0 = w + o * inner, *w1 = w0 + inner, *w2 = w1 + inner, *w3 = w2 + inner;
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * inner;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (size_t k = 0; k < whole; k += 16) {
+                __m512 v = _mm512_loadu_ps(xr + k);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + k), v, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + k), v, a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + k), v, a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + k), v, a3);
+            }
+            if (tail) {
+                __m512 v = _mm512_maskz_loadu_ps(tail, xr + whole);
+                a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w0 + whole), v, a0);
+                a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w1 + whole), v, a1);
+                a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w2 + whole), v, a2);
+                a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w3 + whole), v, a3);
+            }
+            float *yr = y + r * m + o;
+            yr[0] = _mm512_reduce_add_ps(a0); yr[1] = _mm512_reduce_add_ps(a1);
+            yr[2] = _mm512_reduce_add_ps(a2); yr[3] = _mm512_reduce_add_ps(a3);
+        }
+    }
+    for (; o < end; o++) {
+        const float *wo = w + o * inner;
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * inner;
+            __m512 a = _mm512_setzero_ps();
+            for (size_t k = 0; k < whole; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(wo + k), _mm512_loadu_ps(xr + k), a);
+            if (tail) a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, wo + whole), _mm512_maskz_loadu_ps(tail, xr + whole), a);
+            y[r * m + o] = _mm512_reduce_add_ps(a);
+        }
+    }
+}
+
 // ---- dispatch ---------------------------------------------------------------------------------
 
 cbam_vm_isa cbam_vm_best_isa(void) {
@@ -319,5 +416,16 @@ void cbam_vm_pool2d(const float *x, float *y, size_t block, const cbam_vm_pool2d
     case CBAM_VM_AVX512: pool_avx512(x, y, block, geometry, first_row, end_row, average); break;
     case CBAM_VM_AVX2: pool_avx2(x, y, block, geometry, first_row, end_row, average); break;
     default: pool_portable(x, y, block, geometry, first_row, end_row, average); break;
+    }
+}
+
+void cbam_vm_linear_rows(const float *w, size_t m, size_t inner, const float *x, size_t rows, float *y,
+                         size_t first_output, size_t end_output, cbam_vm_isa isa) {
+    if (end_output > m) end_output = m;
+    if (first_output >= end_output) return;
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: linear_avx512(w, m, inner, x, rows, y, first_output, end_output); break;
+    case CBAM_VM_AVX2: linear_avx2(w, m, inner, x, rows, y, first_output, end_output); break;
+    default: linear_portable(w, m, inner, x, rows, y, first_output, end_output); break;
     }
 }

@@ -133,6 +133,68 @@ struct VectorMathTests {
             #expect(got[(oy * loop.ow + ox) * block + c] == want)
         } } }
     }
+
+    /// The channel gate's fully connected layers on CVectorMath (each instruction set) against
+    /// the Swift loop of the reference program (``ChannelGateProgram/dot(_:_:_:)``), on random
+    /// sizes: widths with and without a vector tail, one to five rows, output ranges that start
+    /// and end off the groups of four, as the threads split them.
+    @Test(arguments: VectorMath.InstructionSet.allCases)
+    func linearRowsMatchTheSwiftLoop(_ isa: VectorMath.InstructionSet) throws {
+        var rng = SplitMix(state: 77)
+        for trial in 0..<80 {
+            let m = 1 + rng.next(40), inner = [1, 7, 16, 33, 64, 128, 250, 2048][trial % 8] + rng.next(2)
+            let rows = 1 + rng.next(4)
+            let w = (0..<(m * inner)).map { _ in Float(rng.next(2000)) / 1000 - 1 }
+            let x = (0..<(rows * inner)).map { _ in Float(rng.next(2000)) / 1000 - 1 }
+            var want = [Float](repeating: 0, count: rows * m), got = [Float](repeating: .nan, count: rows * m)
+            let split = rng.next(m)
+            w.withUnsafeBufferPointer { wp in
+                x.withUnsafeBufferPointer { xp in
+                    for o in 0..<m { for r in 0..<rows {
+                        want[r * m + o] = ChannelGateProgram.dot(wp.baseAddress! + o * inner, xp.baseAddress! + r * inner, inner)
+                    } }
+                    got.withUnsafeMutableBufferPointer { yp in
+                        for outputs in [0..<split, split..<m] {
+                            VectorMath.linearRows(wp.baseAddress!, m: m, inner: inner, xp.baseAddress!, rows: rows, yp.baseAddress!, outputs: outputs, isa: isa)
+                        }
+                    }
+                }
+            }
+            // Sums of up to 2048 products of values in [-1, 1], added in another order.
+            for i in want.indices where !(abs(want[i] - got[i]) <= 2e-5 * Float(inner).squareRoot()) {
+                Issue.record("\(isa) trial \(trial) (m \(m), inner \(inner), rows \(rows), split at \(split)): element \(i) \(got[i]) vs \(want[i])")
+                break
+            }
+        }
+    }
+
+    /// A gate program's linear instructions, as planned (CVectorMath, outputs split over two
+    /// threads when large) and on the reference loop, give the same slots: a 2048 → 128 → 2048
+    /// MLP (ResNet-50's last CBAM blocks) on the average and max vectors of two items.
+    @Test func gateProgramLinearStepsMatchTheReference() throws {
+        var rng = SplitMix(state: 91)
+        let (c, hidden, items) = (2048, 128, 2)
+        let first = Tensor.float([hidden, c], (0..<(hidden * c)).map { _ in Float(rng.next(2000)) / 1000 - 1 })
+        let second = Tensor.float([c, hidden], (0..<(hidden * c)).map { _ in Float(rng.next(2000)) / 1000 - 1 })
+        // Slots 0 and 1 (average, max: [items, c] each) in, 2 = first layer of both, 3 = second.
+        let code = [0, 2, 0, -1, 1, 0, 0, 0, 0, 3, 2, -1, 2, 0, 0, 0]
+        let counts = [items * c, items * c, items * hidden, items * c]
+        var offsets: [Int] = [], total = 0
+        for count in counts { offsets.append(total); total += count }
+        let pooled = (0..<(items * c)).map { _ in Float(rng.next(2000)) / 1000 - 1 }
+        func run(reference: Bool) throws -> [Float] {
+            let steps = try ChannelGateProgram.compile(code, counts: counts, offsets: offsets, threads: 2, reference: reference,
+                                                       constants: { $0 == 1 ? first : second })
+            var slots = [Float](repeating: .nan, count: total)
+            for i in 0..<(items * c) { slots[i] = pooled[i] }
+            slots.withUnsafeMutableBufferPointer { p in for step in steps { step(p.baseAddress!) } }
+            return Array(slots[offsets[3]...])
+        }
+        let (planned, reference) = (try run(reference: false), try run(reference: true))
+        #expect(planned.count == items * c && !planned.contains { $0.isNaN })
+        let worst = zip(planned, reference).map { abs($0 - $1) / Swift.max(1, abs($1)) }.max() ?? .infinity
+        #expect(worst < 1e-4, "largest relative difference \(worst)")
+    }
 }
 
 private extension SplitMix {

@@ -149,6 +149,14 @@ extension VectorMath {
                            _ target: UnsafeMutablePointer<Float>, _ count: Int, isa: InstructionSet = .auto) {
         cbam_vm_exp_shifted(source, shift, shiftStep, target, count, isa.c)
     }
+
+    /// y[r·m + o] = Σₖ w[o·inner + k] · x[r·inner + k] for r < rows and o in `outputs`: W `[m, inner]`
+    /// applied to `rows` vectors at once, each weight row read once for all of them.
+    @inline(__always)
+    static func linearRows(_ w: UnsafePointer<Float>, m: Int, inner: Int, _ x: UnsafePointer<Float>, rows: Int,
+                           _ y: UnsafeMutablePointer<Float>, outputs: Range<Int>, isa: InstructionSet = .auto) {
+        cbam_vm_linear_rows(w, m, inner, x, rows, y, outputs.lowerBound, outputs.upperBound, isa.c)
+    }
 }
 
 /// A ``Pool2DLoop`` as CVectorMath's C geometry, its tap tables allocated once and kept for the

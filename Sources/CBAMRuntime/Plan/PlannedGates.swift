@@ -58,7 +58,7 @@ extension PlannedKernels {
             offsets.append(total)
             total += (count + 15) / 16 * 16
         }
-        let program = try ChannelGateProgram.compile(code, counts: counts, offsets: offsets, constants: { index in
+        let program = try ChannelGateProgram.compile(code, counts: counts, offsets: offsets, threads: context.threads, constants: { index in
             guard index >= 1, let tensor = node.constant(index), tensor.dataType == .float else {
                 throw node.invalid("program", "constant input \(index) is missing or not float32")
             }
@@ -448,9 +448,16 @@ extension ChannelGateProgram {
     /// One instruction, resolved against the scratch base: reads earlier slots, writes its own.
     typealias Step = (_ slots: UnsafeMutablePointer<Float>) -> Void
 
+    /// Multiply-accumulates from which a linear instruction splits its outputs across threads.
+    static let parallelLinearMACs = 1 << 16
+
     /// Checks `code` against the slot counts and the constants, and resolves every
     /// instruction to a closure over fixed offsets (nothing is allocated when it runs).
-    static func compile(_ code: [Int], counts: [Int], offsets: [Int], constants: (Int) throws -> Tensor) throws -> [Step] {
+    /// `reference` runs the linear instructions on the plain Swift loop (``dot(_:_:_:)``), for
+    /// the differential tests; otherwise they run on CVectorMath's loop for this CPU, their
+    /// outputs split across `threads` when large.
+    static func compile(_ code: [Int], counts: [Int], offsets: [Int], threads: Int = 1, reference: Bool = false,
+                        constants: (Int) throws -> Tensor) throws -> [Step] {
         func invalid(_ message: String) -> CBAMError { CBAMError(.invalidAttribute, message, field: "attribute \"program\"") }
         guard code.count % width == 0 else { throw invalid("has \(code.count) values, not a multiple of \(width)") }
         var written = Set([0, 1])
@@ -480,6 +487,20 @@ extension ChannelGateProgram {
                 guard rows * m == outCount else { throw invalid("linear output slot \(out) holds \(outCount) values, not \(rows * m)") }
                 let weights = UncheckedSendable(try matrix.floats())
                 let inOffset = offsets[source]
+                if !reference {
+                    // A wide gate's MLP (2048 × 128, 1 MB a layer) is bound by reading its weights:
+                    // with two threads each streams half of them.
+                    let workers = rows * m * inner >= parallelLinearMACs ? Swift.max(1, Swift.min(threads, m / 4)) : 1
+                    steps.append { slots in
+                        weights.value.withUnsafeBufferPointer { wp in
+                            let (w, x, y) = (wp.baseAddress!, UnsafePointer(slots + inOffset), slots + outOffset)
+                            Parallel.forEach(workers) { worker in
+                                VectorMath.linearRows(w, m: m, inner: inner, x, rows: rows, y, outputs: Parallel.share(worker, of: workers, count: m))
+                            }
+                        }
+                    }
+                    break
+                }
                 steps.append { slots in
                     weights.value.withUnsafeBufferPointer { wp in
                         // Each weight row once for all the pooled rows (avg and max of every

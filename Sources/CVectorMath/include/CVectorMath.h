@@ -54,6 +54,15 @@ typedef struct {
 void cbam_vm_pool2d(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *geometry,
                     int first_row, int end_row, int average, cbam_vm_isa isa);
 
+/// y[r·m + o] = Σ_k w[o·inner + k] · x[r·inner + k] for rows r < `rows` and outputs
+/// `first_output ≤ o < end_output`: a small fully connected layer (a channel gate's MLP, W
+/// `[m, inner]` as ONNX's Gemm with transB = 1 stores it) applied to a few pooled vectors at once.
+/// Each weight row is read from memory once for all the rows (four rows of W at a time, held in
+/// L1 while every x row passes), so a wide gate's weights are streamed once per run. The sum
+/// runs in 16 (AVX-512), 8 (AVX2) or 1 (plain C) partial sums, then adds them up.
+void cbam_vm_linear_rows(const float *w, size_t m, size_t inner, const float *x, size_t rows, float *y,
+                         size_t first_output, size_t end_output, cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif
