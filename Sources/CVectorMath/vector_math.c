@@ -368,6 +368,220 @@ AVX512 static void linear_avx512(const float *w, size_t m, size_t inner, const f
     }
 }
 
+// ---- the gates' passes over a carried tensor --------------------------------------------------
+
+static void channel_stats_portable(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima) {
+    for (size_t j = 0; j < lanes; j++) {
+        float sum = 0.0f, max = -__builtin_inff();
+        int nan = 0;
+        for (size_t p = 0; p < pixels; p++) {
+            float v = x[p * block + j];
+            sum += v;
+            if (v > max) max = v;
+            nan |= v != v;
+        }
+        if (means) means[j] = sum / (float)pixels;
+        if (maxima) maxima[j] = nan ? __builtin_nanf("") : max;
+    }
+}
+
+static void pixel_stats_portable(const float *x, size_t pixels, size_t block, size_t blocks, size_t first, size_t end,
+                                 const float *scales, float *maxima, float *means) {
+    const float channels = (float)(block * blocks);
+    for (size_t p = first; p < end; p++) {
+        float sum = 0.0f, max = -__builtin_inff();
+        int nan = 0;
+        for (size_t b = 0; b < blocks; b++) {
+            const float *row = x + (b * pixels + p) * block;
+            for (size_t j = 0; j < block; j++) {
+                float v = scales ? row[j] * scales[b * block + j] : row[j];
+                sum += v;
+                if (v > max) max = v;
+                nan |= v != v;
+            }
+        }
+        maxima[p] = nan ? __builtin_nanf("") : max;
+        means[p] = sum / channels;
+    }
+}
+
+static void scale_pixels_portable(const float *x, float *y, const float *r, size_t pixels, size_t block, size_t blocks,
+                                  size_t first, size_t end, const float *gate, const float *scales, int relu) {
+    for (size_t b = 0; b < blocks; b++) {
+        for (size_t p = first; p < end; p++) {
+            size_t at = (b * pixels + p) * block;
+            for (size_t j = 0; j < block; j++) {
+                float v = x[at + j];
+                if (scales) v = v * scales[b * block + j];
+                v = v * gate[p];
+                if (r) v = v + r[at + j];
+                if (relu && !(v >= 0.0f) && v == v) v = 0.0f;  // max(v, 0), NaN kept as SIMD's replace keeps it
+                y[at + j] = v;
+            }
+        }
+    }
+}
+
+// A NaN-sticky running max. max_ps(a, b) gives b when either is NaN: with the running max
+// second a NaN there stays, and a NaN in the new value is put in by the mask.
+#define AVX512_MAX_STICKY(m, v) _mm512_mask_mov_ps(_mm512_max_ps(v, m), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v)
+
+// `vectors` (1 to 4) is a constant at each call below, so the loops unroll and the sums and maxima
+// stay in registers.
+AVX512 static inline __attribute__((always_inline)) void channel_stats_avx512_n(
+    const float *x, size_t pixels, size_t block, const size_t vectors, __mmask16 last, float *means, float *maxima) {
+    const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+    __m512 s[4], m[4];
+    for (size_t v = 0; v < vectors; v++) { s[v] = _mm512_setzero_ps(); m[v] = ninf; }
+    for (size_t p = 0; p < pixels; p++) {
+        const float *row = x + p * block;
+        for (size_t v = 0; v < vectors; v++) {
+            __mmask16 mask = v + 1 == vectors ? last : (__mmask16)0xFFFF;
+            __m512 a = _mm512_mask_loadu_ps(ninf, mask, row + 16 * v);
+            s[v] = _mm512_mask_add_ps(s[v], mask, s[v], a);
+            m[v] = AVX512_MAX_STICKY(m[v], a);
+        }
+    }
+    const __m512 count = _mm512_set1_ps((float)pixels);
+    for (size_t v = 0; v < vectors; v++) {
+        __mmask16 mask = v + 1 == vectors ? last : (__mmask16)0xFFFF;
+        if (means) _mm512_mask_storeu_ps(means + 16 * v, mask, _mm512_div_ps(s[v], count));
+        if (maxima) _mm512_mask_storeu_ps(maxima + 16 * v, mask, m[v]);
+    }
+}
+
+AVX512 static void channel_stats_avx512(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima) {
+    // Each lane summed pixel by pixel in order, as the Swift loop: the same sums, bit for bit.
+    const __mmask16 last = (lanes % 16) ? (__mmask16)0x00FF : (__mmask16)0xFFFF;
+    switch ((lanes + 15) / 16) {
+    case 1: channel_stats_avx512_n(x, pixels, block, 1, last, means, maxima); break;
+    case 2: channel_stats_avx512_n(x, pixels, block, 2, last, means, maxima); break;
+    case 3: channel_stats_avx512_n(x, pixels, block, 3, last, means, maxima); break;
+    default: channel_stats_avx512_n(x, pixels, block, 4, last, means, maxima); break;
+    }
+}
+
+AVX512 static void pixel_stats_avx512(const float *x, size_t pixels, size_t block, size_t blocks, size_t first, size_t end,
+                                      const float *scales, float *maxima, float *means) {
+    const float channels = (float)(block * blocks);
+    const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
+    const size_t vectors = (block + 15) / 16;
+    const __mmask16 last = (block % 16) ? (__mmask16)0x00FF : (__mmask16)0xFFFF;
+    for (size_t p = first; p < end; p++) {
+        // Two chains of sums and maxima, so consecutive vectors do not wait on each other.
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, m0 = ninf, m1 = ninf;
+        size_t k = 0;
+        for (size_t b = 0; b < blocks; b++) {
+            const float *row = x + (b * pixels + p) * block;
+            const float *sc = scales ? scales + b * block : 0;
+            for (size_t v = 0; v < vectors; v++, k++) {
+                __mmask16 mask = v + 1 == vectors ? last : (__mmask16)0xFFFF;
+                __m512 a = _mm512_maskz_loadu_ps(mask, row + 16 * v);
+                if (sc) a = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mask, sc + 16 * v));
+                __m512 forMax = _mm512_mask_mov_ps(ninf, mask, a);
+                if (k & 1) { s1 = _mm512_add_ps(s1, a); m1 = AVX512_MAX_STICKY(m1, forMax); }
+                else { s0 = _mm512_add_ps(s0, a); m0 = AVX512_MAX_STICKY(m0, forMax); }
+            }
+        }
+        __m512 m = AVX512_MAX_STICKY(m0, m1);
+        __mmask16 nan = _mm512_cmp_ps_mask(m, m, _CMP_UNORD_Q);
+        maxima[p] = nan ? __builtin_nanf("") : _mm512_reduce_max_ps(m);
+        means[p] = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) / channels;
+    }
+}
+
+AVX512 static void scale_pixels_avx512(const float *x, float *y, const float *r, size_t pixels, size_t block, size_t blocks,
+                                       size_t first, size_t end, const float *gate, const float *scales, int relu) {
+    const size_t vectors = (block + 15) / 16;
+    const __mmask16 last = (block % 16) ? (__mmask16)0x00FF : (__mmask16)0xFFFF;
+    const __m512 zero = _mm512_setzero_ps();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *sc = scales ? scales + b * block : 0;
+        for (size_t p = first; p < end; p++) {
+            size_t at = (b * pixels + p) * block;
+            const __m512 g = _mm512_set1_ps(gate[p]);
+            for (size_t v = 0; v < vectors; v++) {
+                __mmask16 mask = v + 1 == vectors ? last : (__mmask16)0xFFFF;
+                __m512 a = _mm512_maskz_loadu_ps(mask, x + at + 16 * v);
+                if (sc) a = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(mask, sc + 16 * v));
+                a = _mm512_mul_ps(a, g);
+                if (r) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mask, r + at + 16 * v));
+                if (relu) a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, zero, _CMP_LT_OQ), zero);
+                _mm512_mask_storeu_ps(y + at + 16 * v, mask, a);
+            }
+        }
+    }
+}
+
+#define AVX2_MAX_STICKY(m, v) _mm256_blendv_ps(_mm256_max_ps(v, m), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+
+AVX2 static void channel_stats_avx2(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima) {
+    const size_t vectors = lanes / 8;  // lanes is a multiple of 8, at most 64
+    __m256 s[8], m[8];
+    for (size_t v = 0; v < 8; v++) { s[v] = _mm256_setzero_ps(); m[v] = _mm256_set1_ps(-__builtin_inff()); }
+    for (size_t p = 0; p < pixels; p++) {
+        const float *row = x + p * block;
+        for (size_t v = 0; v < vectors; v++) {
+            __m256 a = _mm256_loadu_ps(row + 8 * v);
+            s[v] = _mm256_add_ps(s[v], a);
+            m[v] = AVX2_MAX_STICKY(m[v], a);
+        }
+    }
+    const __m256 count = _mm256_set1_ps((float)pixels);
+    for (size_t v = 0; v < vectors; v++) {
+        if (means) _mm256_storeu_ps(means + 8 * v, _mm256_div_ps(s[v], count));
+        if (maxima) _mm256_storeu_ps(maxima + 8 * v, m[v]);
+    }
+}
+
+AVX2 static void pixel_stats_avx2(const float *x, size_t pixels, size_t block, size_t blocks, size_t first, size_t end,
+                                  const float *scales, float *maxima, float *means) {
+    const float channels = (float)(block * blocks);
+    const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+    for (size_t p = first; p < end; p++) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, m0 = ninf, m1 = ninf;
+        size_t k = 0;
+        for (size_t b = 0; b < blocks; b++) {
+            const float *row = x + (b * pixels + p) * block;
+            const float *sc = scales ? scales + b * block : 0;
+            for (size_t j = 0; j < block; j += 8, k++) {
+                __m256 a = _mm256_loadu_ps(row + j);
+                if (sc) a = _mm256_mul_ps(a, _mm256_loadu_ps(sc + j));
+                if (k & 1) { s1 = _mm256_add_ps(s1, a); m1 = AVX2_MAX_STICKY(m1, a); }
+                else { s0 = _mm256_add_ps(s0, a); m0 = AVX2_MAX_STICKY(m0, a); }
+            }
+        }
+        __m256 m = AVX2_MAX_STICKY(m0, m1);
+        float lanes[8];
+        _mm256_storeu_ps(lanes, m);
+        float max = lanes[0];
+        int nan = lanes[0] != lanes[0];
+        for (int i = 1; i < 8; i++) { nan |= lanes[i] != lanes[i]; if (lanes[i] > max) max = lanes[i]; }
+        maxima[p] = nan ? __builtin_nanf("") : max;
+        means[p] = sum8(_mm256_add_ps(s0, s1)) / channels;
+    }
+}
+
+AVX2 static void scale_pixels_avx2(const float *x, float *y, const float *r, size_t pixels, size_t block, size_t blocks,
+                                   size_t first, size_t end, const float *gate, const float *scales, int relu) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t b = 0; b < blocks; b++) {
+        const float *sc = scales ? scales + b * block : 0;
+        for (size_t p = first; p < end; p++) {
+            size_t at = (b * pixels + p) * block;
+            const __m256 g = _mm256_set1_ps(gate[p]);
+            for (size_t j = 0; j < block; j += 8) {
+                __m256 a = _mm256_loadu_ps(x + at + j);
+                if (sc) a = _mm256_mul_ps(a, _mm256_loadu_ps(sc + j));
+                a = _mm256_mul_ps(a, g);
+                if (r) a = _mm256_add_ps(a, _mm256_loadu_ps(r + at + j));
+                if (relu) a = _mm256_blendv_ps(a, zero, _mm256_cmp_ps(a, zero, _CMP_LT_OQ));
+                _mm256_storeu_ps(y + at + j, a);
+            }
+        }
+    }
+}
+
 // ---- dispatch ---------------------------------------------------------------------------------
 
 cbam_vm_isa cbam_vm_best_isa(void) {
@@ -427,5 +641,36 @@ void cbam_vm_linear_rows(const float *w, size_t m, size_t inner, const float *x,
     case CBAM_VM_AVX512: linear_avx512(w, m, inner, x, rows, y, first_output, end_output); break;
     case CBAM_VM_AVX2: linear_avx2(w, m, inner, x, rows, y, first_output, end_output); break;
     default: linear_portable(w, m, inner, x, rows, y, first_output, end_output); break;
+    }
+}
+
+void cbam_vm_channel_stats(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima, cbam_vm_isa isa) {
+    cbam_vm_isa chosen = resolve(isa);
+    for (size_t start = 0; start < lanes; start += 64) {  // the header's 64 at most, kept if a caller asks for more
+        size_t count = lanes - start < 64 ? lanes - start : 64;
+        float *m = means ? means + start : 0, *mx = maxima ? maxima + start : 0;
+        switch (chosen) {
+        case CBAM_VM_AVX512: channel_stats_avx512(x + start, pixels, block, count, m, mx); break;
+        case CBAM_VM_AVX2: channel_stats_avx2(x + start, pixels, block, count, m, mx); break;
+        default: channel_stats_portable(x + start, pixels, block, count, m, mx); break;
+        }
+    }
+}
+
+void cbam_vm_pixel_stats(const float *x, size_t pixels, size_t block, size_t blocks, size_t first_pixel, size_t end_pixel,
+                         const float *channel_scales, float *maxima, float *means, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: pixel_stats_avx512(x, pixels, block, blocks, first_pixel, end_pixel, channel_scales, maxima, means); break;
+    case CBAM_VM_AVX2: pixel_stats_avx2(x, pixels, block, blocks, first_pixel, end_pixel, channel_scales, maxima, means); break;
+    default: pixel_stats_portable(x, pixels, block, blocks, first_pixel, end_pixel, channel_scales, maxima, means); break;
+    }
+}
+
+void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t blocks,
+                          size_t first_pixel, size_t end_pixel, const float *gate, const float *channel_scales, int relu, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: scale_pixels_avx512(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
+    case CBAM_VM_AVX2: scale_pixels_avx2(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
+    default: scale_pixels_portable(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
     }
 }

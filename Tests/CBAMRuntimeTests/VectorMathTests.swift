@@ -195,6 +195,74 @@ struct VectorMathTests {
         let worst = zip(planned, reference).map { abs($0 - $1) / Swift.max(1, abs($1)) }.max() ?? .infinity
         #expect(worst < 1e-4, "largest relative difference \(worst)")
     }
+
+    /// The CBAM gates' passes over carried tensors on CVectorMath (each instruction set) against
+    /// the Swift loops (CarriedLoops with `isa: nil`), on random geometries in every carried layout
+    /// (NHWC, nChw16c, nChw8c), channel counts that leave 8-lane tails, one or two items, NaNs,
+    /// channel scales, residuals and Relu: the channel statistics and the second pass bit for bit,
+    /// the per-pixel statistics within rounding (their sums are added in another order).
+    @Test(arguments: VectorMath.InstructionSet.allCases)
+    func carriedGatePassesMatchTheSwiftLoops(_ isa: VectorMath.InstructionSet) throws {
+        var rng = SplitMix(state: 123)
+        func same(_ a: Float, _ b: Float) -> Bool { a.bitPattern == b.bitPattern || (a.isNaN && b.isNaN) }
+        for trial in 0..<48 {
+            let layout = [Layout.channelsLast, .channelBlocked(16), .channelBlocked(8)][trial % 3]
+            let channels = 8 * (1 + rng.next(trial % 2 == 0 ? 4 : 40)), items = 1 + rng.next(1)
+            let (h, w) = (1 + rng.next(9), 1 + rng.next(9))
+            guard layout.fits([items, channels, h, w]) else { continue }
+            let operand = Operand(type: ValueType(.float, [items, channels, h, w]), address: .arena(0), layout: layout)
+            let blocks = ChannelBlocks(operand)
+            let count = items * channels * h * w
+            var x = (0..<count).map { _ in Float(rng.next(4000)) / 1000 - 2 }
+            if trial % 4 == 1 { x[rng.next(count - 1)] = .nan }
+            let residual = (0..<count).map { _ in Float(rng.next(2000)) / 1000 - 1 }
+            let scales = (0..<(items * channels)).map { _ in Float(rng.next(1000)) / 1000 }
+            let gate = (0..<(items * h * w)).map { _ in Float(rng.next(1000)) / 1000 }
+            let (useScales, useResidual, relu) = (trial % 2 == 0, trial % 3 != 2, trial % 5 < 3)
+            try x.withUnsafeBufferPointer { xp in try scales.withUnsafeBufferPointer { sp in try residual.withUnsafeBufferPointer { rp in
+                // The channel gate's statistics over every unit, split where a worker would split them.
+                var (meansC, maximaC, meansS, maximaS) = ([Float](repeating: 0, count: items * channels), [Float](repeating: 0, count: items * channels),
+                                                          [Float](repeating: 0, count: items * channels), [Float](repeating: 0, count: items * channels))
+                let cut = rng.next(blocks.units)
+                for units in [0..<cut, cut..<blocks.units] {
+                    CarriedLoops.channelStatistics(xp.baseAddress!, blocks, units: units, means: &meansC, maxima: &maximaC, isa: isa)
+                    CarriedLoops.channelStatistics(xp.baseAddress!, blocks, units: units, means: &meansS, maxima: &maximaS, isa: nil)
+                }
+                for i in meansC.indices where !same(meansC[i], meansS[i]) || !same(maximaC[i], maximaS[i]) {
+                    Issue.record("\(isa) trial \(trial) \(layout) C \(channels) \(h)×\(w): channel \(i) mean \(meansC[i]) vs \(meansS[i]), max \(maximaC[i]) vs \(maximaS[i])")
+                    break
+                }
+                for item in 0..<items {
+                    let pixels = h * w, split = rng.next(pixels)
+                    let itemScales = useScales ? sp.baseAddress! + item * channels : nil
+                    var (maxC, meanC, maxS, meanS) = ([Float](repeating: 0, count: pixels), [Float](repeating: 0, count: pixels),
+                                                      [Float](repeating: 0, count: pixels), [Float](repeating: 0, count: pixels))
+                    for range in [0..<split, split..<pixels] {
+                        CarriedLoops.pixelStatistics(xp.baseAddress!, blocks, item: item, pixels: range, maxima: &maxC, means: &meanC, channelScales: itemScales, isa: isa)
+                        CarriedLoops.pixelStatistics(xp.baseAddress!, blocks, item: item, pixels: range, maxima: &maxS, means: &meanS, channelScales: itemScales, isa: nil)
+                    }
+                    for p in 0..<pixels where !same(maxC[p], maxS[p]) || !(same(meanC[p], meanS[p]) || abs(meanC[p] - meanS[p]) <= 1e-5) {
+                        Issue.record("\(isa) trial \(trial) \(layout) C \(channels): pixel \(p) max \(maxC[p]) vs \(maxS[p]), mean \(meanC[p]) vs \(meanS[p])")
+                        break
+                    }
+                    var (yC, yS) = ([Float](repeating: 7, count: count), [Float](repeating: 7, count: count))
+                    gate.withUnsafeBufferPointer { gp in
+                        let r = useResidual ? rp.baseAddress! : nil
+                        for range in [0..<split, split..<pixels] {
+                            CarriedLoops.scalePixels(xp.baseAddress!, &yC, gate: gp.baseAddress! + item * pixels, blocks, item: item, pixels: range,
+                                                     residual: r, relu: relu, channelScales: itemScales, isa: isa)
+                            CarriedLoops.scalePixels(xp.baseAddress!, &yS, gate: gp.baseAddress! + item * pixels, blocks, item: item, pixels: range,
+                                                     residual: r, relu: relu, channelScales: itemScales, isa: nil)
+                        }
+                    }
+                    for i in yC.indices where !same(yC[i], yS[i]) {
+                        Issue.record("\(isa) trial \(trial) \(layout) C \(channels), relu \(relu): element \(i) \(yC[i]) vs \(yS[i])")
+                        break
+                    }
+                }
+            } } }
+        }
+    }
 }
 
 private extension SplitMix {

@@ -1,3 +1,5 @@
+import CVectorMath
+
 // The loops of the ops that run on values carried in a convolution kernel's layout
 // (``LayoutPass``): the CBAM gates' two passes and the global pools, on a 4-D
 // `[N, C, H, W]` tensor in channel blocks of `b` (nChw8c, nChw16c, or NHWC as one
@@ -40,6 +42,8 @@ enum CarriedLoops {
 
     /// Per-channel mean and/or max over the pixels, for the channels of `units` (see
     /// ``ChannelBlocks/units``), written in plain `[N, C]` order. NaN sticks in the max.
+    /// With an `isa`, CVectorMath's loop for it (the same sums, bit for bit); nil runs the Swift
+    /// loop below, the reference the differential tests hold it to.
     ///
     /// Pixels outer, the unit's lanes (up to 64: eight vectors) inner, the running sums and
     /// maxima in a small stack buffer: each pixel's lanes are read in one contiguous run, so
@@ -47,8 +51,19 @@ enum CarriedLoops {
     /// strips, one strided pass each). A NaN makes its channel's sum NaN; only those
     /// channels are read again to decide their max.
     static func channelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, units: Range<Int>,
-                                  means: UnsafeMutablePointer<Float>?, maxima: UnsafeMutablePointer<Float>?) {
+                                  means: UnsafeMutablePointer<Float>?, maxima: UnsafeMutablePointer<Float>?,
+                                  isa: VectorMath.InstructionSet? = .auto) {
         let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
+        if let isa {
+            for unit in units {
+                let lane0 = (unit % geometry.unitsPerBlock) * chunk
+                let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
+                let firstChannel = item * geometry.channels + blockIndex * b + lane0
+                cbam_vm_channel_stats(x + geometry.offset(item: item, block: blockIndex) + lane0, pixels, b, Swift.min(lane0 + chunk, b) - lane0,
+                                      means.map { $0 + firstChannel }, maxima.map { $0 + firstChannel }, isa.c)
+            }
+            return
+        }
         let count = SIMD8<Float>(repeating: Float(pixels))
         withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 16) { buffer in
             let sums = buffer.baseAddress!, largest = sums + 8
@@ -111,11 +126,17 @@ enum CarriedLoops {
     }
 
     /// The max and the mean over all channels of each pixel in `pixels` of `item`, into plain `[H·W]` planes.
-    /// With `channelScales` (this item's `[C]`), those of x · s_c.
+    /// With `channelScales` (this item's `[C]`), those of x · s_c. With an `isa`, CVectorMath's loop
+    /// (its sums in another order); nil runs the Swift loop below, the reference.
     static func pixelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>,
                                 maxima: UnsafeMutablePointer<Float>, means: UnsafeMutablePointer<Float>,
-                                channelScales: UnsafePointer<Float>? = nil) {
+                                channelScales: UnsafePointer<Float>? = nil, isa: VectorMath.InstructionSet? = .auto) {
         let b = geometry.block
+        if let isa {
+            cbam_vm_pixel_stats(x + geometry.offset(item: item, block: 0), geometry.pixels, b, geometry.blocks, range.lowerBound, range.upperBound,
+                                channelScales, maxima, means, isa.c)
+            return
+        }
         let stride = geometry.pixels * b
         let divisor = Float(geometry.channels)
         for p in range {
@@ -141,11 +162,18 @@ enum CarriedLoops {
 
     /// `y = x · s[n, p] (+ r)` (then Relu): every channel of each pixel in `pixels` of `item`
     /// times the pixel's gate value; `residual` lies like x and y.
-    /// With `channelScales` (this item's `[C]`), `y = (x · s_c[c]) · s[n, p]`.
+    /// With `channelScales` (this item's `[C]`), `y = (x · s_c[c]) · s[n, p]`. With an `isa`,
+    /// CVectorMath's loop (the same values, bit for bit); nil runs the Swift loop below, the reference.
     static func scalePixels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
                             _ geometry: ChannelBlocks, item: Int, pixels range: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false,
-                            channelScales: UnsafePointer<Float>? = nil) {
+                            channelScales: UnsafePointer<Float>? = nil, isa: VectorMath.InstructionSet? = .auto) {
         let b = geometry.block
+        if let isa {
+            let offset = geometry.offset(item: item, block: 0)
+            cbam_vm_scale_pixels(x + offset, y + offset, residual.map { $0 + offset }, geometry.pixels, b, geometry.blocks,
+                                 range.lowerBound, range.upperBound, gate, channelScales, relu ? 1 : 0, isa.c)
+            return
+        }
         for blockIndex in 0..<geometry.blocks {
             let offset = geometry.offset(item: item, block: blockIndex)
             let blockScales = channelScales.map { $0 + blockIndex * b }

@@ -63,6 +63,29 @@ void cbam_vm_pool2d(const float *x, float *y, size_t block, const cbam_vm_pool2d
 void cbam_vm_linear_rows(const float *w, size_t m, size_t inner, const float *x, size_t rows, float *y,
                          size_t first_output, size_t end_output, cbam_vm_isa isa);
 
+// ---- the CBAM gates' passes over a carried 4-D tensor ------------------------------------------
+// The layouts of Sources/CBAMRuntime/Plan/PlannedCarried.swift: one item of [N, C, H, W] is `blocks`
+// blocks of `pixels` rows of `block` floats (NHWC: one block of all C; nChw16c / nChw8c: C/16 or C/8
+// blocks), `block` a multiple of 8. Every variant computes what the Swift loops of CarriedLoops do.
+
+/// The channel gate's first pass for `lanes` (a multiple of 8, at most 64) channels of one block:
+/// `x` points at the first of them in pixel 0, rows `block` floats apart. means[j] = Σ_p x / pixels,
+/// maxima[j] = max_p x (NaN if any is NaN), each summed pixel by pixel in order; either may be NULL.
+void cbam_vm_channel_stats(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima, cbam_vm_isa isa);
+
+/// The spatial gate's first pass over the pixels `first_pixel ..< end_pixel` of one item (`x` its
+/// first block): per pixel the max (NaN if any is NaN) and the mean over all `block · blocks`
+/// channels of x, or of x · channel_scales[c] when that is not NULL.
+void cbam_vm_pixel_stats(const float *x, size_t pixels, size_t block, size_t blocks, size_t first_pixel, size_t end_pixel,
+                         const float *channel_scales, float *maxima, float *means, cbam_vm_isa isa);
+
+/// The spatial gate's second pass over the pixels `first_pixel ..< end_pixel` of one item:
+/// y = ((x · channel_scales[c]) · gate[p]) (+ residual), then max(·, 0) when `relu`, rounded as
+/// those steps in that order (no fused multiply-add). channel_scales and residual may be NULL;
+/// residual lies like x and y; y may be x.
+void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t blocks,
+                          size_t first_pixel, size_t end_pixel, const float *gate, const float *channel_scales, int relu, cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif
