@@ -513,6 +513,50 @@ AVX512 static void scale_pixels_avx512(const float *x, float *y, const float *r,
     }
 }
 
+static void scale_channels_portable(const float *x, float *y, const float *r, size_t pixels, size_t block, size_t lanes,
+                                    const float *scales, int relu) {
+    for (size_t p = 0; p < pixels; p++) {
+        for (size_t j = 0; j < lanes; j++) {
+            size_t at = p * block + j;
+            float v = x[at] * scales[j];
+            if (r) v = v + r[at];
+            if (relu && !(v >= 0.0f) && v == v) v = 0.0f;
+            y[at] = v;
+        }
+    }
+}
+
+AVX512 static void scale_channels_avx512(const float *x, float *y, const float *r, size_t pixels, size_t block, size_t lanes,
+                                         const float *scales, int relu) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (size_t j = 0; j < lanes; j += 16) {
+        const __mmask16 mask = lanes - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (lanes - j)) - 1u);
+        const __m512 s = _mm512_maskz_loadu_ps(mask, scales + j);
+        for (size_t p = 0; p < pixels; p++) {
+            size_t at = p * block + j;
+            __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + at), s);
+            if (r) a = _mm512_add_ps(a, _mm512_maskz_loadu_ps(mask, r + at));
+            if (relu) a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, zero, _CMP_LT_OQ), zero);
+            _mm512_mask_storeu_ps(y + at, mask, a);
+        }
+    }
+}
+
+AVX2 static void scale_channels_avx2(const float *x, float *y, const float *r, size_t pixels, size_t block, size_t lanes,
+                                     const float *scales, int relu) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (size_t j = 0; j < lanes; j += 8) {
+        const __m256 s = _mm256_loadu_ps(scales + j);
+        for (size_t p = 0; p < pixels; p++) {
+            size_t at = p * block + j;
+            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(x + at), s);
+            if (r) a = _mm256_add_ps(a, _mm256_loadu_ps(r + at));
+            if (relu) a = _mm256_blendv_ps(a, zero, _mm256_cmp_ps(a, zero, _CMP_LT_OQ));
+            _mm256_storeu_ps(y + at, a);
+        }
+    }
+}
+
 #define AVX2_MAX_STICKY(m, v) _mm256_blendv_ps(_mm256_max_ps(v, m), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
 
 AVX2 static void channel_stats_avx2(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima) {
@@ -672,5 +716,14 @@ void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_
     case CBAM_VM_AVX512: scale_pixels_avx512(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
     case CBAM_VM_AVX2: scale_pixels_avx2(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
     default: scale_pixels_portable(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
+    }
+}
+
+void cbam_vm_scale_channels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t lanes,
+                            const float *scales, int relu, cbam_vm_isa isa) {
+    switch (resolve(isa)) {
+    case CBAM_VM_AVX512: scale_channels_avx512(x, y, residual, pixels, block, lanes, scales, relu); break;
+    case CBAM_VM_AVX2: scale_channels_avx2(x, y, residual, pixels, block, lanes, scales, relu); break;
+    default: scale_channels_portable(x, y, residual, pixels, block, lanes, scales, relu); break;
     }
 }

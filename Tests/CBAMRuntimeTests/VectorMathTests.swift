@@ -199,7 +199,7 @@ struct VectorMathTests {
     /// The CBAM gates' passes over carried tensors on CVectorMath (each instruction set) against
     /// the Swift loops (CarriedLoops with `isa: nil`), on random geometries in every carried layout
     /// (NHWC, nChw16c, nChw8c), channel counts that leave 8-lane tails, one or two items, NaNs,
-    /// channel scales, residuals and Relu: the channel statistics and the second pass bit for bit,
+    /// channel scales, residuals and Relu: the channel statistics and both gates' scaling passes bit for bit,
     /// the per-pixel statistics within rounding (their sums are added in another order).
     @Test(arguments: VectorMath.InstructionSet.allCases)
     func carriedGatePassesMatchTheSwiftLoops(_ isa: VectorMath.InstructionSet) throws {
@@ -230,6 +230,18 @@ struct VectorMathTests {
                 }
                 for i in meansC.indices where !same(meansC[i], meansS[i]) || !same(maximaC[i], maximaS[i]) {
                     Issue.record("\(isa) trial \(trial) \(layout) C \(channels) \(h)×\(w): channel \(i) mean \(meansC[i]) vs \(meansS[i]), max \(maximaC[i]) vs \(maximaS[i])")
+                    break
+                }
+                // The channel gate's second pass, the scales as its map.
+                var (scaledC, scaledS) = ([Float](repeating: 7, count: count), [Float](repeating: 7, count: count))
+                for units in [0..<cut, cut..<blocks.units] {
+                    CarriedLoops.scaleChannels(xp.baseAddress!, &scaledC, gate: sp.baseAddress!, blocks, units: units,
+                                               residual: useResidual ? rp.baseAddress! : nil, relu: relu, isa: isa)
+                    CarriedLoops.scaleChannels(xp.baseAddress!, &scaledS, gate: sp.baseAddress!, blocks, units: units,
+                                               residual: useResidual ? rp.baseAddress! : nil, relu: relu, isa: nil)
+                }
+                for i in scaledC.indices where !same(scaledC[i], scaledS[i]) {
+                    Issue.record("\(isa) trial \(trial) \(layout) C \(channels), relu \(relu): scaled channel element \(i) \(scaledC[i]) vs \(scaledS[i])")
                     break
                 }
                 for item in 0..<items {

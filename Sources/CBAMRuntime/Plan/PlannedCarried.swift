@@ -104,10 +104,22 @@ enum CarriedLoops {
     }
 
     /// `y = x · s[n, c] (+ r)` (then Relu): each row of block (item, block) times the gate's
-    /// values for that block's channels; `residual` lies like x and y.
+    /// values for that block's channels; `residual` lies like x and y. With an `isa`, CVectorMath's
+    /// loop (the same values, bit for bit); nil runs the Swift loop below, the reference.
     static func scaleChannels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
-                              _ geometry: ChannelBlocks, units: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false) {
+                              _ geometry: ChannelBlocks, units: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false,
+                              isa: VectorMath.InstructionSet? = .auto) {
         let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
+        if let isa {
+            for unit in units {
+                let lane0 = (unit % geometry.unitsPerBlock) * chunk
+                let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
+                let at = geometry.offset(item: item, block: blockIndex) + lane0
+                cbam_vm_scale_channels(x + at, y + at, residual.map { $0 + at }, pixels, b, Swift.min(lane0 + chunk, b) - lane0,
+                                       gate + item * geometry.channels + blockIndex * b + lane0, relu ? 1 : 0, isa.c)
+            }
+            return
+        }
         for unit in units {
             let lane0 = (unit % geometry.unitsPerBlock) * chunk
             let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)

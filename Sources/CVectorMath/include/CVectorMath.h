@@ -86,6 +86,12 @@ void cbam_vm_pixel_stats(const float *x, size_t pixels, size_t block, size_t blo
 void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t blocks,
                           size_t first_pixel, size_t end_pixel, const float *gate, const float *channel_scales, int relu, cbam_vm_isa isa);
 
+/// The channel gate's second pass over `lanes` (a multiple of 8) channels of one block, laid out
+/// as for cbam_vm_channel_stats: y = x · scales[j] (+ residual), then max(·, 0) when `relu`, rounded
+/// in that order. residual may be NULL and lies like x and y; y may be x.
+void cbam_vm_scale_channels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t lanes,
+                            const float *scales, int relu, cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif
