@@ -132,29 +132,45 @@ enum Passes {
     /// and the Conv's entry goes.
     static func mergeConv(into opType: String, _ graph: TypedGraph, log: String, tag: String,
                                   _ match: (Node, (String) -> (Node, Int)?, (String) -> Bool) -> (Int, Node)?) -> TypedGraph {
-        var graph = graph
-        let readers = graph.readerCounts()
-        let producers = graph.producers()
-        var removed = Set<Int>()
-        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == opType {
+        mergeProducer(into: opType, as: "FusedConv", graph, log: log, tag: tag) { node, producer, isFree in
             let convFor = { (value: String) -> (Node, Int)? in
-                guard let convIndex = producers[value], !removed.contains(convIndex) else { return nil }
-                let conv = graph.entries[convIndex].node
+                guard let (conv, convIndex) = producer(value) else { return nil }
                 // 1-D and 2-D only: the fused kernels are; a 3-D Conv runs as it is, on the reference kernel.
                 guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv"), conv.inputs.count >= 2,
                       let weight = graph.constants[conv.inputs[1]], weight.rank <= 4 else { return nil }
                 return (conv, convIndex)
             }
+            return match(node, convFor, isFree)
+        }
+    }
+
+    /// The driver of the two-node fusions: for each node of `opType` (default domain), `match`
+    /// gets the node, a lookup of the entry producing a value (not already merged), and whether
+    /// a value is read by that node alone and is not a graph output; it returns the producer's
+    /// index and the fused node. The fused node (domain `cbam`, op `fusedOpType`, the matched
+    /// node's outputs, both names joined) takes the matched node's place — where every input
+    /// of both is ready — and the producer's entry goes.
+    static func mergeProducer(into opType: String, as fusedOpType: String, _ graph: TypedGraph, log: String, tag: String,
+                              _ match: (Node, @escaping (String) -> (Node, Int)?, @escaping (String) -> Bool) -> (Int, Node)?) -> TypedGraph {
+        var graph = graph
+        let readers = graph.readerCounts()
+        let producers = graph.producers()
+        var removed = Set<Int>()
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == opType {
+            let producer = { (value: String) -> (Node, Int)? in
+                guard let producerIndex = producers[value], !removed.contains(producerIndex) else { return nil }
+                return (graph.entries[producerIndex].node, producerIndex)
+            }
             let isFree = { (value: String) in readers[value] == 1 && !graph.outputs.contains(value) }
-            guard let (convIndex, matched) = match(entry.node, convFor, isFree) else { continue }
+            guard let (producerIndex, matched) = match(entry.node, producer, isFree) else { continue }
             var fused = matched
             fused.domain = domain
-            fused.opType = "FusedConv"
+            fused.opType = fusedOpType
             fused.outputs = entry.node.outputs
-            fused.name = joinedName(graph.entries[convIndex].node, entry.node)
-            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
-                                                    replaces: graph.entries[convIndex].replaces + entry.replaces)
-            removed.insert(convIndex)
+            fused.name = joinedName(graph.entries[producerIndex].node, entry.node)
+            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[producerIndex].opset,
+                                                    replaces: graph.entries[producerIndex].replaces + entry.replaces)
+            removed.insert(producerIndex)
         }
         graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         if !removed.isEmpty { graph.log.append("\(tag): \(removed.count) \(log)") }
@@ -169,30 +185,13 @@ enum Passes {
     /// sum). Applies when the Relu alone reads the Add's float output, which is no graph output;
     /// the fused step takes the Relu's place.
     static func fuseAddRelu(_ graph: TypedGraph) -> TypedGraph {
-        var graph = graph
-        let readers = graph.readerCounts()
-        let producers = graph.producers()
-        var removed = Set<Int>()
-        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Relu" {
-            let relu = entry.node
-            guard relu.inputs.count == 1, relu.outputs.count == 1, let sum = relu.inputs.first, let addIndex = producers[sum],
-                  !removed.contains(addIndex), readers[sum] == 1, !graph.outputs.contains(sum),
-                  graph.types[sum]?.dataType == .float, graph.types[relu.outputs[0]] == graph.types[sum] else { continue }
-            let add = graph.entries[addIndex].node
-            guard add.domain.isEmpty, add.opType == "Add", add.inputs.count == 2, add.inputs.allSatisfy({ !$0.isEmpty }),
-                  add.outputs == [sum] else { continue }
-            var fused = add
-            fused.domain = domain
-            fused.opType = "AddRelu"
-            fused.outputs = relu.outputs
-            fused.name = joinedName(add, relu)
-            graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[addIndex].opset,
-                                                    replaces: graph.entries[addIndex].replaces + entry.replaces)
-            removed.insert(addIndex)
+        mergeProducer(into: "Relu", as: "AddRelu", graph, log: "Add + Relu merged into one step", tag: "fuse-add-relu") { relu, producer, isFree in
+            guard relu.inputs.count == 1, relu.outputs.count == 1, let sum = relu.inputs.first, isFree(sum),
+                  graph.types[sum]?.dataType == .float, graph.types[relu.outputs[0]] == graph.types[sum],
+                  let (add, addIndex) = producer(sum), add.domain.isEmpty, add.opType == "Add", add.inputs.count == 2,
+                  add.inputs.allSatisfy({ !$0.isEmpty }), add.outputs == [sum] else { return nil }
+            return (addIndex, add)
         }
-        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if !removed.isEmpty { graph.log.append("fuse-add-relu: \(removed.count) Add + Relu merged into one step") }
-        return graph
     }
 
     // MARK: - Residual Add (+ Relu) after a gate

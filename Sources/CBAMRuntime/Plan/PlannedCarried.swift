@@ -7,6 +7,10 @@ import CVectorMath
 // per pixel: per-channel statistics run down the rows with `b` lanes in registers,
 // per-pixel statistics across the blocks of one pixel. C is a multiple of 8 (the pass
 // carries nothing else), so every row is whole SIMD8 vectors.
+//
+// The plan runs the gates' loops in CVectorMath (one body per instruction set, picked by
+// cpuid: Swift compiles for baseline x86-64, where SIMD8 is two SSE halves); the Swift
+// loops here are the reference they are tested against (`isa: nil`).
 
 /// Where the blocks of a carried tensor are.
 struct ChannelBlocks {

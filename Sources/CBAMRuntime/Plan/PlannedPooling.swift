@@ -21,17 +21,8 @@ extension PlannedKernels {
         let x = try context.input(0, "X"), y = try context.output(0)
         guard x.type.dataType == .float, x.shape.count >= 3, y.layout == .plain else { return nil }
         if x.layout != .plain {
-            // A carried X: per-channel statistics down the rows of each block; Y `[N, C, 1, 1]` plain.
             guard x.shape.count == 4, y.count == x.shape[0] * x.shape[1] else { return nil }
-            let blocks = ChannelBlocks(x)
-            let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
-            return PlannedKernel(detail: "simd reduce \(x.layout)") { memory in
-                let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
-                Parallel.forEach(workers) { worker in
-                    CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
-                                                   means: average ? target : nil, maxima: average ? nil : target)
-                }
-            }
+            return carriedGlobalPool(context, x: x, y: y, average: average)
         }
         let planes = x.shape[0] * x.shape[1]
         guard planes > 0, y.count == planes else { return nil }
@@ -42,6 +33,20 @@ extension PlannedKernels {
             let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
             Parallel.forEach(workers) { worker in
                 for plane in Parallel.share(worker, of: workers, count: planes) { target[plane] = reduce(source + plane * size, size) }
+            }
+        }
+    }
+
+    /// A global average or max pool of a carried X `[N, C, H, W]` (C a multiple of 8): per-channel
+    /// statistics down the rows of each block, into a plain Y of N · C values (`[N, C, 1, 1]` or `[N, C]`).
+    static func carriedGlobalPool(_ context: PlanContext, x: Operand, y: Operand, average: Bool) -> PlannedKernel {
+        let blocks = ChannelBlocks(x)
+        let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
+        return PlannedKernel(detail: "simd reduce \(x.layout)") { memory in
+            let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
+            Parallel.forEach(workers) { worker in
+                CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
+                                               means: average ? target : nil, maxima: average ? nil : target)
             }
         }
     }

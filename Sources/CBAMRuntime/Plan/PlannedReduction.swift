@@ -25,19 +25,10 @@ extension PlannedKernels {
         guard x.type.dataType == .float, y.type.dataType == .float, x.count > 0,
               var axes = try reductionAxes(node, axesInputSince: axesInputSince) else { return nil }
         if x.layout != .plain {
-            // A carried X (LayoutPass lets only a mean or max over H and W of a 4-D map be): per-channel
-            // statistics down the rows of each block, as the global pools; Y `[N, C]` or `[N, C, 1, 1]` plain.
+            // A carried X (LayoutPass lets only a mean or max over H and W of a 4-D map be): as the global pools.
             guard try isSpatialReduction(node, rank: x.shape.count, axesInputSince: axesInputSince), op == .mean || op == .max,
                   y.layout == .plain, y.count == x.shape[0] * x.shape[1] else { return nil }
-            let blocks = ChannelBlocks(x)
-            let units = blocks.units, workers = x.count >= Parallel.minimumElements ? Swift.min(context.threads, units) : 1
-            return PlannedKernel(detail: "simd reduce \(x.layout)") { memory in
-                let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
-                Parallel.forEach(workers) { worker in
-                    CarriedLoops.channelStatistics(source, blocks, units: Parallel.share(worker, of: workers, count: units),
-                                                   means: op == .mean ? target : nil, maxima: op == .max ? target : nil)
-                }
-            }
+            return carriedGlobalPool(context, x: x, y: y, average: op == .mean)
         }
         if axes.isEmpty {
             if try node.int("noop_with_empty_axes", default: 0) != 0 { return copy(x, y) }
