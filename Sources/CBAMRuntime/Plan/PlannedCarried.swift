@@ -36,6 +36,15 @@ struct ChannelBlocks {
     var laneChunk: Int { Swift.min(block, 64) }
     var unitsPerBlock: Int { (block + laneChunk - 1) / laneChunk }
     var units: Int { items * blocks * unitsPerBlock }
+
+    /// Unit `unit`'s lanes: the offset of its first lane in pixel 0, that lane's channel in plain
+    /// `[N, C]` order (where the per-channel results go and the gate's scales are), and how many.
+    @inline(__always)
+    func lanes(of unit: Int) -> (offset: Int, channel: Int, count: Int) {
+        let lane0 = (unit % unitsPerBlock) * laneChunk
+        let blockIndex = (unit / unitsPerBlock) % blocks, item = unit / (unitsPerBlock * blocks)
+        return (offset(item: item, block: blockIndex) + lane0, item * channels + blockIndex * block + lane0, Swift.min(laneChunk, block - lane0))
+    }
 }
 
 enum CarriedLoops {
@@ -57,14 +66,11 @@ enum CarriedLoops {
     static func channelStatistics(_ x: UnsafePointer<Float>, _ geometry: ChannelBlocks, units: Range<Int>,
                                   means: UnsafeMutablePointer<Float>?, maxima: UnsafeMutablePointer<Float>?,
                                   isa: VectorMath.InstructionSet? = .auto) {
-        let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
+        let (b, pixels) = (geometry.block, geometry.pixels)
         if let isa {
             for unit in units {
-                let lane0 = (unit % geometry.unitsPerBlock) * chunk
-                let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
-                let firstChannel = item * geometry.channels + blockIndex * b + lane0
-                cbam_vm_channel_stats(x + geometry.offset(item: item, block: blockIndex) + lane0, pixels, b, Swift.min(lane0 + chunk, b) - lane0,
-                                      means.map { $0 + firstChannel }, maxima.map { $0 + firstChannel }, isa.c)
+                let lanes = geometry.lanes(of: unit)
+                cbam_vm_channel_stats(x + lanes.offset, pixels, b, lanes.count, means.map { $0 + lanes.channel }, maxima.map { $0 + lanes.channel }, isa.c)
             }
             return
         }
@@ -72,11 +78,8 @@ enum CarriedLoops {
         withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 16) { buffer in
             let sums = buffer.baseAddress!, largest = sums + 8
             for unit in units {
-                let lane0 = (unit % geometry.unitsPerBlock) * chunk
-                let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
-                let base = x + geometry.offset(item: item, block: blockIndex) + lane0
-                let firstChannel = item * geometry.channels + blockIndex * b + lane0
-                let vectors = (Swift.min(lane0 + chunk, b) - lane0) / 8
+                let lanes = geometry.lanes(of: unit)
+                let (base, firstChannel, vectors) = (x + lanes.offset, lanes.channel, lanes.count / 8)
                 for v in 0..<vectors {
                     sums[v] = .zero
                     largest[v] = SIMD8<Float>(repeating: -.infinity)
@@ -113,27 +116,18 @@ enum CarriedLoops {
     static func scaleChannels(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
                               _ geometry: ChannelBlocks, units: Range<Int>, residual: UnsafePointer<Float>? = nil, relu: Bool = false,
                               isa: VectorMath.InstructionSet? = .auto) {
-        let (b, chunk, pixels) = (geometry.block, geometry.laneChunk, geometry.pixels)
-        if let isa {
-            for unit in units {
-                let lane0 = (unit % geometry.unitsPerBlock) * chunk
-                let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
-                let at = geometry.offset(item: item, block: blockIndex) + lane0
-                cbam_vm_scale_channels(x + at, y + at, residual.map { $0 + at }, pixels, b, Swift.min(lane0 + chunk, b) - lane0,
-                                       gate + item * geometry.channels + blockIndex * b + lane0, relu ? 1 : 0, isa.c)
-            }
-            return
-        }
+        let (b, pixels) = (geometry.block, geometry.pixels)
         for unit in units {
-            let lane0 = (unit % geometry.unitsPerBlock) * chunk
-            let blockIndex = (unit / geometry.unitsPerBlock) % geometry.blocks, item = unit / (geometry.unitsPerBlock * geometry.blocks)
-            let offset = geometry.offset(item: item, block: blockIndex)
-            let scales = gate + item * geometry.channels + blockIndex * b
-            let end = Swift.min(lane0 + chunk, b)
+            let lanes = geometry.lanes(of: unit)
+            let (at, scales) = (lanes.offset, gate + lanes.channel)
+            if let isa {
+                cbam_vm_scale_channels(x + at, y + at, residual.map { $0 + at }, pixels, b, lanes.count, scales, relu ? 1 : 0, isa.c)
+                continue
+            }
             for p in 0..<pixels {
-                let (source, target, added) = (x + offset + p * b, y + offset + p * b, residual.map { $0 + offset + p * b })
-                var lane = lane0
-                while lane < end {
+                let (source, target, added) = (x + at + p * b, y + at + p * b, residual.map { $0 + at + p * b })
+                var lane = 0
+                while lane < lanes.count {
                     store(GateEpilogue.finish(load(source + lane) * load(scales + lane), added.map { $0 + lane }, relu: relu), target + lane)
                     lane += 8
                 }

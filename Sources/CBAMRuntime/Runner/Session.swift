@@ -129,8 +129,8 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// primitive (its smaller F(2×2) scratch); `fastest` takes that where the batch's own
     /// Winograd scratch would grow the plan and this one's does not.
     case oneDNNWinogradPerImage
-    /// One GEMM for the whole batch on NHWC (patches `[N·oH·oW, kH·kW·C]` times the transposed
-    /// weights) wherever it applies (ungrouped 2-D), else the plan's usual choice. `fastest`
+    /// The whole batch's patches `[N·oH·oW, kH·kW·C]` (NHWC) through one oneDNN 1×1 convolution,
+    /// so the weights are read once a run, wherever it applies (ungrouped 2-D), else the plan's usual choice. `fastest`
     /// takes it where reading the weights bounds the time
     /// (``ConvCandidate/prefersBatchFolded(batch:outputPixels:weightBytes:)``).
     case folded
