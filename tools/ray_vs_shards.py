@@ -85,9 +85,9 @@ def run_ray(args, ray_batch, inputs, out, count):
     options = [args.model, str(inputs), "--output-dir", str(out), "--batch-size", str(args.batch_size)]
     options += ["--attention"] * args.attention + ["--stack"] * args.stack
     timings = []
-    start, clock = time.perf_counter(), time.time()
+    start, clock, driver_cpu = time.perf_counter(), time.time(), time.process_time()
     records, _ = ray_batch.run(ray_batch.parse(options), timings=timings)
-    seconds = time.perf_counter() - start
+    seconds, driver_cpu = time.perf_counter() - start, time.process_time() - driver_cpu
     assert len(records) == count and all(r["status"] == "ok" for r in records)
     workers, actors = {}, {}
     for pid, _, finished, n, init_began, init_ended in timings:
@@ -95,7 +95,7 @@ def run_ray(args, ray_batch, inputs, out, count):
         actors[pid] = (init_began - clock, init_ended - clock)
     print("  ray    actors' __init__ (model load) from " + ", ".join(f"{b:.2f}–{e:.2f} s" for b, e in sorted(actors.values()))
           + f"; the last batch ended {max(t[2] for t in timings) - clock:.2f} s, the driver done {seconds:.2f} s; "
-          + f"{len(timings)} map_batches calls")
+          + f"{len(timings)} map_batches calls; the driver used {driver_cpu:.2f} s of CPU")
     return seconds, workers, min(t[1] for t in timings) - clock, busy_seconds([out / "results.jsonl"])
 
 

@@ -86,7 +86,7 @@ struct ConvolutionKernelTests {
     func everyKernelMatchesPyTorch(_ entry: ZooEntry) throws {
         var feeds: [String: Tensor] = [:]
         for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
-        for kernel in [ConvolutionKernel.im2col, .oneDNN, .oneDNNBlocked, .oneDNNWinograd, .oneDNNWinogradPerImage, .folded] {
+        for kernel in [ConvolutionKernel.im2col, .oneDNN, .oneDNNBlocked, .oneDNNWinograd, .oneDNNWinogradPerImage, .folded, .streamed] {
             let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2, convolution: kernel))
             let results = try session.run(feeds)
             for output in entry.outputs {

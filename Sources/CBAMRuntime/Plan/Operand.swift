@@ -249,10 +249,20 @@ final class AlignedBuffer: @unchecked Sendable {
     /// caller has checked the size against the memory budget.
     init(byteCount: Int) {
         self.byteCount = byteCount
-        let huge = HugePages.suits(byteCount)
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: huge ? HugePages.size : 64)
-        if huge { HugePages.advise(pointer, byteCount: byteCount) }
+        if HugePages.suits(byteCount), let mapped = HugePages.map(byteCount) {
+            pointer = mapped
+            self.mapped = true
+            HugePages.advise(pointer, byteCount: byteCount)
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(byteCount, 1), alignment: 64)
+            mapped = false
+        }
     }
 
-    deinit { pointer.deallocate() }
+    /// True when the buffer has its own mapping (``HugePages/map(_:)``), false when it came from the allocator.
+    private let mapped: Bool
+
+    deinit {
+        if mapped { HugePages.unmap(pointer, byteCount: byteCount) } else { pointer.deallocate() }
+    }
 }

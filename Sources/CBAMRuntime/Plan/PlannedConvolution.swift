@@ -248,7 +248,26 @@ extension PlannedKernels {
             }
             return chosen
         }
-        let chosen = try foldedChoice() ?? usualChoice()
+        // The streamed kernel where few output pixels use many weights: forced, untimed where
+        // reading the weights is the cost (``ConvCandidate/prefersStreamed(pixels:weightBytes:isa:)``;
+        // decided first, so that the candidates it replaces are neither built nor timed), else
+        // timed against the choice the plan would make without it.
+        let streamed = context.convolution == .streamed || context.convolution.isTimed
+            ? try operandLayouts.flatMap { layouts in
+                try ConvCandidate.streamed(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                           activation: activation, threads: context.threads,
+                                           forced: context.convolution == .streamed)?.adapted(to: layouts, threads: context.threads)
+            } : nil
+        let chosen: ConvCandidate
+        if let streamed, context.convolution == .streamed
+            || ConvCandidate.prefersStreamed(pixels: n * oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride) {
+            chosen = streamed
+        } else if let streamed {
+            chosen = ConvCandidate.preferStreamed(streamed, over: try foldedChoice() ?? usualChoice(), x: x.count, y: y.count,
+                                                  residual: residual != nil, macs: items * macsPerItem)
+        } else {
+            chosen = try foldedChoice() ?? usualChoice()
+        }
         let scratch = context.scratch(bytes: chosen.scratchBytes)
         // A oneDNN primitive holds its own copy of W and B; im2col reads the constants' buffers.
         return PlannedKernel(detail: chosen.name, reorders: chosen.reorders, copiedConstantInputs: chosen.copiesWeights ? [1, 2] : []) { memory in
@@ -431,6 +450,7 @@ extension ConvolutionKernel {
         case .oneDNNCarried: return "onednn-carried"
         case .oneDNNWinograd, .oneDNNWinogradPerImage: return "onednn-winograd"
         case .folded: return "folded-gemm"
+        case .streamed: return "streamed"
         }
     }
 }

@@ -52,4 +52,31 @@ enum HugePages {
         _ = madvise(pointer, whole, MADV_HUGEPAGE)
         #endif
     }
+
+    /// `byteCount` bytes of fresh zeroed memory starting on a 2 MiB boundary, mapped for this
+    /// buffer alone (nil where mmap fails: the caller falls back to the allocator). Its own
+    /// mapping, not malloc's: memory malloc hands out again may lie in a range an earlier buffer
+    /// advised, and would then take huge pages past its last whole page too.
+    static func map(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+        #if canImport(Glibc)
+        let length = pageRounded(byteCount) + size
+        guard let raw = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else { return nil }
+        let address = UInt(bitPattern: raw), aligned = (address + UInt(size) - 1) / UInt(size) * UInt(size)
+        let end = aligned + UInt(pageRounded(byteCount))
+        if aligned > address { munmap(raw, Int(aligned - address)) }
+        if address + UInt(length) > end { munmap(UnsafeMutableRawPointer(bitPattern: end), Int(address + UInt(length) - end)) }
+        return UnsafeMutableRawPointer(bitPattern: aligned)
+        #else
+        return nil
+        #endif
+    }
+
+    /// Releases what ``map(_:)`` returned.
+    static func unmap(_ pointer: UnsafeMutableRawPointer, byteCount: Int) {
+        #if canImport(Glibc)
+        munmap(pointer, pageRounded(byteCount))
+        #endif
+    }
+
+    private static func pageRounded(_ byteCount: Int) -> Int { (byteCount + 4095) / 4096 * 4096 }
 }

@@ -134,8 +134,13 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// takes it where reading the weights bounds the time
     /// (``ConvCandidate/prefersBatchFolded(batch:outputPixels:weightBytes:)``).
     case folded
+    /// The streamed kernel (ungrouped 2-D, at most 64 output pixels over the batch, 1 MB of
+    /// weights or more: one pass over the weights, read ahead) wherever it applies, else the
+    /// plan's usual choice. `fastest` takes it where it times 1.1× that choice
+    /// (``ConvCandidate/streamedMargin``).
+    case streamed
 
-    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded), else `fastest`.
+    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded, streamed), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "direct"?: return .direct
@@ -146,6 +151,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
         case "winograd"?: return .oneDNNWinograd
         case "winograd-per-image"?: return .oneDNNWinogradPerImage
         case "folded"?: return .folded
+        case "streamed"?: return .streamed
         default: return .fastest
         }
     }

@@ -92,6 +92,22 @@ void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_
 void cbam_vm_scale_channels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t lanes,
                             const float *scales, int relu, cbam_vm_isa isa);
 
+// ---- a convolution over few output pixels (streamed_conv.c) ------------------------------------
+
+/// Output channels per packed weight block for `isa`'s variant: 16 (AVX-512) or 8.
+size_t cbam_vm_streamed_lanes(cbam_vm_isa isa);
+
+/// Pixels per tile of the unfolded inputs for `isa`'s variant: 16 (AVX-512), 12 (AVX2) or 4.
+size_t cbam_vm_streamed_tile(cbam_vm_isa isa);
+
+/// y[p·ldy + o] = act(bias[o] + Σ_j cols(p, j) · W(o, j) + residual[p·ldy + o]) for every pixel
+/// p < `pixels` and the output channels of packed blocks `first_block ..< end_block` (channels
+/// below `m`), act = max(·, 0) keeping NaN when `relu`. `cols` and `packed` as streamed_conv.c
+/// describes them (tiles of cbam_vm_streamed_tile pixels; blocks of cbam_vm_streamed_lanes
+/// channels, each block's weights read once, in memory order). bias and residual may be NULL.
+void cbam_vm_streamed_conv(const float *cols, size_t pixels, size_t k, const float *packed, size_t m, size_t first_block,
+                           size_t end_block, const float *bias, const float *residual, float *y, size_t ldy, int relu, cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif

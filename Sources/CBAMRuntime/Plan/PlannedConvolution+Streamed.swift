@@ -1,0 +1,193 @@
+import CVectorMath
+import Foundation
+
+// The streamed kernel: a convolution over few output pixels with many weights (VGG's 512-channel
+// 3×3 layers on 4×4 and 2×2 maps, the last stage's 1×1 convolutions at batch 1) as one pass over
+// its weights, asking for them far enough ahead (Sources/CVectorMath/streamed_conv.c). oneDNN's
+// direct kernels read such weights at about half of what a core streams here, so these layers,
+// which do only 4–49 multiply-adds per weight, wait on memory.
+
+extension ConvCandidate {
+    /// Output pixels over the batch up to which the streamed kernel is built (and timed against
+    /// the plan's choice): 4 tiles of 16 at most, beyond which the multiplications dominate.
+    static let streamedMaximumPixels = 64
+
+    /// Weight bytes from which it is built: under a core's L2 the direct kernels' reads hit the cache.
+    static let streamedMinimumWeightBytes = 1 << 20
+
+    /// How much faster than the plan's choice the streamed kernel must time in its step (reorders
+    /// included) to be taken, so that two processes agree when their timings differ a little.
+    static let streamedMargin = 1.10
+
+    /// True where the streamed kernel is taken without timing: at most ``streamedUntimedPixels``
+    /// output pixels over the batch and weights past a core's L2, with the AVX-512 variant (the
+    /// one measured). There the weights, not the multiplications, bound the time, and timing
+    /// misleads: the plan times with the weights still in the cache from the run before, where
+    /// oneDNN's kernel is as fast, while a run reads each layer's weights from memory. VGG-19's
+    /// 4×4 layers at batch 1 took 0.77–0.81 ms streamed against 1.32–1.41 ms in oneDNN's kernel,
+    /// the 2×2 ones 0.65 against 0.84–0.88 (one thread, in the network), and the plan had timed
+    /// oneDNN's kernel faster.
+    static func prefersStreamed(pixels: Int, weightBytes: Int, isa: VectorMath.InstructionSet = .auto) -> Bool {
+        pixels <= streamedUntimedPixels && weightBytes > foldedMinimumWeightBytes && VectorMath.InstructionSet.resolved(isa) == .avx512
+    }
+
+    /// Output pixels up to which ``prefersStreamed(pixels:weightBytes:isa:)`` holds: from about 16
+    /// uses of each weight the multiplications take as long as reading it.
+    static let streamedUntimedPixels = 16
+
+    /// The streamed kernel for an ungrouped 2-D convolution over at most ``streamedMaximumPixels``
+    /// output pixels with at least ``streamedMinimumWeightBytes`` of weights: X `[N, C, H, W]`
+    /// read in NHWC, W `[M, C, kH, kW]`, optional bias `[M]`, Y `[N, M, oH, oW]` written in NHWC,
+    /// an optional residual lying like Y added before the activation (none or Relu). Nil where it
+    /// does not apply, or for `isa` .auto on a CPU with neither AVX2 nor AVX-512 (the plain C
+    /// variant exists for the tests, not to be timed against oneDNN). `forced` (`CBAM_CONV=streamed`,
+    /// the tests) builds it for every ungrouped 2-D convolution, whatever its pixels and weights.
+    static func streamed(_ g: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, activation: ConvActivation,
+                         threads: Int, forced: Bool = false, isa: VectorMath.InstructionSet = .auto) throws -> ConvCandidate? {
+        guard g.group == 1, activation == .none || activation == .relu,
+              forced || isa != .auto || VectorMath.InstructionSet.best != .portable else { return nil }
+        let pixels = g.batch.multipliedReportingOverflow(by: g.outputHeight * g.outputWidth)
+        guard forced || !pixels.overflow && pixels.partialValue <= streamedMaximumPixels
+                && weights.count * MemoryLayout<Float>.stride >= streamedMinimumWeightBytes else { return nil }
+        let kernel = try StreamedConvolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
+        let workers = Swift.max(1, Swift.min(threads, kernel.blocks))
+        return ConvCandidate(name: "streamed:\(kernel.isaName)" + (workers > 1 ? "" : " 1T"), scratchBytes: kernel.columnFloats * MemoryLayout<Float>.stride,
+                             source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape), copiesWeights: true) { x, y, added, scratch in
+            kernel.run(x, y, residual: residual ? added : nil, columns: scratch.assumingMemoryBound(to: Float.self), threads: workers)
+        }
+    }
+
+    /// `streamed` instead of `chosen` when, timed side by side in the operands' layouts, it is at
+    /// least ``streamedMargin`` times as fast.
+    static func preferStreamed(_ streamed: ConvCandidate, over chosen: ConvCandidate, x: Int, y: Int, residual: Bool, macs: Int) -> ConvCandidate {
+        let times = time([chosen, streamed], x: x, y: y, residual: residual, macs: macs)
+        guard times.count == 2 else { return times.first?.candidate ?? chosen }
+        return times[1].nanoseconds * streamedMargin <= times[0].nanoseconds ? streamed : chosen
+    }
+}
+
+/// One convolution's streamed kernel: its weights packed in blocks of output channels, the way
+/// the C kernel reads them, and the unfolding of channels-last inputs into its tiled columns.
+struct StreamedConvolution: @unchecked Sendable {
+    let n, c, h, w, m, oh, ow, kh, kw, sh, sw, dh, dw, padH, padW: Int
+    let isa: VectorMath.InstructionSet
+    /// Output channels per packed block and pixels per column tile of `isa`'s variant.
+    let lanes, tile: Int
+    /// `[blocks, k, lanes]`: packed[(b·k + j)·lanes + l] = W[b·lanes + l, ci, ky, kx] with
+    /// j = (ky·kW + kx)·C + ci, zero past the last channel.
+    let packed: AlignedBuffer
+    let bias: [Float]?
+    let relu: Bool
+
+    /// Unfolded inputs per output pixel: C·kH·kW.
+    var k: Int { c * kh * kw }
+    /// Output pixels over the batch: N·oH·oW.
+    var pixels: Int { n * oh * ow }
+    var blocks: Int { (m + lanes - 1) / lanes }
+    var columnFloats: Int { pixels * k }
+    var isaName: String {
+        switch VectorMath.InstructionSet.resolved(isa) {
+        case .avx512: "avx512"
+        case .avx2: "avx2"
+        default: "c"
+        }
+    }
+
+    init(_ g: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, relu: Bool, isa: VectorMath.InstructionSet) throws {
+        let shape = g.weightShape, outputs = g.outputChannels
+        guard g.group == 1, weights.count == shape.reduce(1, *), bias.map({ $0.count == outputs }) ?? true else {
+            throw CBAMError(.shapeMismatch, "streamed convolution: \(weights.count) weights and \(bias?.count ?? 0) biases for W \(shape)")
+        }
+        (n, c, h, w) = (g.batch, g.channels, g.height, g.width)
+        (m, oh, ow) = (g.outputChannels, g.outputHeight, g.outputWidth)
+        (kh, kw) = (g.kernelHeight, g.kernelWidth)
+        (sh, sw) = (g.strideHeight, g.strideWidth)
+        (dh, dw) = (g.dilationHeight, g.dilationWidth)
+        (padH, padW) = (g.padTop, g.padLeft)
+        self.isa = isa
+        self.bias = bias
+        self.relu = relu
+        let (lanes, tile) = (cbam_vm_streamed_lanes(isa.c), cbam_vm_streamed_tile(isa.c))
+        (self.lanes, self.tile) = (lanes, tile)
+        let (k, blocks) = (c * kh * kw, (m + lanes - 1) / lanes)
+        packed = AlignedBuffer(byteCount: blocks * k * lanes * MemoryLayout<Float>.stride)
+        let target = packed.pointer.assumingMemoryBound(to: Float.self)
+        target.initialize(repeating: 0, count: blocks * k * lanes)
+        weights.withUnsafeBufferPointer { source in
+            for o in 0..<m {
+                let (block, lane) = o.quotientAndRemainder(dividingBy: lanes)
+                for ci in 0..<c {
+                    for ky in 0..<kh {
+                        for kx in 0..<kw {
+                            let j = (ky * kw + kx) * c + ci
+                            target[(block * k + j) * lanes + lane] = source[((o * c + ci) * kh + ky) * kw + kx]
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// X `[N, H, W, C]` (channels last) into the tiled columns: tile t (pixels t·tile ..< its end,
+    /// `width` of them) starts at t·tile·k and holds input j of its pixel q at j·width + q; taps
+    /// in the padding are zero. Written in column order, a tap's channels for all the tile's
+    /// pixels at a time, so that the writes run through memory once (pixel by pixel, each write
+    /// went to another cache line, and unfolding cost as much as the multiplications).
+    func unfold(_ x: UnsafePointer<Float>, into columns: UnsafeMutablePointer<Float>) {
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: tile) { rows in
+            for start in stride(from: 0, to: pixels, by: tile) {
+                let width = Swift.min(tile, pixels - start)
+                for ky in 0..<kh {
+                    for kx in 0..<kw {
+                        // Each pixel's input row for this tap, nil in the padding.
+                        for q in 0..<width {
+                            let (image, rest) = (start + q).quotientAndRemainder(dividingBy: oh * ow)
+                            let (oy, ox) = rest.quotientAndRemainder(dividingBy: ow)
+                            let (iy, ix) = (oy * sh - padH + ky * dh, ox * sw - padW + kx * dw)
+                            rows[q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x + ((image * h + iy) * w + ix) * c : nil
+                        }
+                        var target = columns + start * k + (ky * kw + kx) * c * width
+                        for ci in 0..<c {
+                            for q in 0..<width { target[q] = rows[q].map { $0[ci] } ?? 0 }
+                            target += width
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Y `[N, oH, oW, M]` = act(conv(X) + bias + residual), X and the residual channels last; the
+    /// output blocks split across `threads` workers, each reading only its blocks' weights.
+    func run(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?,
+             columns: UnsafeMutablePointer<Float>, threads: Int) {
+        unfold(x, into: columns)
+        let weights = UnsafePointer(packed.pointer.assumingMemoryBound(to: Float.self))
+        bias.withUnsafeBufferPointerIfPresent { biasPointer in
+            Parallel.forEach(threads) { worker in
+                let share = Parallel.share(worker, of: threads, count: blocks)
+                guard !share.isEmpty else { return }
+                cbam_vm_streamed_conv(columns, pixels, k, weights, m, share.lowerBound, share.upperBound, biasPointer, residual, y, m,
+                                      relu ? 1 : 0, isa.c)
+            }
+        }
+    }
+}
+
+extension VectorMath.InstructionSet {
+    /// What this variant runs as on this CPU (`.auto`, or a set the CPU lacks, as the best it has).
+    static func resolved(_ wanted: VectorMath.InstructionSet) -> VectorMath.InstructionSet {
+        let best = VectorMath.InstructionSet.best
+        let order: [VectorMath.InstructionSet] = [.portable, .avx2, .avx512]
+        guard wanted != .auto, let asked = order.firstIndex(of: wanted), let top = order.firstIndex(of: best), asked <= top else { return best }
+        return wanted
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// Calls `body` with the array's base address, or nil when there is no array.
+    func withUnsafeBufferPointerIfPresent<R>(_ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
+        guard let array = self else { return try body(nil) }
+        return try array.withUnsafeBufferPointer { try body($0.baseAddress) }
+    }
+}

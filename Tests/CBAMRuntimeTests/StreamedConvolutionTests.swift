@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+@testable import CBAMRuntime
+
+/// The streamed kernel (Sources/CVectorMath/streamed_conv.c) against the reference convolution
+/// (im2col + sgemm, then the post-ops), every variant, and where the plan takes it.
+@Suite struct StreamedConvolutionTests {
+    /// NCHW → NHWC for `[n, c, h, w]`.
+    static func channelsLast(_ x: [Float], _ n: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        for i in 0..<n { for ci in 0..<c { for p in 0..<(h * w) { y[(i * h * w + p) * c + ci] = x[(i * c + ci) * h * w + p] } } }
+        return y
+    }
+
+    /// NHWC → NCHW for `[n, c, h, w]`.
+    static func channelsFirst(_ x: [Float], _ n: Int, _ c: Int, _ h: Int, _ w: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: x.count)
+        for i in 0..<n { for ci in 0..<c { for p in 0..<(h * w) { y[(i * c + ci) * h * w + p] = x[(i * h * w + p) * c + ci] } } }
+        return y
+    }
+
+    /// Random geometries (1×1, 3×3, 1×3, strides, dilations, padding, output channels off the
+    /// 8- and 16-lane blocks, pixels off the tiles) with and without bias, residual and Relu: each
+    /// variant's output against the reference, on one and two threads.
+    @Test(arguments: [VectorMath.InstructionSet.portable, .avx2, .avx512])
+    func streamedKernelMatchesTheReference(_ isa: VectorMath.InstructionSet) throws {
+        var random = SplitMix(state: 0x57E4)
+        var worst: Float = 0, cases = 0
+        for index in 0..<24 {
+            func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
+            let (kh, kw) = [(1, 1), (3, 3), (1, 3)][index % 3]
+            let pad = index % 3 == 0 ? 0 : int(0...1)
+            let g = DNNLConvolution.Geometry(batch: int(1...3), channels: [3, 16, 21, 64][int(0...3)], height: int(2...7), width: int(2...7),
+                                             outputChannels: [5, 16, 24, 40, 37][int(0...4)], kernelHeight: kh, kernelWidth: kw,
+                                             strideHeight: int(1...2), strideWidth: int(1...2), dilationHeight: int(1...2), dilationWidth: 1,
+                                             padTop: pad, padLeft: pad, padBottom: pad, padRight: pad)
+            guard g.height + 2 * pad >= (kh - 1) * g.dilationHeight + 1, g.width + 2 * pad >= kw else { continue }  // the window fits
+            cases += 1
+            let postOps: [DNNLPostOp] = [[], [.relu], [.sum], [.sum, .relu]][index % 4]
+            let x = OneDNNTests.values(g.sourceShape.reduce(1, *), &random), w = OneDNNTests.values(g.weightShape.reduce(1, *), &random)
+            let b = index % 2 == 0 ? OneDNNTests.values(g.outputChannels, &random) : nil
+            let residual = postOps.contains(.sum) ? OneDNNTests.values(g.destinationShape.reduce(1, *), &random) : nil
+            let expected = try OneDNNTests.referenceConv(g, oneD: false, x: x, w: w, b: b, residual: residual, postOps: postOps)
+
+            let kernel = try StreamedConvolution(g, weights: w, bias: b, relu: postOps.contains(.relu), isa: isa)
+            let (n, m, oh, ow) = (g.batch, g.outputChannels, g.outputHeight, g.outputWidth)
+            let xLast = Self.channelsLast(x, n, g.channels, g.height, g.width)
+            let rLast = residual.map { Self.channelsLast($0, n, m, oh, ow) }
+            for threads in [1, 2] {
+                var y = [Float](repeating: .nan, count: expected.count)
+                var columns = [Float](repeating: .nan, count: kernel.columnFloats)
+                xLast.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        columns.withUnsafeMutableBufferPointer { cp in
+                            if let rLast {
+                                rLast.withUnsafeBufferPointer { rp in
+                                    kernel.run(xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!, columns: cp.baseAddress!, threads: threads)
+                                }
+                            } else {
+                                kernel.run(xp.baseAddress!, yp.baseAddress!, residual: nil, columns: cp.baseAddress!, threads: threads)
+                            }
+                        }
+                    }
+                }
+                let actual = Self.channelsFirst(y, n, m, oh, ow)
+                worst = max(worst, OneDNNTests.compare(actual, expected, "\(isa) case \(index), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)
+            }
+        }
+        print("streamed \(isa) (\(VectorMath.InstructionSet.resolved(isa))): \(cases) of 24 geometries, max rel \(worst)")
+        #expect(cases >= 16)
+    }
+
+    /// The kernel keeps a NaN through Relu, as the other Relu paths do, and writes no channel past M.
+    @Test(arguments: [VectorMath.InstructionSet.portable, .avx2, .avx512])
+    func reluKeepsNaNAndTheLastBlockStopsAtM(_ isa: VectorMath.InstructionSet) throws {
+        let g = DNNLConvolution.Geometry(batch: 1, channels: 2, height: 1, width: 3, outputChannels: 3, kernelHeight: 1, kernelWidth: 1)
+        // y[o] = x[0]·(o + 1) − x[1]: pixel 0 gives −2, −1, 0 (0 after Relu), pixel 1 NaN, pixel 2 1, 2, 3.
+        let w: [Float] = [1, -1, 2, -1, 3, -1]
+        let x: [Float] = [1, 3, .nan, 1, 1, 0]  // channels last: pixel p is x[2p], x[2p + 1]
+        let kernel = try StreamedConvolution(g, weights: w, bias: nil, relu: true, isa: isa)
+        var y = [Float](repeating: 42, count: 3 * 3 + 5)  // 5 guard floats past the output
+        var columns = [Float](repeating: 0, count: kernel.columnFloats)
+        kernel.run(x, &y, residual: nil, columns: &columns, threads: 1)
+        #expect(y[0] == 0 && y[1] == 0 && y[2] == 0, "\(isa): pixel 0 \(Array(y[0..<3]))")
+        #expect(y[3].isNaN && y[4].isNaN && y[5].isNaN, "\(isa): pixel 1 \(Array(y[3..<6]))")
+        #expect(y[6..<9] == [1, 2, 3], "\(isa): pixel 2 \(Array(y[6..<9]))")
+        #expect(y[9...].allSatisfy { $0 == 42 }, "\(isa): wrote past the output: \(Array(y[9...]))")
+    }
+
+    /// The plan builds the kernel only for ungrouped convolutions with few output pixels and large
+    /// weights (unless forced), and takes it untimed where the weights bound the time.
+    @Test func streamedKernelIsOfferedWhereItPays() throws {
+        func geometry(batch: Int = 1, channels: Int = 512, size: Int, outputs: Int = 512, kernel: Int = 3, group: Int = 1) -> DNNLConvolution.Geometry {
+            DNNLConvolution.Geometry(batch: batch, channels: channels, height: size, width: size, outputChannels: outputs, kernelHeight: kernel,
+                                     kernelWidth: kernel, padTop: kernel / 2, padLeft: kernel / 2, padBottom: kernel / 2, padRight: kernel / 2, group: group)
+        }
+        func candidate(_ g: DNNLConvolution.Geometry, activation: ConvActivation = .relu, forced: Bool = false) throws -> ConvCandidate? {
+            try ConvCandidate.streamed(g, weights: [Float](repeating: 0.01, count: g.weightShape.reduce(1, *)), bias: nil, residual: false,
+                                       activation: activation, threads: 1, forced: forced, isa: .avx2)
+        }
+        #expect(try candidate(geometry(size: 4)) != nil, "VGG's 4×4 layer")
+        #expect(try candidate(geometry(batch: 2, size: 4)) != nil, "32 pixels over the batch")
+        #expect(try candidate(geometry(size: 9)) == nil, "81 pixels")
+        #expect(try candidate(geometry(channels: 64, size: 4, outputs: 64)) == nil, "144 KB of weights")
+        #expect(try candidate(geometry(size: 4, group: 32)) == nil, "grouped")
+        #expect(try candidate(geometry(size: 4), activation: .gelu(tanh: false)) == nil, "Gelu")
+        #expect(try candidate(geometry(channels: 16, size: 12, outputs: 8), forced: true) != nil, "forced")
+
+        let weightBytes = 512 * 512 * 9 * 4
+        #expect(ConvCandidate.prefersStreamed(pixels: 16, weightBytes: weightBytes, isa: .avx512) == (VectorMath.InstructionSet.best == .avx512))
+        #expect(!ConvCandidate.prefersStreamed(pixels: 32, weightBytes: weightBytes, isa: .avx512), "32 pixels: timed")
+        #expect(!ConvCandidate.prefersStreamed(pixels: 16, weightBytes: 1 << 20, isa: .avx512), "weights in L2")
+        #expect(!ConvCandidate.prefersStreamed(pixels: 4, weightBytes: weightBytes, isa: .avx2), "the AVX2 variant is timed")
+    }
+}
