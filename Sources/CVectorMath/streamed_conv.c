@@ -9,9 +9,10 @@
 // for the lines a few hundred cycles ahead.
 //
 // Layouts (all float32):
-//   cols    the unfolded inputs, `pixels` × `k`, in tiles of cbam_vm_streamed_tile(isa) pixels:
-//           tile t (pixels t·T ..< min(pixels, (t+1)·T), width Tt) starts at t·T·k and holds
-//           element (j, q) at j·Tt + q, so one k step reads Tt neighbouring floats.
+//   cols    the unfolded inputs, `pixels` × `k`, in cbam_vm_streamed_tile_count tiles of at most
+//           cbam_vm_streamed_tile(isa) pixels, as even as they come (cbam_vm_streamed_tile_range):
+//           tile t (pixels start ..< start + width) starts at start·k and holds element (j, q) at
+//           j·width + q, so one k step reads `width` neighbouring floats.
 //   packed  the weights in blocks of L = cbam_vm_streamed_lanes(isa) output channels:
 //           packed[(b·k + j)·L + l] is the weight of output channel b·L + l for unfolded index j
 //           (zero past the last channel).
@@ -28,6 +29,16 @@
 #define STREAM_AHEAD 4096
 #endif
 
+/// Tile t of `pixels` cut into tiles of at most `tile`, as even as they come: the first
+/// pixels % tiles tiles one pixel wider. Each tile reads the block's weights once more (from L2
+/// after the first), so 49 pixels run as 13, 12, 12, 12 rather than 16, 16, 16 and a tile of 1.
+static inline size_t tile_count(size_t pixels, size_t tile) { return (pixels + tile - 1) / tile; }
+static inline void tile_range(size_t pixels, size_t tile, size_t t, size_t *start, size_t *width) {
+    const size_t tiles = tile_count(pixels, tile), base = pixels / tiles, wider = pixels % tiles;
+    *start = t * base + (t < wider ? t : wider);
+    *width = base + (t < wider ? 1 : 0);
+}
+
 // ---- plain C: 8 lanes, tiles of 4 -------------------------------------------------------------
 
 static void streamed_portable(const float *cols, size_t pixels, size_t k, const float *packed, size_t m, size_t first_block,
@@ -35,8 +46,9 @@ static void streamed_portable(const float *cols, size_t pixels, size_t k, const 
     const size_t lanes = 8, tile = 4;
     for (size_t b = first_block; b < end_block; b++) {
         const float *w = packed + b * k * lanes;
-        for (size_t start = 0; start < pixels; start += tile) {
-            const size_t width = pixels - start < tile ? pixels - start : tile;
+        for (size_t t = 0; t < tile_count(pixels, tile); t++) {
+            size_t start, width;
+            tile_range(pixels, tile, t, &start, &width);
             const float *c = cols + start * k;
             float acc[4][8] = {{0}};
             for (size_t j = 0; j < k; j++)
@@ -85,8 +97,9 @@ AVX2 static void streamed_avx2(const float *cols, size_t pixels, size_t k, const
         // The last block's channels past m through a mask.
         const __m256i store = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         const __m256 b0 = bias ? _mm256_maskload_ps(bias + o0, store) : _mm256_setzero_ps();
-        for (size_t start = 0; start < pixels; start += tile) {
-            const size_t width = pixels - start < tile ? pixels - start : tile;
+        for (size_t t = 0; t < tile_count(pixels, tile); t++) {
+            size_t start, width;
+            tile_range(pixels, tile, t, &start, &width);
             const float *c = cols + start * k;
             __m256 acc[12];
             switch (width) {
@@ -138,8 +151,9 @@ AVX512 static void streamed_avx512(const float *cols, size_t pixels, size_t k, c
         const size_t o0 = b * lanes, valid = m - o0 < lanes ? m - o0 : lanes;
         const __mmask16 store = (__mmask16)((1u << valid) - 1u);
         const __m512 b0 = bias ? _mm512_maskz_loadu_ps(store, bias + o0) : _mm512_setzero_ps();
-        for (size_t start = 0; start < pixels; start += tile) {
-            const size_t width = pixels - start < tile ? pixels - start : tile;
+        for (size_t t = 0; t < tile_count(pixels, tile); t++) {
+            size_t start, width;
+            tile_range(pixels, tile, t, &start, &width);
             const float *c = cols + start * k;
             __m512 acc[16];
             switch (width) {
@@ -175,6 +189,12 @@ size_t cbam_vm_streamed_tile(cbam_vm_isa isa) {
     case CBAM_VM_AVX2: return 12;
     default: return 4;
     }
+}
+
+size_t cbam_vm_streamed_tile_count(size_t pixels, cbam_vm_isa isa) { return tile_count(pixels, cbam_vm_streamed_tile(isa)); }
+
+void cbam_vm_streamed_tile_range(size_t pixels, size_t t, cbam_vm_isa isa, size_t *start, size_t *width) {
+    tile_range(pixels, cbam_vm_streamed_tile(isa), t, start, width);
 }
 
 void cbam_vm_streamed_conv(const float *cols, size_t pixels, size_t k, const float *packed, size_t m, size_t first_block,

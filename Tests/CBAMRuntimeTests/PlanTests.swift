@@ -508,7 +508,7 @@ struct PlanTests {
             #expect(comparison.passed, "batch \(batch): \(comparison)")
             let kernels = try s.plan(for: ["x": x]).steps.map(\.kernel.detail)
             // Where the streamed kernel is taken untimed (AVX-512), it comes first.
-            if ConvCandidate.prefersStreamed(pixels: batch * 4, weightBytes: weights.valueType.byteCount) {
+            if batch * 4 <= ConvCandidate.streamedMaximumPixels && ConvCandidate.prefersStreamed() {
                 #expect(kernels.contains { $0.hasPrefix("streamed") }, "batch \(batch): \(kernels)")
             } else {
                 #expect(kernels.contains { $0.hasPrefix("folded-gemm") } == (batch == 2), "batch \(batch): \(kernels)")

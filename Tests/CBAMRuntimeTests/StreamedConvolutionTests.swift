@@ -87,8 +87,8 @@ import Testing
         #expect(y[9...].allSatisfy { $0 == 42 }, "\(isa): wrote past the output: \(Array(y[9...]))")
     }
 
-    /// The plan builds the kernel only for ungrouped convolutions with few output pixels and large
-    /// weights (unless forced), and takes it untimed where the weights bound the time.
+    /// The plan builds the kernel only for ungrouped convolutions with at most 16 output pixels and
+    /// more than 2 MB of weights (unless forced), and takes the AVX-512 variant untimed.
     @Test func streamedKernelIsOfferedWhereItPays() throws {
         func geometry(batch: Int = 1, channels: Int = 512, size: Int, outputs: Int = 512, kernel: Int = 3, group: Int = 1) -> DNNLConvolution.Geometry {
             DNNLConvolution.Geometry(batch: batch, channels: channels, height: size, width: size, outputChannels: outputs, kernelHeight: kernel,
@@ -99,17 +99,17 @@ import Testing
                                        activation: activation, threads: 1, forced: forced, isa: .avx2)
         }
         #expect(try candidate(geometry(size: 4)) != nil, "VGG's 4×4 layer")
-        #expect(try candidate(geometry(batch: 2, size: 4)) != nil, "32 pixels over the batch")
-        #expect(try candidate(geometry(size: 9)) == nil, "81 pixels")
-        #expect(try candidate(geometry(channels: 64, size: 4, outputs: 64)) == nil, "144 KB of weights")
+        #expect(try candidate(geometry(size: 2)) != nil, "VGG's 2×2 layer")
+        #expect(try candidate(geometry(channels: 1024, size: 4, outputs: 2048, kernel: 1)) != nil, "ResNeXt's last 1×1 layers at batch 1")
+        #expect(try candidate(geometry(batch: 2, size: 4)) == nil, "32 pixels over the batch")
+        #expect(try candidate(geometry(size: 7)) == nil, "49 pixels")
+        #expect(try candidate(geometry(channels: 256, size: 4, outputs: 256)) != nil, "2.4 MB of weights")
+        #expect(try candidate(geometry(channels: 128, size: 4, outputs: 256)) == nil, "1.1 MB of weights")
         #expect(try candidate(geometry(size: 4, group: 32)) == nil, "grouped")
         #expect(try candidate(geometry(size: 4), activation: .gelu(tanh: false)) == nil, "Gelu")
         #expect(try candidate(geometry(channels: 16, size: 12, outputs: 8), forced: true) != nil, "forced")
 
-        let weightBytes = 512 * 512 * 9 * 4
-        #expect(ConvCandidate.prefersStreamed(pixels: 16, weightBytes: weightBytes, isa: .avx512) == (VectorMath.InstructionSet.best == .avx512))
-        #expect(!ConvCandidate.prefersStreamed(pixels: 32, weightBytes: weightBytes, isa: .avx512), "32 pixels: timed")
-        #expect(!ConvCandidate.prefersStreamed(pixels: 16, weightBytes: 1 << 20, isa: .avx512), "weights in L2")
-        #expect(!ConvCandidate.prefersStreamed(pixels: 4, weightBytes: weightBytes, isa: .avx2), "the AVX2 variant is timed")
+        #expect(ConvCandidate.prefersStreamed(isa: .avx512) == (VectorMath.InstructionSet.best == .avx512))
+        #expect(!ConvCandidate.prefersStreamed(isa: .avx2), "the AVX2 variant is timed")
     }
 }

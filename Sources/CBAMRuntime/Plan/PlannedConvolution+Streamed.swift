@@ -8,35 +8,36 @@ import Foundation
 // which do only 4–49 multiply-adds per weight, wait on memory.
 
 extension ConvCandidate {
-    /// Output pixels over the batch up to which the streamed kernel is built (and timed against
-    /// the plan's choice): 4 tiles of 16 at most, beyond which the multiplications dominate.
-    static let streamedMaximumPixels = 64
+    /// Output pixels over the batch up to which the streamed kernel is built: one tile (16 pixels
+    /// on AVX-512). Up to there the weights, not the multiplications, bound the time. Past it,
+    /// tried up to 64 pixels, it gained nothing: at 49 (ResNet-50's and SE-ResNet-34's 7×7 layers
+    /// at batch 1) the plan timed it and kept oneDNN's kernel (whole networks 0.999 and 0.986 of
+    /// the time before), at 32 (VGG's 4×4 layers at batch 2) it tied the batch-folded GEMM; and
+    /// while the plan times it, its packed copy of the weights lies beside oneDNN's (ResNet-50 +
+    /// CBAM's peak memory at batch 1 rose by about 10 MB).
+    static let streamedMaximumPixels = 16
 
-    /// Weight bytes from which it is built: under a core's L2 the direct kernels' reads hit the cache.
-    static let streamedMinimumWeightBytes = 1 << 20
+    /// Weight bytes above which it is built: a core's L2 (2 MB here); under it the direct
+    /// kernels' reads hit the cache.
+    static let streamedMinimumWeightBytes = 2 << 20
 
     /// How much faster than the plan's choice the streamed kernel must time in its step (reorders
-    /// included) to be taken, so that two processes agree when their timings differ a little.
+    /// included) to be taken where it is timed, so that two processes agree when their timings
+    /// differ a little.
     static let streamedMargin = 1.10
 
-    /// True where the streamed kernel is taken without timing: at most ``streamedUntimedPixels``
-    /// output pixels over the batch and weights past a core's L2, with the AVX-512 variant (the
-    /// one measured). There the weights, not the multiplications, bound the time, and timing
-    /// misleads: the plan times with the weights still in the cache from the run before, where
-    /// oneDNN's kernel is as fast, while a run reads each layer's weights from memory. VGG-19's
-    /// 4×4 layers at batch 1 took 0.77–0.81 ms streamed against 1.32–1.41 ms in oneDNN's kernel,
-    /// the 2×2 ones 0.65 against 0.84–0.88 (one thread, in the network), and the plan had timed
-    /// oneDNN's kernel faster.
-    static func prefersStreamed(pixels: Int, weightBytes: Int, isa: VectorMath.InstructionSet = .auto) -> Bool {
-        pixels <= streamedUntimedPixels && weightBytes > foldedMinimumWeightBytes && VectorMath.InstructionSet.resolved(isa) == .avx512
+    /// True where the streamed kernel, once built, is taken without timing: with the AVX-512
+    /// variant (the one measured; the others are timed). Timing misleads here: the plan times
+    /// with the weights still in the cache from the attempt before, where oneDNN's kernel is as
+    /// fast, while a run reads each layer's weights from memory. VGG-19's 4×4 layers at batch 1
+    /// took 0.77–0.81 ms streamed against 1.32–1.41 ms in oneDNN's kernel, the 2×2 ones 0.65
+    /// against 0.84–0.88 (one thread, in the network), and the timed plan had kept oneDNN's kernel.
+    static func prefersStreamed(isa: VectorMath.InstructionSet = .auto) -> Bool {
+        VectorMath.InstructionSet.resolved(isa) == .avx512
     }
 
-    /// Output pixels up to which ``prefersStreamed(pixels:weightBytes:isa:)`` holds: from about 16
-    /// uses of each weight the multiplications take as long as reading it.
-    static let streamedUntimedPixels = 16
-
     /// The streamed kernel for an ungrouped 2-D convolution over at most ``streamedMaximumPixels``
-    /// output pixels with at least ``streamedMinimumWeightBytes`` of weights: X `[N, C, H, W]`
+    /// output pixels with more than ``streamedMinimumWeightBytes`` of weights: X `[N, C, H, W]`
     /// read in NHWC, W `[M, C, kH, kW]`, optional bias `[M]`, Y `[N, M, oH, oW]` written in NHWC,
     /// an optional residual lying like Y added before the activation (none or Relu). Nil where it
     /// does not apply, or for `isa` .auto on a CPU with neither AVX2 nor AVX-512 (the plain C
@@ -48,7 +49,7 @@ extension ConvCandidate {
               forced || isa != .auto || VectorMath.InstructionSet.best != .portable else { return nil }
         let pixels = g.batch.multipliedReportingOverflow(by: g.outputHeight * g.outputWidth)
         guard forced || !pixels.overflow && pixels.partialValue <= streamedMaximumPixels
-                && weights.count * MemoryLayout<Float>.stride >= streamedMinimumWeightBytes else { return nil }
+                && weights.count * MemoryLayout<Float>.stride > streamedMinimumWeightBytes else { return nil }
         let kernel = try StreamedConvolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
         let workers = Swift.max(1, Swift.min(threads, kernel.blocks))
         return ConvCandidate(name: "streamed:\(kernel.isaName)" + (workers > 1 ? "" : " 1T"), scratchBytes: kernel.columnFloats * MemoryLayout<Float>.stride,
@@ -128,15 +129,16 @@ struct StreamedConvolution: @unchecked Sendable {
         }
     }
 
-    /// X `[N, H, W, C]` (channels last) into the tiled columns: tile t (pixels t·tile ..< its end,
-    /// `width` of them) starts at t·tile·k and holds input j of its pixel q at j·width + q; taps
+    /// X `[N, H, W, C]` (channels last) into the tiled columns: tile t (`width` pixels from
+    /// `start`, as `cbam_vm_streamed_tile_range` cuts them) starts at start·k and holds input j of its pixel q at j·width + q; taps
     /// in the padding are zero. Written in column order, a tap's channels for all the tile's
     /// pixels at a time, so that the writes run through memory once (pixel by pixel, each write
     /// went to another cache line, and unfolding cost as much as the multiplications).
     func unfold(_ x: UnsafePointer<Float>, into columns: UnsafeMutablePointer<Float>) {
         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: tile) { rows in
-            for start in stride(from: 0, to: pixels, by: tile) {
-                let width = Swift.min(tile, pixels - start)
+            for t in 0..<cbam_vm_streamed_tile_count(pixels, isa.c) {
+                var (start, width) = (0, 0)
+                cbam_vm_streamed_tile_range(pixels, t, isa.c, &start, &width)
                 for ky in 0..<kh {
                     for kx in 0..<kw {
                         // Each pixel's input row for this tap, nil in the padding.

@@ -248,10 +248,10 @@ extension PlannedKernels {
             }
             return chosen
         }
-        // The streamed kernel where few output pixels use many weights: forced, untimed where
-        // reading the weights is the cost (``ConvCandidate/prefersStreamed(pixels:weightBytes:isa:)``;
-        // decided first, so that the candidates it replaces are neither built nor timed), else
-        // timed against the choice the plan would make without it.
+        // The streamed kernel where few output pixels use many weights: forced, or untimed with
+        // the AVX-512 variant (``ConvCandidate/prefersStreamed(isa:)``; decided first, so that the
+        // candidates it replaces are neither built nor timed), else timed against the choice the
+        // plan would make without it.
         let streamed = context.convolution == .streamed || context.convolution.isTimed
             ? try operandLayouts.flatMap { layouts in
                 try ConvCandidate.streamed(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
@@ -259,8 +259,7 @@ extension PlannedKernels {
                                            forced: context.convolution == .streamed)?.adapted(to: layouts, threads: context.threads)
             } : nil
         let chosen: ConvCandidate
-        if let streamed, context.convolution == .streamed
-            || ConvCandidate.prefersStreamed(pixels: n * oh * ow, weightBytes: weight.count * MemoryLayout<Float>.stride) {
+        if let streamed, context.convolution == .streamed || ConvCandidate.prefersStreamed() {
             chosen = streamed
         } else if let streamed {
             chosen = ConvCandidate.preferStreamed(streamed, over: try foldedChoice() ?? usualChoice(), x: x.count, y: y.count,

@@ -134,10 +134,10 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// takes it where reading the weights bounds the time
     /// (``ConvCandidate/prefersBatchFolded(batch:outputPixels:weightBytes:)``).
     case folded
-    /// The streamed kernel (ungrouped 2-D, at most 64 output pixels over the batch, 1 MB of
-    /// weights or more: one pass over the weights, read ahead) wherever it applies, else the
-    /// plan's usual choice. `fastest` takes it where it times 1.1× that choice
-    /// (``ConvCandidate/streamedMargin``).
+    /// The streamed kernel (one pass over the weights, read ahead) on every ungrouped 2-D
+    /// convolution, else the plan's usual choice. `fastest` builds it for at most 16 output pixels
+    /// over the batch and more than 2 MB of weights, and takes it there untimed on AVX-512,
+    /// timed (1.1×, ``ConvCandidate/streamedMargin``) elsewhere.
     case streamed
 
     /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded, streamed), else `fastest`.

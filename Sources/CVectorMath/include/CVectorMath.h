@@ -97,13 +97,18 @@ void cbam_vm_scale_channels(const float *x, float *y, const float *residual, siz
 /// Output channels per packed weight block for `isa`'s variant: 16 (AVX-512) or 8.
 size_t cbam_vm_streamed_lanes(cbam_vm_isa isa);
 
-/// Pixels per tile of the unfolded inputs for `isa`'s variant: 16 (AVX-512), 12 (AVX2) or 4.
+/// Pixels per tile of the unfolded inputs for `isa`'s variant at most: 16 (AVX-512), 12 (AVX2) or 4.
 size_t cbam_vm_streamed_tile(cbam_vm_isa isa);
+
+/// Tiles `pixels` are cut into for `isa`'s variant, and tile t's first pixel and width: tiles of
+/// at most cbam_vm_streamed_tile(isa) pixels, as even as they come (the first pixels % tiles one wider).
+size_t cbam_vm_streamed_tile_count(size_t pixels, cbam_vm_isa isa);
+void cbam_vm_streamed_tile_range(size_t pixels, size_t t, cbam_vm_isa isa, size_t *start, size_t *width);
 
 /// y[p·ldy + o] = act(bias[o] + Σ_j cols(p, j) · W(o, j) + residual[p·ldy + o]) for every pixel
 /// p < `pixels` and the output channels of packed blocks `first_block ..< end_block` (channels
 /// below `m`), act = max(·, 0) keeping NaN when `relu`. `cols` and `packed` as streamed_conv.c
-/// describes them (tiles of cbam_vm_streamed_tile pixels; blocks of cbam_vm_streamed_lanes
+/// describes them (tiles as cbam_vm_streamed_tile_range cuts them; blocks of cbam_vm_streamed_lanes
 /// channels, each block's weights read once, in memory order). bias and residual may be NULL.
 void cbam_vm_streamed_conv(const float *cols, size_t pixels, size_t k, const float *packed, size_t m, size_t first_block,
                            size_t end_block, const float *bias, const float *residual, float *y, size_t ldy, int relu, cbam_vm_isa isa);
