@@ -109,6 +109,9 @@ import Testing
         #expect(try candidate(geometry(size: 4), activation: .gelu(tanh: false)) == nil, "Gelu")
         #expect(try candidate(geometry(channels: 16, size: 12, outputs: 8), forced: true) != nil, "forced")
 
+        let huge = DNNLConvolution.Geometry(batch: Int.max / 4, channels: 1, height: 4, width: 4, outputChannels: 1, kernelHeight: 1, kernelWidth: 1)
+        #expect(throws: CBAMError.self, "columns past Int.max") { try StreamedConvolution(huge, weights: [1], bias: nil, relu: false, isa: .auto) }
+
         #expect(ConvCandidate.prefersStreamed(isa: .avx512) == (VectorMath.InstructionSet.best == .avx512))
         #expect(!ConvCandidate.prefersStreamed(isa: .avx2), "the AVX2 variant is timed")
     }

@@ -99,6 +99,14 @@ struct StreamedConvolution: @unchecked Sendable {
         guard g.group == 1, weights.count == shape.reduce(1, *), bias.map({ $0.count == outputs }) ?? true else {
             throw CBAMError(.shapeMismatch, "streamed convolution: \(weights.count) weights and \(bias?.count ?? 0) biases for W \(shape)")
         }
+        // The unfolded columns, pixels × C·kH·kW floats, must be a size (forced, any convolution gets here).
+        let (perImage, o1) = g.outputHeight.multipliedReportingOverflow(by: g.outputWidth)
+        let (allPixels, o2) = g.batch.multipliedReportingOverflow(by: perImage)
+        let (columnCount, o3) = allPixels.multipliedReportingOverflow(by: shape.dropFirst().reduce(1, *))
+        let (_, o4) = columnCount.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        guard !(o1 || o2 || o3 || o4) else {
+            throw CBAMError(.shapeMismatch, "streamed convolution: the unfolded inputs of \(g.destinationShape) overflow a size")
+        }
         (n, c, h, w) = (g.batch, g.channels, g.height, g.width)
         (m, oh, ow) = (g.outputChannels, g.outputHeight, g.outputWidth)
         (kh, kw) = (g.kernelHeight, g.kernelWidth)
