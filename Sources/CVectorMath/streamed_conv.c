@@ -1,12 +1,13 @@
 // A convolution over few output pixels with many weights, as one pass over its weights.
 //
-// At batch 1 the last layers of VGG (512 → 512 channels, 3×3, on 4×4 and 2×2 maps) and of the
-// ResNets (1×1 convolutions of 1024–2048 channels on 4×4 or 7×7 maps) use each weight only for
-// the 4–49 output pixels: the work is reading the weights (8–9.4 MB a layer), and oneDNN's direct
+// At batch 1 the last layers of VGG (512 → 512 channels, 3×3, on 4×4 and 2×2 maps) and of
+// ResNeXt-50 (1×1 convolutions of 1024–2048 channels on 4×4 maps) use each weight only for the
+// 4–16 output pixels: the work is reading the weights (8–9.4 MB a layer), and oneDNN's direct
 // kernels read them at about half of what one core can stream here, because they do not look
 // far enough ahead. This kernel keeps a tile of up to 16 pixels × one block of output channels in
 // registers, runs through that block's weights once, in the order they lie in memory, and asks
-// for the lines a few hundred cycles ahead.
+// for the lines 4 KB ahead. (More pixels run as several tiles, the later ones reading the block's
+// weights from L2; the plan uses the kernel for one tile only, see PlannedConvolution+Streamed.swift.)
 //
 // Layouts (all float32):
 //   cols    the unfolded inputs, `pixels` × `k`, in cbam_vm_streamed_tile_count tiles of at most

@@ -5,7 +5,7 @@ import Foundation
 // 3×3 layers on 4×4 and 2×2 maps, the last stage's 1×1 convolutions at batch 1) as one pass over
 // its weights, asking for them far enough ahead (Sources/CVectorMath/streamed_conv.c). oneDNN's
 // direct kernels read such weights at about half of what a core streams here, so these layers,
-// which do only 4–49 multiply-adds per weight, wait on memory.
+// which do only 4–16 multiply-adds per weight, wait on memory.
 
 extension ConvCandidate {
     /// Output pixels over the batch up to which the streamed kernel is built: one tile (16 pixels
