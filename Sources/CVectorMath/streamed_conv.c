@@ -177,15 +177,10 @@ AVX512 static void streamed_avx512(const float *cols, size_t pixels, size_t k, c
 
 // ---- dispatch -----------------------------------------------------------------------------------
 
-static cbam_vm_isa streamed_resolve(cbam_vm_isa wanted) {
-    cbam_vm_isa best = cbam_vm_best_isa();
-    return (wanted == CBAM_VM_AUTO || wanted > best) ? best : wanted;
-}
-
-size_t cbam_vm_streamed_lanes(cbam_vm_isa isa) { return streamed_resolve(isa) == CBAM_VM_AVX512 ? 16 : 8; }
+size_t cbam_vm_streamed_lanes(cbam_vm_isa isa) { return cbam_vm_resolve(isa) == CBAM_VM_AVX512 ? 16 : 8; }
 
 size_t cbam_vm_streamed_tile(cbam_vm_isa isa) {
-    switch (streamed_resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: return 16;
     case CBAM_VM_AVX2: return 12;
     default: return 4;
@@ -200,7 +195,7 @@ void cbam_vm_streamed_tile_range(size_t pixels, size_t t, cbam_vm_isa isa, size_
 
 void cbam_vm_streamed_conv(const float *cols, size_t pixels, size_t k, const float *packed, size_t m, size_t first_block,
                            size_t end_block, const float *bias, const float *residual, float *y, size_t ldy, int relu, cbam_vm_isa isa) {
-    switch (streamed_resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: streamed_avx512(cols, pixels, k, packed, m, first_block, end_block, bias, residual, y, ldy, relu); break;
     case CBAM_VM_AVX2: streamed_avx2(cols, pixels, k, packed, m, first_block, end_block, bias, residual, y, ldy, relu); break;
     default: streamed_portable(cols, pixels, k, packed, m, first_block, end_block, bias, residual, y, ldy, relu); break;

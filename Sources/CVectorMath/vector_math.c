@@ -639,13 +639,14 @@ cbam_vm_isa cbam_vm_best_isa(void) {
     return (cbam_vm_isa)best;
 }
 
-static cbam_vm_isa resolve(cbam_vm_isa wanted) {
+cbam_vm_isa cbam_vm_resolve(cbam_vm_isa wanted) {
     cbam_vm_isa best = cbam_vm_best_isa();
     return (wanted == CBAM_VM_AUTO || wanted > best) ? best : wanted;
 }
 
+
 void cbam_vm_exp(const float *x, float *y, size_t count, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: exp_avx512(x, y, count); break;
     case CBAM_VM_AVX2: exp_avx2(x, y, count); break;
     default: exp_portable(x, y, count); break;
@@ -653,7 +654,7 @@ void cbam_vm_exp(const float *x, float *y, size_t count, cbam_vm_isa isa) {
 }
 
 void cbam_vm_sigmoid(const float *x, float *y, size_t count, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: sigmoid_avx512(x, y, count); break;
     case CBAM_VM_AVX2: sigmoid_avx2(x, y, count); break;
     default: sigmoid_portable(x, y, count); break;
@@ -661,7 +662,7 @@ void cbam_vm_sigmoid(const float *x, float *y, size_t count, cbam_vm_isa isa) {
 }
 
 void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, float *y, size_t count, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: exp_shifted_avx512(x, shift, shift_step, y, count); break;
     case CBAM_VM_AVX2: exp_shifted_avx2(x, shift, shift_step, y, count); break;
     default: exp_shifted_portable(x, shift, shift_step, y, count); break;
@@ -670,7 +671,7 @@ void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, 
 
 void cbam_vm_pool2d(const float *x, float *y, size_t block, const cbam_vm_pool2d_geometry *geometry,
                     int first_row, int end_row, int average, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: pool_avx512(x, y, block, geometry, first_row, end_row, average); break;
     case CBAM_VM_AVX2: pool_avx2(x, y, block, geometry, first_row, end_row, average); break;
     default: pool_portable(x, y, block, geometry, first_row, end_row, average); break;
@@ -681,7 +682,7 @@ void cbam_vm_linear_rows(const float *w, size_t m, size_t inner, const float *x,
                          size_t first_output, size_t end_output, cbam_vm_isa isa) {
     if (end_output > m) end_output = m;
     if (first_output >= end_output) return;
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: linear_avx512(w, m, inner, x, rows, y, first_output, end_output); break;
     case CBAM_VM_AVX2: linear_avx2(w, m, inner, x, rows, y, first_output, end_output); break;
     default: linear_portable(w, m, inner, x, rows, y, first_output, end_output); break;
@@ -689,7 +690,7 @@ void cbam_vm_linear_rows(const float *w, size_t m, size_t inner, const float *x,
 }
 
 void cbam_vm_channel_stats(const float *x, size_t pixels, size_t block, size_t lanes, float *means, float *maxima, cbam_vm_isa isa) {
-    cbam_vm_isa chosen = resolve(isa);
+    cbam_vm_isa chosen = cbam_vm_resolve(isa);
     for (size_t start = 0; start < lanes; start += 64) {  // the header's 64 at most, kept if a caller asks for more
         size_t count = lanes - start < 64 ? lanes - start : 64;
         float *m = means ? means + start : 0, *mx = maxima ? maxima + start : 0;
@@ -703,7 +704,7 @@ void cbam_vm_channel_stats(const float *x, size_t pixels, size_t block, size_t l
 
 void cbam_vm_pixel_stats(const float *x, size_t pixels, size_t block, size_t blocks, size_t first_pixel, size_t end_pixel,
                          const float *channel_scales, float *maxima, float *means, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: pixel_stats_avx512(x, pixels, block, blocks, first_pixel, end_pixel, channel_scales, maxima, means); break;
     case CBAM_VM_AVX2: pixel_stats_avx2(x, pixels, block, blocks, first_pixel, end_pixel, channel_scales, maxima, means); break;
     default: pixel_stats_portable(x, pixels, block, blocks, first_pixel, end_pixel, channel_scales, maxima, means); break;
@@ -712,7 +713,7 @@ void cbam_vm_pixel_stats(const float *x, size_t pixels, size_t block, size_t blo
 
 void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t blocks,
                           size_t first_pixel, size_t end_pixel, const float *gate, const float *channel_scales, int relu, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: scale_pixels_avx512(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
     case CBAM_VM_AVX2: scale_pixels_avx2(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
     default: scale_pixels_portable(x, y, residual, pixels, block, blocks, first_pixel, end_pixel, gate, channel_scales, relu); break;
@@ -721,7 +722,7 @@ void cbam_vm_scale_pixels(const float *x, float *y, const float *residual, size_
 
 void cbam_vm_scale_channels(const float *x, float *y, const float *residual, size_t pixels, size_t block, size_t lanes,
                             const float *scales, int relu, cbam_vm_isa isa) {
-    switch (resolve(isa)) {
+    switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: scale_channels_avx512(x, y, residual, pixels, block, lanes, scales, relu); break;
     case CBAM_VM_AVX2: scale_channels_avx2(x, y, residual, pixels, block, lanes, scales, relu); break;
     default: scale_channels_portable(x, y, residual, pixels, block, lanes, scales, relu); break;

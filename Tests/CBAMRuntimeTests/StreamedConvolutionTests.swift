@@ -66,7 +66,7 @@ import Testing
                 worst = max(worst, OneDNNTests.compare(actual, expected, "\(isa) case \(index), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)
             }
         }
-        print("streamed \(isa) (\(VectorMath.InstructionSet.resolved(isa))): \(cases) of 24 geometries, max rel \(worst)")
+        print("streamed \(isa) (\(isa.resolved)): \(cases) of 24 geometries, max rel \(worst)")
         #expect(cases >= 16)
     }
 

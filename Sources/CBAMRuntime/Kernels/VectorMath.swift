@@ -122,11 +122,16 @@ extension VectorMath {
         }
 
         /// What `.auto` resolves to on this CPU.
-        static var best: InstructionSet {
-            switch cbam_vm_best_isa() {
-            case CBAM_VM_AVX512: .avx512
-            case CBAM_VM_AVX2: .avx2
-            default: .portable
+        static var best: InstructionSet { InstructionSet(cbam_vm_best_isa()) }
+
+        /// What this variant runs as on this CPU (`.auto`, or a set the CPU lacks, as the best it has).
+        var resolved: InstructionSet { InstructionSet(cbam_vm_resolve(c)) }
+
+        private init(_ isa: cbam_vm_isa) {
+            switch isa {
+            case CBAM_VM_AVX512: self = .avx512
+            case CBAM_VM_AVX2: self = .avx2
+            default: self = .portable
             }
         }
     }

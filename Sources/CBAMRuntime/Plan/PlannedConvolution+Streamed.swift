@@ -33,7 +33,7 @@ extension ConvCandidate {
     /// took 0.77–0.81 ms streamed against 1.32–1.41 ms in oneDNN's kernel, the 2×2 ones 0.65
     /// against 0.84–0.88 (one thread, in the network), and the timed plan had kept oneDNN's kernel.
     static func prefersStreamed(isa: VectorMath.InstructionSet = .auto) -> Bool {
-        VectorMath.InstructionSet.resolved(isa) == .avx512
+        isa.resolved == .avx512
     }
 
     /// The streamed kernel for an ungrouped 2-D convolution over at most ``streamedMaximumPixels``
@@ -57,20 +57,12 @@ extension ConvCandidate {
             kernel.run(x, y, residual: residual ? added : nil, columns: scratch.assumingMemoryBound(to: Float.self), threads: workers)
         }
     }
-
-    /// `streamed` instead of `chosen` when, timed side by side in the operands' layouts, it is at
-    /// least ``streamedMargin`` times as fast.
-    static func preferStreamed(_ streamed: ConvCandidate, over chosen: ConvCandidate, x: Int, y: Int, residual: Bool, macs: Int) -> ConvCandidate {
-        let times = time([chosen, streamed], x: x, y: y, residual: residual, macs: macs)
-        guard times.count == 2 else { return times.first?.candidate ?? chosen }
-        return times[1].nanoseconds * streamedMargin <= times[0].nanoseconds ? streamed : chosen
-    }
 }
 
 /// One convolution's streamed kernel: its weights packed in blocks of output channels, the way
 /// the C kernel reads them, and the unfolding of channels-last inputs into its tiled columns.
 struct StreamedConvolution: @unchecked Sendable {
-    let n, c, h, w, m, oh, ow, kh, kw, sh, sw, dh, dw, padH, padW: Int
+    let geometry: DNNLConvolution.Geometry
     let isa: VectorMath.InstructionSet
     /// Output channels per packed block and pixels per column tile of `isa`'s variant.
     let lanes, tile: Int
@@ -81,13 +73,13 @@ struct StreamedConvolution: @unchecked Sendable {
     let relu: Bool
 
     /// Unfolded inputs per output pixel: C·kH·kW.
-    var k: Int { c * kh * kw }
+    var k: Int { geometry.channels * geometry.kernelHeight * geometry.kernelWidth }
     /// Output pixels over the batch: N·oH·oW.
-    var pixels: Int { n * oh * ow }
-    var blocks: Int { (m + lanes - 1) / lanes }
+    var pixels: Int { geometry.batch * geometry.outputHeight * geometry.outputWidth }
+    var blocks: Int { (geometry.outputChannels + lanes - 1) / lanes }
     var columnFloats: Int { pixels * k }
     var isaName: String {
-        switch VectorMath.InstructionSet.resolved(isa) {
+        switch isa.resolved {
         case .avx512: "avx512"
         case .avx2: "avx2"
         default: "c"
@@ -107,17 +99,10 @@ struct StreamedConvolution: @unchecked Sendable {
         guard !(o1 || o2 || o3 || o4) else {
             throw CBAMError(.shapeMismatch, "streamed convolution: the unfolded inputs of \(g.destinationShape) overflow a size")
         }
-        (n, c, h, w) = (g.batch, g.channels, g.height, g.width)
-        (m, oh, ow) = (g.outputChannels, g.outputHeight, g.outputWidth)
-        (kh, kw) = (g.kernelHeight, g.kernelWidth)
-        (sh, sw) = (g.strideHeight, g.strideWidth)
-        (dh, dw) = (g.dilationHeight, g.dilationWidth)
-        (padH, padW) = (g.padTop, g.padLeft)
-        self.isa = isa
-        self.bias = bias
-        self.relu = relu
+        (geometry, self.isa, self.bias, self.relu) = (g, isa, bias, relu)
         let (lanes, tile) = (cbam_vm_streamed_lanes(isa.c), cbam_vm_streamed_tile(isa.c))
         (self.lanes, self.tile) = (lanes, tile)
+        let (m, c, kh, kw) = (g.outputChannels, g.channels, g.kernelHeight, g.kernelWidth)
         let (k, blocks) = (c * kh * kw, (m + lanes - 1) / lanes)
         packed = AlignedBuffer(byteCount: blocks * k * lanes * MemoryLayout<Float>.stride)
         let target = packed.pointer.assumingMemoryBound(to: Float.self)
@@ -138,28 +123,36 @@ struct StreamedConvolution: @unchecked Sendable {
     }
 
     /// X `[N, H, W, C]` (channels last) into the tiled columns: tile t (`width` pixels from
-    /// `start`, as `cbam_vm_streamed_tile_range` cuts them) starts at start·k and holds input j of its pixel q at j·width + q; taps
-    /// in the padding are zero. Written in column order, a tap's channels for all the tile's
-    /// pixels at a time, so that the writes run through memory once (pixel by pixel, each write
-    /// went to another cache line, and unfolding cost as much as the multiplications).
+    /// `start`, as `cbam_vm_streamed_tile_range` cuts them) starts at start·k and holds input j of
+    /// its pixel q at j·width + q; taps in the padding are zero. Written in column order, a tap's
+    /// channels for all the tile's pixels at a time, so that the writes run through memory once
+    /// (pixel by pixel, each write went to another cache line, and unfolding cost as much as the
+    /// multiplications).
     func unfold(_ x: UnsafePointer<Float>, into columns: UnsafeMutablePointer<Float>) {
-        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: tile) { rows in
-            for t in 0..<cbam_vm_streamed_tile_count(pixels, isa.c) {
-                var (start, width) = (0, 0)
-                cbam_vm_streamed_tile_range(pixels, t, isa.c, &start, &width)
-                for ky in 0..<kh {
-                    for kx in 0..<kw {
-                        // Each pixel's input row for this tap, nil in the padding.
-                        for q in 0..<width {
-                            let (image, rest) = (start + q).quotientAndRemainder(dividingBy: oh * ow)
-                            let (oy, ox) = rest.quotientAndRemainder(dividingBy: ow)
-                            let (iy, ix) = (oy * sh - padH + ky * dh, ox * sw - padW + kx * dw)
-                            rows[q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x + ((image * h + iy) * w + ix) * c : nil
-                        }
-                        var target = columns + start * k + (ky * kw + kx) * c * width
-                        for ci in 0..<c {
-                            for q in 0..<width { target[q] = rows[q].map { $0[ci] } ?? 0 }
-                            target += width
+        let g = geometry, (c, h, w) = (g.channels, g.height, g.width), k = self.k
+        // Per pixel of a tile: its image's first input row, and its window's top-left input position.
+        withUnsafeTemporaryAllocation(of: (image: UnsafePointer<Float>, y: Int, x: Int).self, capacity: tile) { corners in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: tile) { rows in
+                for t in 0..<cbam_vm_streamed_tile_count(pixels, isa.c) {
+                    var (start, width) = (0, 0)
+                    cbam_vm_streamed_tile_range(pixels, t, isa.c, &start, &width)
+                    for q in 0..<width {
+                        let (image, rest) = (start + q).quotientAndRemainder(dividingBy: g.outputHeight * g.outputWidth)
+                        let (oy, ox) = rest.quotientAndRemainder(dividingBy: g.outputWidth)
+                        corners[q] = (x + image * h * w * c, oy * g.strideHeight - g.padTop, ox * g.strideWidth - g.padLeft)
+                    }
+                    for ky in 0..<g.kernelHeight {
+                        for kx in 0..<g.kernelWidth {
+                            // Each pixel's input row for this tap, nil in the padding.
+                            for q in 0..<width {
+                                let (iy, ix) = (corners[q].y + ky * g.dilationHeight, corners[q].x + kx * g.dilationWidth)
+                                rows[q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? corners[q].image + (iy * w + ix) * c : nil
+                            }
+                            var target = columns + start * k + (ky * g.kernelWidth + kx) * c * width
+                            for ci in 0..<c {
+                                for q in 0..<width { target[q] = rows[q].map { $0[ci] } ?? 0 }
+                                target += width
+                            }
                         }
                     }
                 }
@@ -177,20 +170,11 @@ struct StreamedConvolution: @unchecked Sendable {
             Parallel.forEach(threads) { worker in
                 let share = Parallel.share(worker, of: threads, count: blocks)
                 guard !share.isEmpty else { return }
+                let m = geometry.outputChannels
                 cbam_vm_streamed_conv(columns, pixels, k, weights, m, share.lowerBound, share.upperBound, biasPointer, residual, y, m,
                                       relu ? 1 : 0, isa.c)
             }
         }
-    }
-}
-
-extension VectorMath.InstructionSet {
-    /// What this variant runs as on this CPU (`.auto`, or a set the CPU lacks, as the best it has).
-    static func resolved(_ wanted: VectorMath.InstructionSet) -> VectorMath.InstructionSet {
-        let best = VectorMath.InstructionSet.best
-        let order: [VectorMath.InstructionSet] = [.portable, .avx2, .avx512]
-        guard wanted != .auto, let asked = order.firstIndex(of: wanted), let top = order.firstIndex(of: best), asked <= top else { return best }
-        return wanted
     }
 }
 

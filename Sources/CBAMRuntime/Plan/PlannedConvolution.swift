@@ -241,7 +241,7 @@ extension PlannedKernels {
                     chosen = try perImage() ?? winograd
                 } else if let fitting = context.scratchIsFree(winograd.scratchBytes) ? winograd
                             : try perImage().flatMap({ context.scratchIsFree($0.scratchBytes) ? $0 : nil }) {
-                    chosen = ConvCandidate.preferWinograd(fitting, over: chosen, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+                    chosen = ConvCandidate.prefer(fitting, over: chosen, margin: ConvCandidate.winogradMargin, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
                 } else if traceChoices {
                     FileHandle.standardError.write(Data("conv \(items * macsPerItem) MACs: \(winograd.name) left out, its \(winograd.scratchBytes) bytes of scratch would grow the plan\n".utf8))
                 }
@@ -262,8 +262,8 @@ extension PlannedKernels {
         if let streamed, context.convolution == .streamed || ConvCandidate.prefersStreamed() {
             chosen = streamed
         } else if let streamed {
-            chosen = ConvCandidate.preferStreamed(streamed, over: try foldedChoice() ?? usualChoice(), x: x.count, y: y.count,
-                                                  residual: residual != nil, macs: items * macsPerItem)
+            chosen = ConvCandidate.prefer(streamed, over: try foldedChoice() ?? usualChoice(), margin: ConvCandidate.streamedMargin,
+                                          x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
         } else {
             chosen = try foldedChoice() ?? usualChoice()
         }
@@ -414,14 +414,15 @@ extension ConvCandidate {
         return times
     }
 
-    /// Winograd instead of `direct` when, timed side by side in the operands' layouts (reorders
-    /// included), it is at least ``winogradMargin`` times as fast.
-    static func preferWinograd(_ winograd: ConvCandidate, over direct: ConvCandidate, x: Int, y: Int, residual: Bool, macs: Int) -> ConvCandidate {
-        let times = time([direct, winograd], x: x, y: y, residual: residual, macs: macs)
-        guard times.count == 2 else { return times.first?.candidate ?? direct }
-        let chosen = times[1].nanoseconds * winogradMargin <= times[0].nanoseconds ? winograd : direct
-        if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: chose \(chosen.name)\n".utf8)) }
-        return chosen
+    /// `alternative` (Winograd, the streamed kernel) instead of `chosen` when, timed side by side
+    /// in the operands' layouts (reorders included), it is at least `margin` times as fast.
+    static func prefer(_ alternative: ConvCandidate, over chosen: ConvCandidate, margin: Double, x: Int, y: Int, residual: Bool,
+                       macs: Int) -> ConvCandidate {
+        let times = time([chosen, alternative], x: x, y: y, residual: residual, macs: macs)
+        guard times.count == 2 else { return times.first?.candidate ?? chosen }
+        let result = times[1].nanoseconds * margin <= times[0].nanoseconds ? alternative : chosen
+        if traceChoices { FileHandle.standardError.write(Data("conv \(macs) MACs: chose \(result.name)\n".utf8)) }
+        return result
     }
 
     /// How much faster than the direct kernel Winograd must time in its step (reorders to and

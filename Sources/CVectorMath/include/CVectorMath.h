@@ -26,6 +26,9 @@ typedef enum {
 /// The variant `CBAM_VM_AUTO` resolves to on this CPU.
 cbam_vm_isa cbam_vm_best_isa(void);
 
+/// The variant `wanted` runs as: `CBAM_VM_AUTO`, or a set the CPU lacks, as the best it has.
+cbam_vm_isa cbam_vm_resolve(cbam_vm_isa wanted);
+
 /// y[i] = eˣ⁽ⁱ⁾ for i < count. Past float32's range: +∞ above 88.72, 0 below −87.34; NaN stays NaN.
 /// `y` may equal `x`. An `isa` the CPU lacks falls back to the best it has.
 void cbam_vm_exp(const float *x, float *y, size_t count, cbam_vm_isa isa);
