@@ -239,11 +239,24 @@ extension PlannedKernels {
                     chosen = winograd
                 } else if context.convolution == .oneDNNWinogradPerImage {
                     chosen = try perImage() ?? winograd
-                } else if let fitting = context.scratchIsFree(winograd.scratchBytes) ? winograd
-                            : try perImage().flatMap({ context.scratchIsFree($0.scratchBytes) ? $0 : nil }) {
+                } else if let fitting = ConvCandidate.winogradScratchFits(winograd.scratchBytes, context) ? winograd
+                            : try perImage().flatMap({ ConvCandidate.winogradScratchFits($0.scratchBytes, context) ? $0 : nil }) {
                     chosen = ConvCandidate.prefer(fitting, over: chosen, margin: ConvCandidate.winogradMargin, x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
                 } else if traceChoices {
                     FileHandle.standardError.write(Data("conv \(items * macsPerItem) MACs: \(winograd.name) left out, its \(winograd.scratchBytes) bytes of scratch would grow the plan\n".utf8))
+                }
+            }
+            // Our Winograd kernel: forced, or timed against the choice so far on the maps where
+            // oneDNN builds no Winograd kernel.
+            if let operandLayouts, context.convolution == .winogradF2
+                || context.convolution == .fastest && Swift.min(oh, ow) < winogradMinimumMap,
+               let ours = try ConvCandidate.winogradF2(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                       activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
+                if context.convolution == .winogradF2 {
+                    chosen = ours
+                } else if ConvCandidate.winogradScratchFits(ours.scratchBytes, context) {
+                    chosen = ConvCandidate.prefer(ours, over: chosen, margin: ConvCandidate.winogradF2Margin, x: x.count, y: y.count,
+                                                  residual: residual != nil, macs: items * macsPerItem)
                 }
             }
             return chosen
@@ -432,6 +445,19 @@ extension ConvCandidate {
     /// 28×28 steps, and whole networks took 0.90–0.92 (ResNet-18 + CBAM, SE-ResNet-34) and
     /// 0.95–0.97 (ResNet-50 + CBAM) of the direct plan's time, runs alternating in one process.
     static let winogradMargin = 1.15
+
+    /// Whether a Winograd kernel timed by the plan may take `bytes` of scratch: where they fit
+    /// memory the plan has anyway, or up to ``winogradFreeScratchBytes``.
+    static func winogradScratchFits(_ bytes: Int, _ context: PlanContext) -> Bool {
+        context.scratchIsFree(bytes) || bytes <= winogradFreeScratchBytes
+    }
+
+    /// Scratch a Winograd kernel may add to the plan: the plan has one scratch buffer, shared by
+    /// all steps, so this costs at most 4 MB once. It lets SE-ResNet-34's 28×28 layers take oneDNN's
+    /// Winograd kernel at batch 1 (2.35–2.9 MB): paired, the whole network took 0.83 of the time
+    /// before where without it 0.88 (one thread, our Winograd kernel on the 7×7 and 14×14 maps in
+    /// both). The batch-2 primitive's 9.2 MB still have to fit memory the plan has.
+    static let winogradFreeScratchBytes = 4 << 20
 }
 
 /// `CBAM_CONV_TRACE=1` prints every timed Conv candidate to standard error.
@@ -451,6 +477,7 @@ extension ConvolutionKernel {
         case .oneDNNWinograd, .oneDNNWinogradPerImage: return "onednn-winograd"
         case .folded: return "folded-gemm"
         case .streamed: return "streamed"
+        case .winogradF2: return "winograd-f2"
         }
     }
 }

@@ -139,8 +139,14 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// over the batch and more than 2 MB of weights, and takes it there untimed on AVX-512,
     /// timed (1.1×, ``ConvCandidate/streamedMargin``) elsewhere.
     case streamed
+    /// Our Winograd F(2×2, 3×3) kernel (Plan/PlannedConvolution+WinogradF2.swift) on every 3×3
+    /// stride-1 ungrouped convolution, else the plan's usual choice. `fastest` builds it for such
+    /// convolutions on maps under ``winogradMinimumMap`` and takes it where it times
+    /// 1.1× (``ConvCandidate/winogradF2Margin``) the plan's choice.
+    case winogradF2
 
-    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded, streamed), else `fastest`.
+    /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded, streamed,
+    /// winograd-f2), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "direct"?: return .direct
@@ -152,6 +158,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
         case "winograd-per-image"?: return .oneDNNWinogradPerImage
         case "folded"?: return .folded
         case "streamed"?: return .streamed
+        case "winograd-f2"?: return .winogradF2
         default: return .fastest
         }
     }

@@ -116,6 +116,29 @@ void cbam_vm_streamed_tile_range(size_t pixels, size_t t, cbam_vm_isa isa, size_
 void cbam_vm_streamed_conv(const float *cols, size_t pixels, size_t k, const float *packed, size_t m, size_t first_block,
                            size_t end_block, const float *bias, const float *residual, float *y, size_t ldy, int relu, cbam_vm_isa isa);
 
+// ---- a 3×3 stride-1 convolution as Winograd F(2×2, 3×3) (winograd_conv.c) ---------------------
+
+/// Floats of one position's plane of packed transformed weights: M rounded up to the streamed
+/// kernel's lanes, times C.
+size_t cbam_vm_winograd_plane(size_t m, size_t c, cbam_vm_isa isa);
+
+/// W [M, C, 3, 3] into 16 planes of G g Gᵀ packed as the streamed kernel reads them
+/// (16 · cbam_vm_winograd_plane floats; winograd_conv.c describes the layouts).
+void cbam_vm_winograd_pack_weights(const float *w, size_t m, size_t c, float *packed, cbam_vm_isa isa);
+
+/// Input channels c0 ..< c1 of all `tiles` tiles (N · tiles_y · tiles_x) of channels-last x
+/// [N, H, W, C] as Bᵀ d B into v (16 planes of tiles · C floats, in the streamed kernel's column
+/// order); inputs in the padding read from `zeros` (C floats of 0).
+void cbam_vm_winograd_input(const float *x, size_t h, size_t w, size_t c, size_t tiles_y, size_t tiles_x, size_t tiles, long pad_top,
+                            long pad_left, size_t c0, size_t c1, const float *zeros, float *v, cbam_vm_isa isa);
+
+/// Tiles t0 ..< t1 of the products (16 planes of tiles · M floats) as Aᵀ m A + bias + residual,
+/// then Relu keeping NaN when `relu`, into channels-last y [N, oH, oW, M] (residual alike; bias
+/// and residual may be NULL). `zeros` and `sink`: M floats each, zeros left 0.
+void cbam_vm_winograd_output(const float *prod, size_t tiles, size_t m, size_t tiles_y, size_t tiles_x, size_t oh, size_t ow, size_t t0,
+                             size_t t1, const float *bias, const float *residual, const float *zeros, float *sink, float *y, int relu,
+                             cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif
