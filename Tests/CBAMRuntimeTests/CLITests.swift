@@ -85,6 +85,20 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/y.npy"))
     }
 
+    /// `--memory lean|speed` both run and agree with PyTorch; another word is a usage error naming the choices.
+    @Test func memoryTakesLeanOrSpeed() throws {
+        let dir = try CLI.temporaryDirectory()
+        for memory in ["lean", "speed"] {
+            let result = try CLI.run([Self.model, Self.input, "-o", dir + "/y.npy", "--memory", memory])
+            #expect(result.status == 0, "\(memory): \(result.stderr)")
+            let actual = try NPY.read(contentsOf: dir + "/y.npy")
+            #expect(Comparison(actual: actual, expected: try NPY.read(contentsOf: Repo.path(Self.expected)), atol: 1e-4, rtol: 1e-4).passed, "\(memory)")
+        }
+        let bad = try CLI.run([Self.model, Self.input, "--memory", "small"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("speed") && bad.stderr.contains("lean"), "\(bad.stderr)")
+    }
+
     @Test func aWrongInputShapeNamesTheInput() throws {
         let dir = try CLI.temporaryDirectory()
         try NPY.write(try Tensor(shape: [2, 16, 16, 16], floats: Array(repeating: 0, count: 2 * 16 * 16 * 16)), to: dir + "/x.npy")

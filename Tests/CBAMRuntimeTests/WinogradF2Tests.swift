@@ -102,4 +102,33 @@ import Testing
         let huge = DNNLConvolution.Geometry(batch: Int.max / 4, channels: 1, height: 4, width: 4, outputChannels: 1, kernelHeight: 3, kernelWidth: 3)
         #expect(throws: CBAMError.self, "tiles past Int.max") { try WinogradF2Convolution(huge, weights: [Float](repeating: 1, count: 9), bias: nil, relu: false, isa: .auto) }
     }
+
+    /// In a plan: `lean` never builds our kernel (its weights are 16/9 of the layer's), forcing it
+    /// (`CBAM_CONV=winograd-f2`) takes it on the 3×3 Conv, and the forced plan's output matches the
+    /// unoptimised reference plan's.
+    @Test func leanPlansLeaveItOutAndForcedPlansMatchTheReference() throws {
+        var random = SplitMix(state: 0x1EA9)
+        let (c, m, size) = (64, 64, 7)
+        let w = OneDNNTests.values(m * c * 9, &random), b = OneDNNTests.values(m, &random)
+        let x = try Tensor(shape: [1, c, size, size], floats: OneDNNTests.values(c * size * size, &random))
+        let model = Model(graph: Graph(
+            nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["c"],
+                         attributes: ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3])]),
+                    Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
+            initializers: ["W": try Tensor(shape: [m, c, 3, 3], floats: w), "B": try Tensor(shape: [m], floats: b)],
+            inputs: [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })], outputs: [ValueInfo(name: "y")]))
+        func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
+            let session = try Session(model: model, options: options)
+            let plan = try session.plan(for: ["x": x])
+            return (plan.steps.map(\.kernel.detail), try #require(try session.run(["x": x])["y"]).floats())
+        }
+        for threads in [1, 2] {
+            let lean = try run(SessionOptions(threads: threads, convolution: .fastest, memory: .lean))
+            #expect(!lean.kernels.contains { $0.contains("winograd-f2") }, "lean, \(threads) thread(s): \(lean.kernels)")
+            let forced = try run(SessionOptions(threads: threads, convolution: .winogradF2, memory: .lean))
+            #expect(forced.kernels.contains { $0.hasPrefix("winograd-f2") }, "forced, \(threads) thread(s): \(forced.kernels)")
+            let reference = try run(SessionOptions(threads: threads, optimize: false, convolution: .im2col))
+            _ = OneDNNTests.compare(forced.y, reference.y, "forced against im2col, \(threads) thread(s)")
+        }
+    }
 }

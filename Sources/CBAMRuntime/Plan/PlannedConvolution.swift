@@ -247,9 +247,9 @@ extension PlannedKernels {
                 }
             }
             // Our Winograd kernel: forced, or timed against the choice so far on the maps where
-            // oneDNN builds no Winograd kernel.
+            // oneDNN builds no Winograd kernel, when the plan may hold its larger weights.
             if let operandLayouts, context.convolution == .winogradF2
-                || context.convolution == .fastest && Swift.min(oh, ow) < winogradMinimumMap,
+                || context.convolution == .fastest && context.memory == .speed && Swift.min(oh, ow) < winogradMinimumMap,
                let ours = try ConvCandidate.winogradF2(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
                                                        activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
                 if context.convolution == .winogradF2 {
@@ -447,9 +447,9 @@ extension ConvCandidate {
     static let winogradMargin = 1.15
 
     /// Whether a Winograd kernel timed by the plan may take `bytes` of scratch: where they fit
-    /// memory the plan has anyway, or up to ``winogradFreeScratchBytes``.
+    /// memory the plan has anyway, or (``MemoryPreference/speed``) up to ``winogradFreeScratchBytes``.
     static func winogradScratchFits(_ bytes: Int, _ context: PlanContext) -> Bool {
-        context.scratchIsFree(bytes) || bytes <= winogradFreeScratchBytes
+        context.scratchIsFree(bytes) || context.memory == .speed && bytes <= winogradFreeScratchBytes
     }
 
     /// Scratch a Winograd kernel may add to the plan: the plan has one scratch buffer, shared by

@@ -9,6 +9,8 @@ final class PlanContext {
     let threads: Int
     /// How Conv steps choose their kernel.
     let convolution: ConvolutionKernel
+    /// Whether Conv steps may take kernels that hold more memory for speed.
+    let memory: MemoryPreference
     /// Scratch bytes the kernel asked for (shared by all steps, one step at a time).
     private(set) var scratchBytes = 0
     /// Whether `bytes` of scratch would fit where the plan already has memory during this
@@ -17,9 +19,10 @@ final class PlanContext {
     let scratchIsFree: (Int) -> Bool
 
     init(node: NodeContext, inputs: [Operand?], outputs: [Operand?], threads: Int, convolution: ConvolutionKernel = .fastest,
-         scratchIsFree: @escaping (Int) -> Bool = { _ in true }) {
+         memory: MemoryPreference = .speed, scratchIsFree: @escaping (Int) -> Bool = { _ in true }) {
         self.node = node
         self.convolution = convolution
+        self.memory = memory
         self.scratchIsFree = scratchIsFree
         self.inputs = inputs
         self.outputs = outputs

@@ -9,6 +9,7 @@ struct Planner {
     let limits: ResourceLimits
     let optimize: Bool
     let convolution: ConvolutionKernel
+    let memory: MemoryPreference
     /// Whether convolutions' neighbours may stay in the convolution kernels' layout (``LayoutPass``).
     let carryLayouts: Bool
     let carryFromMACs: Int
@@ -163,7 +164,7 @@ struct Planner {
                 let constants = node.inputs.map { $0.isEmpty ? nil : typed.constants[$0] }
                 let index = steps.count, paidFor = arena.size + scratchBytes
                 let context = PlanContext(node: NodeContext(node: node, opset: entry.opset, threads: threads, constants: constants),
-                                          inputs: inputs, outputs: outputs, threads: threads, convolution: convolution,
+                                          inputs: inputs, outputs: outputs, threads: threads, convolution: convolution, memory: memory,
                                           scratchIsFree: { arena.scratch(bytes: $0, during: index).end.map { $0 <= paidFor } ?? false })
                 let kernel: PlannedKernel
                 // A step with an operand in a carried layout runs a builder that handles layouts, or

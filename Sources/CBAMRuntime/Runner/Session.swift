@@ -70,6 +70,9 @@ public struct SessionOptions: Sendable {
     public var optimize: Bool
     /// How each Conv picks its kernel (default: the fastest on this CPU, timed when the plan is compiled).
     public var convolution: ConvolutionKernel
+    /// Whether the plan may hold more than the weights, the arena and free scratch for speed
+    /// (default: `CBAM_MEMORY`, else ``MemoryPreference/speed``).
+    public var memory: MemoryPreference
     /// Keeps the values between convolutions in the layout the convolution kernels want
     /// (NHWC or nChw8c, by CPU) instead of reordering at every Conv. Off (or
     /// `CBAM_LAYOUT=plain`), every value is plain NCHW: the reference for differential tests.
@@ -86,12 +89,13 @@ public struct SessionOptions: Sendable {
     public var cancellation: CancellationToken?
 
     public init(threads: Int = 1, limits: ResourceLimits = ResourceLimits(), optimize: Bool = true,
-                convolution: ConvolutionKernel = .fromEnvironment, timeout: Double? = nil,
+                convolution: ConvolutionKernel = .fromEnvironment, memory: MemoryPreference = .fromEnvironment, timeout: Double? = nil,
                 cancellation: CancellationToken? = nil, carryLayouts: Bool = ProcessInfo.processInfo.environment["CBAM_LAYOUT"] != "plain") {
         self.threads = max(1, threads)
         self.limits = limits
         self.optimize = optimize
         self.convolution = convolution
+        self.memory = memory
         self.carryLayouts = carryLayouts
         switch ProcessInfo.processInfo.environment["CBAM_LAYOUT"] {
         case "nChw16c"?: carriedLayout = .channelBlocked(16)
@@ -101,6 +105,24 @@ public struct SessionOptions: Sendable {
         }
         self.timeout = timeout.map { $0.isNaN ? 0 : max(0, $0) }
         self.cancellation = cancellation
+    }
+}
+
+/// What a plan may spend memory on beyond one copy of the weights, the arena and scratch that
+/// fits memory the plan has anyway.
+public enum MemoryPreference: String, Sendable, CaseIterable {
+    /// Faster kernels that hold more, where they time faster: our Winograd kernel (transformed
+    /// weights, 16/9 of its layers' weights) and Winograd scratch of up to 4 MB past the memory the
+    /// plan has anyway. ResNet-50 + CBAM peaks at 1.44–1.58× its weights (measured as the peers
+    /// are), SE-ResNet-34 and ResNet-18 + CBAM 10–20 % faster than `lean`.
+    case speed
+    /// Nothing past the weights, the arena and free scratch: issue 8's memory line (peak ≤ 1.3× the
+    /// weights on ResNet-50 + CBAM) holds.
+    case lean
+
+    /// `CBAM_MEMORY` from the environment (speed, lean), else `speed`.
+    public static var fromEnvironment: MemoryPreference {
+        ProcessInfo.processInfo.environment["CBAM_MEMORY"].flatMap(MemoryPreference.init(rawValue:)) ?? .speed
     }
 }
 
@@ -407,7 +429,7 @@ public final class Session: @unchecked Sendable {
         }
         planLock.unlock()
         let planner = Planner(model: model, order: order, threads: options.threads, limits: options.limits,
-                              optimize: options.optimize, convolution: options.convolution, carryLayouts: options.carryLayouts, carryFromMACs: options.carryFromMACs, carriedLayout: options.carriedLayout, registry: registry,
+                              optimize: options.optimize, convolution: options.convolution, memory: options.memory, carryLayouts: options.carryLayouts, carryFromMACs: options.carryFromMACs, carriedLayout: options.carriedLayout, registry: registry,
                               sessionConstants: sessionConstants)
         let plan = try planner.compile(inputTypes: key.types.filter { constants[$0.key] == nil }, inputConstants: constants,
                                        weights: try weights?.take())
