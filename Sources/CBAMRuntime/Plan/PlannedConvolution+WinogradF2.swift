@@ -48,13 +48,18 @@ struct WinogradF2Convolution: @unchecked Sendable {
     let bias: [Float]?
     let relu: Bool
 
-    /// True for the convolutions it computes: ungrouped 2-D 3×3, stride 1, dilation 1.
+    /// True for the convolutions it computes: ungrouped 2-D 3×3, stride 1, dilation 1, nothing empty.
     static func fits(_ g: DNNLConvolution.Geometry) -> Bool {
         g.group == 1 && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideHeight == 1 && g.strideWidth == 1
             && g.dilationHeight == 1 && g.dilationWidth == 1 && g.outputHeight > 0 && g.outputWidth > 0
+            && g.batch > 0 && g.channels > 0 && g.outputChannels > 0
     }
 
-    var blocks: Int { plane / geometry.channels / cbam_vm_streamed_lanes(isa.c) }
+    /// Blocks of output channels in each plane of packed weights.
+    var blocks: Int {
+        let lanes = cbam_vm_streamed_lanes(isa.c)
+        return (geometry.outputChannels + lanes - 1) / lanes
+    }
     /// Scratch per run: the transformed inputs (16 · T · C), the products (16 · T · M) and per
     /// thread a sink for outputs past the map's edge (M).
     func scratchFloats(threads: Int) -> Int {
