@@ -19,6 +19,25 @@ import Testing
         return y
     }
 
+    /// Runs `body(x, y, residual, scratch)` on copies of `x` and `residual`, a NaN-filled y of
+    /// `outputs` floats and a NaN-filled scratch of `scratch` floats; returns y.
+    static func run(x: [Float], residual: [Float]?, outputs: Int, scratch: Int,
+                    _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+        var y = [Float](repeating: .nan, count: outputs), work = [Float](repeating: .nan, count: scratch)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                work.withUnsafeMutableBufferPointer { wp in
+                    if let residual {
+                        residual.withUnsafeBufferPointer { rp in body(xp.baseAddress!, yp.baseAddress!, rp.baseAddress!, wp.baseAddress!) }
+                    } else {
+                        body(xp.baseAddress!, yp.baseAddress!, nil, wp.baseAddress!)
+                    }
+                }
+            }
+        }
+        return y
+    }
+
     /// Random geometries (1×1, 3×3, 1×3, strides, dilations, padding, output channels off the
     /// 8- and 16-lane blocks, pixels off the tiles) with and without bias, residual and Relu: each
     /// variant's output against the reference, on one and two threads.
@@ -47,20 +66,8 @@ import Testing
             let xLast = Self.channelsLast(x, n, g.channels, g.height, g.width)
             let rLast = residual.map { Self.channelsLast($0, n, m, oh, ow) }
             for threads in [1, 2] {
-                var y = [Float](repeating: .nan, count: expected.count)
-                var columns = [Float](repeating: .nan, count: kernel.columnFloats)
-                xLast.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        columns.withUnsafeMutableBufferPointer { cp in
-                            if let rLast {
-                                rLast.withUnsafeBufferPointer { rp in
-                                    kernel.run(xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!, columns: cp.baseAddress!, threads: threads)
-                                }
-                            } else {
-                                kernel.run(xp.baseAddress!, yp.baseAddress!, residual: nil, columns: cp.baseAddress!, threads: threads)
-                            }
-                        }
-                    }
+                let y = Self.run(x: xLast, residual: rLast, outputs: expected.count, scratch: kernel.columnFloats) { x, y, r, columns in
+                    kernel.run(x, y, residual: r, columns: columns, threads: threads)
                 }
                 let actual = Self.channelsFirst(y, n, m, oh, ow)
                 worst = max(worst, OneDNNTests.compare(actual, expected, "\(isa) case \(index), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)

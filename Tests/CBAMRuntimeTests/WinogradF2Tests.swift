@@ -33,20 +33,9 @@ import Testing
             let xLast = StreamedConvolutionTests.channelsLast(x, n, g.channels, g.height, g.width)
             let rLast = residual.map { StreamedConvolutionTests.channelsLast($0, n, m, oh, ow) }
             for threads in [1, 2] {
-                var y = [Float](repeating: .nan, count: expected.count)
-                var scratch = [Float](repeating: .nan, count: kernel.scratchFloats(threads: threads))
-                xLast.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { yp in
-                        scratch.withUnsafeMutableBufferPointer { sp in
-                            if let rLast {
-                                rLast.withUnsafeBufferPointer { rp in
-                                    kernel.run(xp.baseAddress!, yp.baseAddress!, residual: rp.baseAddress!, scratch: sp.baseAddress!, threads: threads)
-                                }
-                            } else {
-                                kernel.run(xp.baseAddress!, yp.baseAddress!, residual: nil, scratch: sp.baseAddress!, threads: threads)
-                            }
-                        }
-                    }
+                let y = StreamedConvolutionTests.run(x: xLast, residual: rLast, outputs: expected.count,
+                                                     scratch: kernel.scratchFloats(threads: threads)) { x, y, r, scratch in
+                    kernel.run(x, y, residual: r, scratch: scratch, threads: threads)
                 }
                 let actual = StreamedConvolutionTests.channelsFirst(y, n, m, oh, ow)
                 worst = max(worst, OneDNNTests.compare(actual, expected, "\(isa) case \(index), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)

@@ -127,6 +127,15 @@ extension VectorMath {
         /// What this variant runs as on this CPU (`.auto`, or a set the CPU lacks, as the best it has).
         var resolved: InstructionSet { InstructionSet(cbam_vm_resolve(c)) }
 
+        /// The resolved variant's name in kernel names (`streamed:avx512`, `winograd-f2:c`).
+        var kernelName: String {
+            switch resolved {
+            case .avx512: "avx512"
+            case .avx2: "avx2"
+            default: "c"
+            }
+        }
+
         private init(_ isa: cbam_vm_isa) {
             switch isa {
             case CBAM_VM_AVX512: self = .avx512

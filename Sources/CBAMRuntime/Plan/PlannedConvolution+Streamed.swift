@@ -52,7 +52,7 @@ extension ConvCandidate {
                 && weights.count * MemoryLayout<Float>.stride > streamedMinimumWeightBytes else { return nil }
         let kernel = try StreamedConvolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
         let workers = Swift.max(1, Swift.min(threads, kernel.blocks))
-        return ConvCandidate(name: "streamed:\(kernel.isaName)" + (workers > 1 ? "" : " 1T"), scratchBytes: kernel.columnFloats * MemoryLayout<Float>.stride,
+        return ConvCandidate(name: "streamed:\(kernel.isa.kernelName)" + (workers > 1 ? "" : " 1T"), scratchBytes: kernel.columnFloats * MemoryLayout<Float>.stride,
                              source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape), copiesWeights: true) { x, y, added, scratch in
             kernel.run(x, y, residual: residual ? added : nil, columns: scratch.assumingMemoryBound(to: Float.self), threads: workers)
         }
@@ -78,13 +78,6 @@ struct StreamedConvolution: @unchecked Sendable {
     var pixels: Int { geometry.batch * geometry.outputHeight * geometry.outputWidth }
     var blocks: Int { (geometry.outputChannels + lanes - 1) / lanes }
     var columnFloats: Int { pixels * k }
-    var isaName: String {
-        switch isa.resolved {
-        case .avx512: "avx512"
-        case .avx2: "avx2"
-        default: "c"
-        }
-    }
 
     init(_ g: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, relu: Bool, isa: VectorMath.InstructionSet) throws {
         let shape = g.weightShape, outputs = g.outputChannels

@@ -24,7 +24,7 @@ extension ConvCandidate {
         guard WinogradF2Convolution.fits(g), activation == .none || activation == .relu,
               isa != .auto || VectorMath.InstructionSet.best != .portable else { return nil }
         let kernel = try WinogradF2Convolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
-        return ConvCandidate(name: "winograd-f2:\(kernel.isaName)" + (threads > 1 ? "" : " 1T"),
+        return ConvCandidate(name: "winograd-f2:\(kernel.isa.kernelName)" + (threads > 1 ? "" : " 1T"),
                              scratchBytes: kernel.scratchFloats(threads: threads) * MemoryLayout<Float>.stride,
                              source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape), copiesWeights: true) { x, y, added, scratch in
             kernel.run(x, y, residual: residual ? added : nil, scratch: scratch.assumingMemoryBound(to: Float.self), threads: threads)
@@ -64,13 +64,6 @@ struct WinogradF2Convolution: @unchecked Sendable {
     /// thread a sink for outputs past the map's edge (M).
     func scratchFloats(threads: Int) -> Int {
         16 * tiles * (geometry.channels + geometry.outputChannels) + Swift.max(1, threads) * geometry.outputChannels
-    }
-    var isaName: String {
-        switch isa.resolved {
-        case .avx512: "avx512"
-        case .avx2: "avx2"
-        default: "c"
-        }
     }
 
     init(_ g: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, relu: Bool, isa: VectorMath.InstructionSet) throws {
