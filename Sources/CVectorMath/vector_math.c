@@ -644,7 +644,6 @@ cbam_vm_isa cbam_vm_resolve(cbam_vm_isa wanted) {
     return (wanted == CBAM_VM_AUTO || wanted > best) ? best : wanted;
 }
 
-
 void cbam_vm_exp(const float *x, float *y, size_t count, cbam_vm_isa isa) {
     switch (cbam_vm_resolve(isa)) {
     case CBAM_VM_AVX512: exp_avx512(x, y, count); break;

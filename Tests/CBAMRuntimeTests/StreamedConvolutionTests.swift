@@ -19,23 +19,45 @@ import Testing
         return y
     }
 
-    /// Runs `body(x, y, residual, scratch)` on copies of `x` and `residual`, a NaN-filled y of
-    /// `outputs` floats and a NaN-filled scratch of `scratch` floats; returns y.
-    static func run(x: [Float], residual: [Float]?, outputs: Int, scratch: Int,
-                    _ body: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
-        var y = [Float](repeating: .nan, count: outputs), work = [Float](repeating: .nan, count: scratch)
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                work.withUnsafeMutableBufferPointer { wp in
-                    if let residual {
-                        residual.withUnsafeBufferPointer { rp in body(xp.baseAddress!, yp.baseAddress!, rp.baseAddress!, wp.baseAddress!) }
-                    } else {
-                        body(xp.baseAddress!, yp.baseAddress!, nil, wp.baseAddress!)
+    /// A kernel on channels-last operands, as the differential tests run it: scratch floats for a
+    /// thread count, and run(x, y, residual, scratch, threads).
+    struct ChannelsLastKernel {
+        let scratchFloats: (Int) -> Int
+        let run: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>, Int) -> Void
+    }
+
+    /// One random case against the reference convolution (im2col + sgemm, then the post-ops):
+    /// random X and W, a bias when `withBias`, a residual when `postOps` sums; `build(W, B)` makes the
+    /// kernel, which runs on one and two threads into NaN-filled outputs and scratch, each output
+    /// compared with the reference. Returns the worst relative error.
+    static func compareWithReference(_ g: DNNLConvolution.Geometry, postOps: [DNNLPostOp], withBias: Bool, _ label: String,
+                                     _ random: inout SplitMix, build: ([Float], [Float]?) throws -> ChannelsLastKernel) throws -> Float {
+        let x = OneDNNTests.values(g.sourceShape.reduce(1, *), &random), w = OneDNNTests.values(g.weightShape.reduce(1, *), &random)
+        let b = withBias ? OneDNNTests.values(g.outputChannels, &random) : nil
+        let residual = postOps.contains(.sum) ? OneDNNTests.values(g.destinationShape.reduce(1, *), &random) : nil
+        let expected = try OneDNNTests.referenceConv(g, oneD: false, x: x, w: w, b: b, residual: residual, postOps: postOps)
+        let kernel = try build(w, b)
+        let (n, m, oh, ow) = (g.batch, g.outputChannels, g.outputHeight, g.outputWidth)
+        let xLast = channelsLast(x, n, g.channels, g.height, g.width)
+        let rLast = residual.map { channelsLast($0, n, m, oh, ow) }
+        var worst: Float = 0
+        for threads in [1, 2] {
+            var y = [Float](repeating: .nan, count: expected.count), scratch = [Float](repeating: .nan, count: kernel.scratchFloats(threads))
+            xLast.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    scratch.withUnsafeMutableBufferPointer { sp in
+                        if let rLast {
+                            rLast.withUnsafeBufferPointer { rp in kernel.run(xp.baseAddress!, yp.baseAddress!, rp.baseAddress!, sp.baseAddress!, threads) }
+                        } else {
+                            kernel.run(xp.baseAddress!, yp.baseAddress!, nil, sp.baseAddress!, threads)
+                        }
                     }
                 }
             }
+            let actual = channelsFirst(y, n, m, oh, ow)
+            worst = max(worst, OneDNNTests.compare(actual, expected, "\(label), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)
         }
-        return y
+        return worst
     }
 
     /// Random geometries (1×1, 3×3, 1×3, strides, dilations, padding, output channels off the
@@ -56,22 +78,12 @@ import Testing
             guard g.height + 2 * pad >= (kh - 1) * g.dilationHeight + 1, g.width + 2 * pad >= kw else { continue }  // the window fits
             cases += 1
             let postOps: [DNNLPostOp] = [[], [.relu], [.sum], [.sum, .relu]][index % 4]
-            let x = OneDNNTests.values(g.sourceShape.reduce(1, *), &random), w = OneDNNTests.values(g.weightShape.reduce(1, *), &random)
-            let b = index % 2 == 0 ? OneDNNTests.values(g.outputChannels, &random) : nil
-            let residual = postOps.contains(.sum) ? OneDNNTests.values(g.destinationShape.reduce(1, *), &random) : nil
-            let expected = try OneDNNTests.referenceConv(g, oneD: false, x: x, w: w, b: b, residual: residual, postOps: postOps)
-
-            let kernel = try StreamedConvolution(g, weights: w, bias: b, relu: postOps.contains(.relu), isa: isa)
-            let (n, m, oh, ow) = (g.batch, g.outputChannels, g.outputHeight, g.outputWidth)
-            let xLast = Self.channelsLast(x, n, g.channels, g.height, g.width)
-            let rLast = residual.map { Self.channelsLast($0, n, m, oh, ow) }
-            for threads in [1, 2] {
-                let y = Self.run(x: xLast, residual: rLast, outputs: expected.count, scratch: kernel.columnFloats) { x, y, r, columns in
+            worst = max(worst, try Self.compareWithReference(g, postOps: postOps, withBias: index % 2 == 0, "\(isa) case \(index)", &random) { w, b in
+                let kernel = try StreamedConvolution(g, weights: w, bias: b, relu: postOps.contains(.relu), isa: isa)
+                return ChannelsLastKernel(scratchFloats: { _ in kernel.columnFloats }) { x, y, r, columns, threads in
                     kernel.run(x, y, residual: r, columns: columns, threads: threads)
                 }
-                let actual = Self.channelsFirst(y, n, m, oh, ow)
-                worst = max(worst, OneDNNTests.compare(actual, expected, "\(isa) case \(index), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)
-            }
+            })
         }
         print("streamed \(isa) (\(isa.resolved)): \(cases) of 24 geometries, max rel \(worst)")
         #expect(cases >= 16)

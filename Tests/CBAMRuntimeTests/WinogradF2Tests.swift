@@ -23,23 +23,13 @@ import Testing
             guard g.outputHeight > 0, g.outputWidth > 0 else { continue }
             cases += 1
             let postOps: [DNNLPostOp] = [[], [.relu], [.sum], [.sum, .relu]][index % 4]
-            let x = OneDNNTests.values(g.sourceShape.reduce(1, *), &random), w = OneDNNTests.values(g.weightShape.reduce(1, *), &random)
-            let b = index % 2 == 0 ? OneDNNTests.values(g.outputChannels, &random) : nil
-            let residual = postOps.contains(.sum) ? OneDNNTests.values(g.destinationShape.reduce(1, *), &random) : nil
-            let expected = try OneDNNTests.referenceConv(g, oneD: false, x: x, w: w, b: b, residual: residual, postOps: postOps)
-
-            let kernel = try WinogradF2Convolution(g, weights: w, bias: b, relu: postOps.contains(.relu), isa: isa)
-            let (n, m, oh, ow) = (g.batch, g.outputChannels, g.outputHeight, g.outputWidth)
-            let xLast = StreamedConvolutionTests.channelsLast(x, n, g.channels, g.height, g.width)
-            let rLast = residual.map { StreamedConvolutionTests.channelsLast($0, n, m, oh, ow) }
-            for threads in [1, 2] {
-                let y = StreamedConvolutionTests.run(x: xLast, residual: rLast, outputs: expected.count,
-                                                     scratch: kernel.scratchFloats(threads: threads)) { x, y, r, scratch in
+            worst = max(worst, try StreamedConvolutionTests.compareWithReference(g, postOps: postOps, withBias: index % 2 == 0,
+                                                                                 "\(isa) case \(index)", &random) { w, b in
+                let kernel = try WinogradF2Convolution(g, weights: w, bias: b, relu: postOps.contains(.relu), isa: isa)
+                return StreamedConvolutionTests.ChannelsLastKernel(scratchFloats: { kernel.scratchFloats(threads: $0) }) { x, y, r, scratch, threads in
                     kernel.run(x, y, residual: r, scratch: scratch, threads: threads)
                 }
-                let actual = StreamedConvolutionTests.channelsFirst(y, n, m, oh, ow)
-                worst = max(worst, OneDNNTests.compare(actual, expected, "\(isa) case \(index), \(threads) thread(s): \(g) bias \(b != nil) \(postOps)").rel)
-            }
+            })
         }
         print("winograd-f2 \(isa) (\(isa.resolved)): \(cases) of 20 geometries, max rel \(worst)")
         #expect(cases >= 16)

@@ -45,16 +45,32 @@ extension ConvCandidate {
     /// the tests) builds it for every ungrouped 2-D convolution, whatever its pixels and weights.
     static func streamed(_ g: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, activation: ConvActivation,
                          threads: Int, forced: Bool = false, isa: VectorMath.InstructionSet = .auto) throws -> ConvCandidate? {
-        guard g.group == 1, activation == .none || activation == .relu,
-              forced || isa != .auto || VectorMath.InstructionSet.best != .portable else { return nil }
+        guard g.group == 1, activation == .none || activation == .relu, forced || hasVectorVariant(isa) else { return nil }
         let pixels = g.batch.multipliedReportingOverflow(by: g.outputHeight * g.outputWidth)
         guard forced || !pixels.overflow && pixels.partialValue <= streamedMaximumPixels
                 && weights.count * MemoryLayout<Float>.stride > streamedMinimumWeightBytes else { return nil }
         let kernel = try StreamedConvolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
         let workers = Swift.max(1, Swift.min(threads, kernel.blocks))
-        return ConvCandidate(name: "streamed:\(kernel.isa.kernelName)" + (workers > 1 ? "" : " 1T"), scratchBytes: kernel.columnFloats * MemoryLayout<Float>.stride,
-                             source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape), copiesWeights: true) { x, y, added, scratch in
-            kernel.run(x, y, residual: residual ? added : nil, columns: scratch.assumingMemoryBound(to: Float.self), threads: workers)
+        return try ourKernel("streamed", isa: isa, workers: workers, scratchFloats: kernel.columnFloats, g) { x, y, added, scratch in
+            kernel.run(x, y, residual: residual ? added : nil, columns: scratch, threads: workers)
+        }
+    }
+
+    /// True when `isa` names a variant, or .auto finds AVX2 or AVX-512 on this CPU: our kernels'
+    /// plain C variants exist for the tests, not to be timed against oneDNN.
+    static func hasVectorVariant(_ isa: VectorMath.InstructionSet) -> Bool {
+        isa != .auto || VectorMath.InstructionSet.best != .portable
+    }
+
+    /// A candidate for one of our C kernels on channels-last operands (streamed, winograd-f2):
+    /// named `kind:isa` (" 1T" on one worker), X and Y in NHWC, its own copy of the weights, and
+    /// `scratchFloats` floats of scratch handed to `run(x, y, residual, scratch)`.
+    static func ourKernel(_ kind: String, isa: VectorMath.InstructionSet, workers: Int, scratchFloats: Int, _ g: DNNLConvolution.Geometry,
+                          run: @escaping (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>) -> Void)
+        throws -> ConvCandidate {
+        ConvCandidate(name: "\(kind):\(isa.kernelName)" + (workers > 1 ? "" : " 1T"), scratchBytes: scratchFloats * MemoryLayout<Float>.stride,
+                      source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape), copiesWeights: true) { x, y, added, scratch in
+            run(x, y, added, scratch.assumingMemoryBound(to: Float.self))
         }
     }
 }

@@ -21,13 +21,10 @@ extension ConvCandidate {
     /// AVX-512 (the plain C variant exists for the tests).
     static func winogradF2(_ g: DNNLConvolution.Geometry, weights: [Float], bias: [Float]?, residual: Bool, activation: ConvActivation,
                            threads: Int, isa: VectorMath.InstructionSet = .auto) throws -> ConvCandidate? {
-        guard WinogradF2Convolution.fits(g), activation == .none || activation == .relu,
-              isa != .auto || VectorMath.InstructionSet.best != .portable else { return nil }
+        guard WinogradF2Convolution.fits(g), activation == .none || activation == .relu, hasVectorVariant(isa) else { return nil }
         let kernel = try WinogradF2Convolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
-        return ConvCandidate(name: "winograd-f2:\(kernel.isa.kernelName)" + (threads > 1 ? "" : " 1T"),
-                             scratchBytes: kernel.scratchFloats(threads: threads) * MemoryLayout<Float>.stride,
-                             source: try .channelsLast(g.sourceShape), destination: try .channelsLast(g.destinationShape), copiesWeights: true) { x, y, added, scratch in
-            kernel.run(x, y, residual: residual ? added : nil, scratch: scratch.assumingMemoryBound(to: Float.self), threads: threads)
+        return try ourKernel("winograd-f2", isa: isa, workers: threads, scratchFloats: kernel.scratchFloats(threads: threads), g) { x, y, added, scratch in
+            kernel.run(x, y, residual: residual ? added : nil, scratch: scratch, threads: threads)
         }
     }
 }

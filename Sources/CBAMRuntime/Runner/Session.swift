@@ -113,7 +113,7 @@ public struct SessionOptions: Sendable {
 public enum MemoryPreference: String, Sendable, CaseIterable {
     /// Faster kernels that hold more, where they time faster: our Winograd kernel (transformed
     /// weights, 16/9 of its layers' weights) and Winograd scratch of up to 4 MB past the memory the
-    /// plan has anyway. ResNet-50 + CBAM peaks at 1.44–1.58× its weights (measured as the peers
+    /// plan has anyway. ResNet-50 + CBAM peaks at 1.39–1.58× its weights (measured as the peers
     /// are), SE-ResNet-34 and ResNet-18 + CBAM 10–20 % faster than `lean`.
     case speed
     /// Nothing past the weights, the arena and free scratch: issue 8's memory line (peak ≤ 1.3× the
