@@ -245,6 +245,17 @@ extension KernelTests {
             expectFloats(try run1("Conv", [x, w, f32([2], [1, -1])], constants: [1, 2]), [1, 2, 1, 2], [2, 3, 3, 5])
         }
 
+        /// A 1×1 convolution padded at the end only: the output grows past the image, so X is not
+        /// its own column matrix (both kernels once read it as one, past the image's end).
+        @Test func pointwiseWithEndPaddingGrowsTheOutput() throws {
+            // X [[1, 2], [3, 4]], W = 2, pads [0, 0, 1, 1]: 2·X, then a row and a column of zeros.
+            let x = try f32([1, 1, 2, 2], [1, 2, 3, 4]), w = try f32([1, 1, 1, 1], [2])
+            let expected: [Float] = [2, 4, 0, 6, 8, 0, 0, 0, 0]
+            // W a constant: the plan's kernels; W fed at run time: the reference kernel.
+            expectFloats(try run1("Conv", [x, w], attributes: ["pads": .ints([0, 0, 1, 1])], constants: [1]), [1, 1, 3, 3], expected)
+            expectFloats(try run1("Conv", [x, w], attributes: ["pads": .ints([0, 0, 1, 1]), "kernel_shape": .ints([1, 1])]), [1, 1, 3, 3], expected)
+        }
+
         @Test func threeByThreePadOne() throws {
             // Sum of each in-bounds 3x3 neighbourhood of [[1,2,3],[4,5,6],[7,8,9]]:
             // corners 1+2+4+5=12, 2+3+5+6=16, 4+5+7+8=24, 5+6+8+9=28;

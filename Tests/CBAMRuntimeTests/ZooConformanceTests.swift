@@ -76,7 +76,7 @@ struct ZooConformanceTests {
 }
 
 /// Every Conv kernel (im2col + sgemm, oneDNN on plain NCHW, oneDNN in its own layout with
-/// reorders, oneDNN's Winograd and ours, the batch-folded GEMM, the streamed kernel) against PyTorch on one export of each zoo model: the plan normally times them and
+/// reorders, oneDNN's Winograd and ours, the batch-folded GEMM, the streamed kernel, our grouped kernel) against PyTorch on one export of each zoo model: the plan normally times them and
 /// keeps the fastest, so each must be right on its own.
 @Suite("Conv kernels: each one matches PyTorch")
 struct ConvolutionKernelTests {
@@ -86,7 +86,7 @@ struct ConvolutionKernelTests {
     func everyKernelMatchesPyTorch(_ entry: ZooEntry) throws {
         var feeds: [String: Tensor] = [:]
         for input in entry.inputs { feeds[input.name] = try NPY.read(contentsOf: Repo.path("Models/" + input.file)) }
-        for kernel in [ConvolutionKernel.im2col, .oneDNN, .oneDNNBlocked, .oneDNNWinograd, .oneDNNWinogradPerImage, .folded, .streamed, .winogradF2] {
+        for kernel in [ConvolutionKernel.im2col, .oneDNN, .oneDNNBlocked, .oneDNNWinograd, .oneDNNWinogradPerImage, .folded, .streamed, .winogradF2, .grouped] {
             let session = try Session(contentsOf: Repo.path("Models/" + entry.file), options: SessionOptions(threads: 2, convolution: kernel))
             let results = try session.run(feeds)
             for output in entry.outputs {

@@ -112,7 +112,9 @@ struct ConvKernel {
         _ = try Shape.elementCount([k, p])
 
         let xs = try x.floats("X"), ws = try w.floats("W")
-        let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pad.allSatisfy { $0 == 0 }
+        // X itself is the column matrix only where the output is the input's size: padding at the
+        // end alone (1×1, pads [0, 0, 1, 1]) grows the output past the image.
+        let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pad.allSatisfy { $0 == 0 } && oh == h && ow == wIn
         // Neither buffer needs zeroing: im2col writes every column entry and sgemm (beta 0)
         // every output entry, so both start uninitialised.
         var output = [Float](unsafeUninitializedCapacity: outCount) { _, initialized in initialized = outCount }

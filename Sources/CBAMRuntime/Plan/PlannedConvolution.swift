@@ -120,7 +120,8 @@ extension PlannedKernels {
         let (cg, mg) = (c / group, m / group)
         let k = cg * kh * kw, p = oh * ow
         try BLAS.checkSize(k, p, mg)
-        let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && padH == 0 && padW == 0
+        // X itself is the column matrix only where the output is the input's size (not with padding at the end alone).
+        let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && padH == 0 && padW == 0 && oh == h && ow == w
 
         // Work split: whole (item, group) units per worker when there are enough of them,
         // otherwise one unit at a time with its columns and sgemm split across workers.
@@ -222,6 +223,15 @@ extension PlannedKernels {
             }
             var chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                                x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
+            // Our grouped kernel (ResNeXt's 3×3 layers): forced, untimed on wide groups with AVX-512
+            // (``ConvCandidate/prefersGrouped(_:isa:)``), else timed against the choice so far.
+            if group > 1, let operandLayouts, context.convolution == .grouped || context.convolution.isTimed,
+               let ours = try ConvCandidate.grouped(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                                    activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
+                chosen = context.convolution == .grouped || ConvCandidate.prefersGrouped(dnnlGeometry) ? ours
+                    : ConvCandidate.prefer(ours, over: chosen, margin: ConvCandidate.groupedMargin, x: x.count, y: y.count,
+                                           residual: residual != nil, macs: items * macsPerItem)
+            }
             // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
             // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
             // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
@@ -478,6 +488,7 @@ extension ConvolutionKernel {
         case .folded: return "folded-gemm"
         case .streamed: return "streamed"
         case .winogradF2: return "winograd-f2"
+        case .grouped: return "grouped"
         }
     }
 }

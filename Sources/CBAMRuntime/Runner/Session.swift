@@ -127,7 +127,7 @@ public enum MemoryPreference: String, Sendable, CaseIterable {
 }
 
 /// The ways a planned Conv can compute. The plan times the candidates on the CPU it runs on
-/// and keeps the fastest; the others are there to compare (`CBAM_CONV=direct|im2col|onednn|blocked|carried|winograd`).
+/// and keeps the fastest; the others are there to compare (`CBAM_CONV=direct|im2col|onednn|blocked|carried|winograd|…`, ``fromEnvironment``).
 public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case fastest
     /// As `fastest`, without Winograd: only the direct kernels (to compare, or for results
@@ -166,9 +166,14 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// convolutions on maps under ``winogradMinimumMap`` and takes it where it times
     /// 1.1× (``ConvCandidate/winogradF2Margin``) the plan's choice.
     case winogradF2
+    /// Our kernel for grouped convolutions (Plan/PlannedConvolution+Grouped.swift) wherever it
+    /// applies (as many outputs as inputs per group, a width dividing the vector lanes or a
+    /// multiple of them, channels a whole number of vectors), else the plan's usual choice. `fastest` and `direct` take it where it
+    /// times 1.05× (``ConvCandidate/groupedMargin``) the plan's choice.
+    case grouped
 
     /// `CBAM_CONV` from the environment (direct, im2col, onednn, blocked, carried, winograd, winograd-per-image, folded, streamed,
-    /// winograd-f2), else `fastest`.
+    /// winograd-f2, grouped), else `fastest`.
     public static var fromEnvironment: ConvolutionKernel {
         switch ProcessInfo.processInfo.environment["CBAM_CONV"] {
         case "direct"?: return .direct
@@ -181,6 +186,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
         case "folded"?: return .folded
         case "streamed"?: return .streamed
         case "winograd-f2"?: return .winogradF2
+        case "grouped"?: return .grouped
         default: return .fastest
         }
     }

@@ -139,6 +139,27 @@ void cbam_vm_winograd_output(const float *prod, size_t tiles, size_t m, size_t t
                              size_t t1, const float *bias, const float *residual, const float *zeros, float *sink, float *y, int relu,
                              cbam_vm_isa isa);
 
+// ---- a grouped convolution, as many outputs as inputs per group (grouped_conv.c) --------------------------------
+
+/// Channels per vector of the grouped kernel: 16 with AVX-512, else 8.
+size_t cbam_vm_grouped_lanes(cbam_vm_isa isa);
+
+/// True when the kernel computes C channels in groups of `group_width` (as many outputs as inputs
+/// per group): the width divides the lanes or is a multiple of them, and C is a whole number of vectors.
+int cbam_vm_grouped_fits(size_t c, size_t group_width, cbam_vm_isa isa);
+
+/// W [C, group_width, kH, kW] (taps = kH · kW) into the kernel's blocks of lanes (C · group_width
+/// · taps floats; grouped_conv.c describes the layout).
+void cbam_vm_grouped_pack_weights(const float *w, size_t c, size_t group_width, size_t taps, float *packed, cbam_vm_isa isa);
+
+/// Output rows first_row ..< end_row (of N · oH, image by image) of the grouped convolution of
+/// channels-last x [N, H, W, C] into channels-last y [N, oH, oW, C]: act(conv + bias + residual),
+/// act = max(·, 0) keeping NaN when `relu`; bias and residual may be NULL. `zero`: at least
+/// max(cbam_vm_grouped_lanes, group_width) floats of 0, read for taps in the padding.
+void cbam_vm_grouped_conv(const float *x, size_t h, size_t w, size_t c, size_t group_width, size_t kh, size_t kw, size_t sh, size_t sw,
+                          size_t dh, size_t dw, long pad_top, long pad_left, size_t oh, size_t ow, const float *packed, const float *zero,
+                          size_t first_row, size_t end_row, const float *bias, const float *residual, float *y, int relu, cbam_vm_isa isa);
+
 #ifdef __cplusplus
 }
 #endif
