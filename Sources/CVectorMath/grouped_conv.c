@@ -52,7 +52,7 @@ void cbam_vm_grouped_pack_weights(const float *w, size_t c, size_t group_width, 
 
 /// The geometry every variant reads.
 typedef struct {
-    size_t h, w, c, g, kh, kw, sh, sw, dh, dw, oh, ow;
+    size_t n, h, w, c, g, kh, kw, sh, sw, dh, dw, oh, ow;
     long pad_top, pad_left;
 } geometry;
 
@@ -61,18 +61,40 @@ ALWAYS const float *tap_source(const float *row, long ix, size_t c0, const geome
     return ix >= 0 && ix < (long)s->w ? row + (size_t)ix * s->c + c0 : zero;
 }
 
+/// Packed weight bytes past which the work items (one output row × one vector of channels) run
+/// rows inside each vector rather than vectors inside each row: each vector's weights (taps · G · L
+/// floats) are then read from memory once and from L1 for every row, where otherwise every row
+/// would sweep them all from L3 (ResNeXt's last grouped layers: 0.3–1.2 MB of weights for 7 or 4
+/// output rows), and workers splitting the items split the weights. Below it the rows' inputs are
+/// the larger part, and rows outside keep them in cache while the vectors pass.
+#define WEIGHTS_OUTER_BYTES (256u << 10)
+
+/// Work item `item` of cbam_vm_grouped_items: its output row (over the batch) and vector of channels.
+ALWAYS void work_item(const geometry *s, size_t lanes, size_t item, size_t *row, size_t *vector) {
+    const size_t rows = s->n * s->oh, vectors = s->c / lanes;
+    if (s->kh * s->kw * s->g * s->c * sizeof(float) > WEIGHTS_OUTER_BYTES) {
+        *row = item % rows, *vector = item / rows;
+    } else {
+        *row = item / vectors, *vector = item % vectors;
+    }
+}
+
+size_t cbam_vm_grouped_items(size_t n, size_t oh, size_t c, cbam_vm_isa isa) { return n * oh * (c / cbam_vm_grouped_lanes(isa)); }
+
 // ---- plain C: the packed layout of 8 lanes, pixel by pixel ------------------------------------
 
-static void grouped_portable(const float *x, const geometry *s, const float *packed, size_t first_row, size_t end_row,
+static void grouped_portable(const float *x, const geometry *s, const float *packed, size_t first_item, size_t end_item,
                              const float *bias, const float *residual, float *y, int relu) {
     const size_t lanes = 8, taps = s->kh * s->kw, g = s->g;
-    for (size_t row = first_row; row < end_row; row++) {
+    for (size_t item = first_item; item < end_item; item++) {
+        size_t row, v;
+        work_item(s, lanes, item, &row, &v);
         const size_t n = row / s->oh, oy = row % s->oh;
         const float *image = x + n * s->h * s->w * s->c;
         for (size_t ox = 0; ox < s->ow; ox++) {
             const size_t at = (row * s->ow + ox) * s->c;
-            for (size_t o = 0; o < s->c; o++) {
-                const size_t v = o / lanes, l = o % lanes, base = o - o % g;
+            for (size_t o = v * lanes; o < (v + 1) * lanes; o++) {
+                const size_t l = o % lanes, base = o - o % g;
                 float acc = 0;
                 for (size_t ky = 0; ky < s->kh; ky++) {
                     const long iy = (long)(oy * s->sh + ky * s->dh) - s->pad_top;
@@ -93,17 +115,9 @@ static void grouped_portable(const float *x, const geometry *s, const float *pac
     }
 }
 
-/// Packed weight bytes past which a worker runs its rows inside each vector of channels rather than
-/// the vectors inside each row: each vector's weights (taps · G · L floats) are then read from memory
-/// once and from L1 for every row, where otherwise every row would sweep them all from L3 (ResNeXt's
-/// last grouped layers: 0.3–1.2 MB of weights for 7 or 4 output rows). Below it the rows' inputs are
-/// the larger part, and rows outside keep them in cache while the vectors pass.
-#define WEIGHTS_OUTER_BYTES (256u << 10)
-
-
 // The vector variants: one body per instruction set, each compiled for its pixel block width P
 // and group width G as constants (always_inline), so the accumulators and the G weight vectors
-// stay in registers. A block is P output pixels of one row and one vector of channels.
+// stay in registers. A block is P output pixels of one work item's row and vector of channels.
 #define EACH8(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
 
 // ---- AVX-512F: 16 lanes ------------------------------------------------------------------------
@@ -168,20 +182,19 @@ AVX512 ALWAYS void wide_block_avx512(const float *image, const geometry *s, cons
 #define BLOCK_CASE512(p) case p: if (G) block_avx512(image, s, wv, zero, c0, iy0, ix0, p, G, rot, acc); \
                                  else wide_block_avx512(image, s, wv, zero, c0 - c0 % s->g, iy0, ix0, p, acc); break;
 
-AVX512 ALWAYS void rows_avx512(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_row, size_t end_row,
+AVX512 ALWAYS void items_avx512(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
                                const float *bias, const float *residual, float *y, int relu, const int G) {
-    const size_t taps = s->kh * s->kw, vectors = s->c / 16;
+    const size_t taps = s->kh * s->kw;
     __m512i rot[16] = {0};
     for (int r = 0; r < G; r++) {
         int lanes[16];
         for (int l = 0; l < 16; l++) lanes[l] = l - l % G + (l % G + r) % G;
         rot[r] = _mm512_loadu_si512(lanes);
     }
-    const int weights_outer = taps * s->g * s->c * sizeof(float) > WEIGHTS_OUTER_BYTES;
-    const size_t rows = end_row - first_row, outer = weights_outer ? vectors : rows, inner = weights_outer ? rows : vectors;
-    for (size_t a = 0; a < outer; a++) {
-        for (size_t b = 0; b < inner; b++) {
-            const size_t row = first_row + (weights_outer ? b : a), v = weights_outer ? a : b;
+    for (size_t item = first_item; item < end_item; item++) {
+        {
+            size_t row, v;
+            work_item(s, 16, item, &row, &v);
             const size_t n = row / s->oh, oy = row % s->oh;
             const float *image = x + n * s->h * s->w * s->c;
             const long iy0 = (long)(oy * s->sh) - s->pad_top;
@@ -209,14 +222,14 @@ AVX512 ALWAYS void rows_avx512(const float *x, const geometry *s, const float *p
     }
 }
 
-AVX512 static void grouped_avx512(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_row, size_t end_row,
+AVX512 static void grouped_avx512(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
                                   const float *bias, const float *residual, float *y, int relu) {
     switch (s->g) {
-    case 1: rows_avx512(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 1); break;
-    case 2: rows_avx512(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 2); break;
-    case 4: rows_avx512(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 4); break;
-    case 8: rows_avx512(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 8); break;
-    default: rows_avx512(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 0); break;
+    case 1: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 1); break;
+    case 2: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 2); break;
+    case 4: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 4); break;
+    case 8: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 8); break;
+    default: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 0); break;
     }
 }
 
@@ -277,20 +290,19 @@ AVX2 ALWAYS void wide_block_avx2(const float *image, const geometry *s, const fl
 #define BLOCK_CASE256(p) case p: if (G) block_avx2(image, s, wv, zero, c0, iy0, ix0, p, G, rot, acc); \
                                  else wide_block_avx2(image, s, wv, zero, c0 - c0 % s->g, iy0, ix0, p, acc); break;
 
-AVX2 ALWAYS void rows_avx2(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_row, size_t end_row,
+AVX2 ALWAYS void items_avx2(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
                            const float *bias, const float *residual, float *y, int relu, const int G) {
-    const size_t taps = s->kh * s->kw, vectors = s->c / 8;
+    const size_t taps = s->kh * s->kw;
     __m256i rot[8] = {0};
     for (int r = 0; r < G; r++) {
         int lanes[8];
         for (int l = 0; l < 8; l++) lanes[l] = l - l % G + (l % G + r) % G;
         rot[r] = _mm256_loadu_si256((const __m256i *)lanes);
     }
-    const int weights_outer = taps * s->g * s->c * sizeof(float) > WEIGHTS_OUTER_BYTES;
-    const size_t rows = end_row - first_row, outer = weights_outer ? vectors : rows, inner = weights_outer ? rows : vectors;
-    for (size_t a = 0; a < outer; a++) {
-        for (size_t b = 0; b < inner; b++) {
-            const size_t row = first_row + (weights_outer ? b : a), v = weights_outer ? a : b;
+    for (size_t item = first_item; item < end_item; item++) {
+        {
+            size_t row, v;
+            work_item(s, 8, item, &row, &v);
             const size_t n = row / s->oh, oy = row % s->oh;
             const float *image = x + n * s->h * s->w * s->c;
             const long iy0 = (long)(oy * s->sh) - s->pad_top;
@@ -317,25 +329,25 @@ AVX2 ALWAYS void rows_avx2(const float *x, const geometry *s, const float *packe
     }
 }
 
-AVX2 static void grouped_avx2(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_row, size_t end_row,
+AVX2 static void grouped_avx2(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
                               const float *bias, const float *residual, float *y, int relu) {
     switch (s->g) {
-    case 1: rows_avx2(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 1); break;
-    case 2: rows_avx2(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 2); break;
-    case 4: rows_avx2(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 4); break;
-    default: rows_avx2(x, s, packed, zero, first_row, end_row, bias, residual, y, relu, 0); break;
+    case 1: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 1); break;
+    case 2: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 2); break;
+    case 4: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 4); break;
+    default: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 0); break;
     }
 }
 
 // ---- dispatch -----------------------------------------------------------------------------------
 
-void cbam_vm_grouped_conv(const float *x, size_t h, size_t w, size_t c, size_t group_width, size_t kh, size_t kw, size_t sh, size_t sw,
+void cbam_vm_grouped_conv(const float *x, size_t n, size_t h, size_t w, size_t c, size_t group_width, size_t kh, size_t kw, size_t sh, size_t sw,
                           size_t dh, size_t dw, long pad_top, long pad_left, size_t oh, size_t ow, const float *packed, const float *zero,
-                          size_t first_row, size_t end_row, const float *bias, const float *residual, float *y, int relu, cbam_vm_isa isa) {
-    const geometry s = {h, w, c, group_width, kh, kw, sh, sw, dh, dw, oh, ow, pad_top, pad_left};
+                          size_t first_item, size_t end_item, const float *bias, const float *residual, float *y, int relu, cbam_vm_isa isa) {
+    const geometry s = {n, h, w, c, group_width, kh, kw, sh, sw, dh, dw, oh, ow, pad_top, pad_left};
     switch (cbam_vm_resolve(isa)) {
-    case CBAM_VM_AVX512: grouped_avx512(x, &s, packed, zero, first_row, end_row, bias, residual, y, relu); break;
-    case CBAM_VM_AVX2: grouped_avx2(x, &s, packed, zero, first_row, end_row, bias, residual, y, relu); break;
-    default: grouped_portable(x, &s, packed, first_row, end_row, bias, residual, y, relu); break;
+    case CBAM_VM_AVX512: grouped_avx512(x, &s, packed, zero, first_item, end_item, bias, residual, y, relu); break;
+    case CBAM_VM_AVX2: grouped_avx2(x, &s, packed, zero, first_item, end_item, bias, residual, y, relu); break;
+    default: grouped_portable(x, &s, packed, first_item, end_item, bias, residual, y, relu); break;
     }
 }

@@ -30,6 +30,15 @@
 #define STREAM_AHEAD 4096
 #endif
 
+/// And how far ahead they ask for lines into L2 (bytes), so that more lines are on their way than
+/// the L1 requests alone keep: timed alone on an AMD EPYC (Zen 4), eight copies of the weights
+/// taking turns, 16 pixels: ResNeXt-50's last 1×1 layers (8 MB) 0.68–0.76 ms → 0.61–0.68, VGG's
+/// 4×4 layer (9.4 MB) 0.87 → 0.70, and with 4 pixels 0.46 → 0.26–0.31; weights in cache unchanged
+/// (0.57). 8–32 KB gave the same; 64 KB less.
+#ifndef STREAM_FAR_AHEAD
+#define STREAM_FAR_AHEAD 16384
+#endif
+
 /// Tile t of `pixels` cut into tiles of at most `tile`, as even as they come: the first
 /// pixels % tiles tiles one pixel wider. Each tile reads the block's weights once more (from L2
 /// after the first), so 49 pixels run as 13, 12, 12, 12 rather than 16, 16, 16 and a tile of 1.
@@ -80,6 +89,7 @@ AVX2 static inline __attribute__((always_inline)) void streamed_tile_avx2(const 
     EACH12(ZERO256)
     for (size_t j = 0; j < k; j++) {
         _mm_prefetch((const char *)(w + j * 8) + STREAM_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + j * 8) + STREAM_FAR_AHEAD, _MM_HINT_T1);
         const __m256 wv = _mm256_load_ps(w + j * 8);
         const float *cj = c + j * width;
         EACH12(FMA256)
@@ -135,6 +145,7 @@ AVX512 static inline __attribute__((always_inline)) void streamed_tile_avx512(co
     EACH16(ZERO512)
     for (size_t j = 0; j < k; j++) {
         _mm_prefetch((const char *)(w + j * 16) + STREAM_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + j * 16) + STREAM_FAR_AHEAD, _MM_HINT_T1);
         const __m512 wv = _mm512_load_ps(w + j * 16);
         const float *cj = c + j * width;
         EACH16(FMA512)

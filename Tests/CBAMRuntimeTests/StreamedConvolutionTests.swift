@@ -106,6 +106,37 @@ import Testing
         #expect(y[9...].allSatisfy { $0 == 42 }, "\(isa): wrote past the output: \(Array(y[9...]))")
     }
 
+    /// A classifier head's Gemm on the streamed kernel (forced here; AVX-512 takes it untimed for
+    /// more than 2 MB of weights): B stored either way, C per column (`[n]` or `[1, n]`) scaled by
+    /// beta, or none, batches 1–3, against the same model planned with sgemm; and the plan's step
+    /// names the kernel.
+    @Test func gemmHeadMatchesSgemm() throws {
+        var random = SplitMix(state: 0x6E11)
+        let (k, n) = (37, 45)
+        for (index, (transB, cShape)) in [(true, [n]), (false, [1, n]), (true, nil), (false, [n])].enumerated() {
+            let m = index % 3 + 1
+            let b = try Tensor(shape: transB ? [n, k] : [k, n], floats: OneDNNTests.values(n * k, &random))
+            var initializers = ["B": b]
+            if let cShape { initializers["C"] = try Tensor(shape: cShape, floats: OneDNNTests.values(n, &random)) }
+            let model = Model(graph: Graph(
+                nodes: [Node(name: "head", opType: "Gemm", inputs: ["a", "B"] + (cShape == nil ? [] : ["C"]), outputs: ["y"],
+                             attributes: ["transB": .int(transB ? 1 : 0), "beta": .float(0.5)])],
+                initializers: initializers, inputs: [ValueInfo(name: "a", shape: [.fixed(m), .fixed(k)])], outputs: [ValueInfo(name: "y")]))
+            let a = try Tensor(shape: [m, k], floats: OneDNNTests.values(m * k, &random))
+            func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
+                let session = try Session(model: model, options: options)
+                return (try session.plan(for: ["a": a]).steps.map(\.kernel.detail), try #require(try session.run(["a": a])["y"]).floats())
+            }
+            for threads in [1, 2] {
+                let streamed = try run(SessionOptions(threads: threads, convolution: .streamed))
+                #expect(streamed.kernels.contains { $0.hasPrefix("streamed") }, "case \(index): \(streamed.kernels)")
+                let sgemm = try run(SessionOptions(threads: threads, convolution: .im2col))
+                #expect(sgemm.kernels.allSatisfy { !$0.hasPrefix("streamed") }, "case \(index): \(sgemm.kernels)")
+                _ = OneDNNTests.compare(streamed.y, sgemm.y, "Gemm case \(index) (transB \(transB), C \(cShape ?? []), m \(m)), \(threads) thread(s)")
+            }
+        }
+    }
+
     /// The plan builds the kernel only for ungrouped convolutions with at most 16 output pixels and
     /// more than 2 MB of weights (unless forced), and takes the AVX-512 variant untimed.
     @Test func streamedKernelIsOfferedWhereItPays() throws {

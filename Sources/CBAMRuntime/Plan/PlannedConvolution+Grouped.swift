@@ -36,7 +36,7 @@ extension ConvCandidate {
                         threads: Int, isa: VectorMath.InstructionSet = .auto) throws -> ConvCandidate? {
         guard GroupedConvolution.fits(g, isa: isa), activation == .none || activation == .relu, hasVectorVariant(isa) else { return nil }
         let kernel = try GroupedConvolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
-        let workers = Swift.max(1, Swift.min(threads, kernel.rows))
+        let workers = Swift.max(1, Swift.min(threads, kernel.items))
         return try ourKernel("grouped", isa: isa, workers: workers, scratchFloats: 0, g) { x, y, added, _ in
             kernel.run(x, y, residual: residual ? added : nil, threads: workers)
         }
@@ -44,7 +44,7 @@ extension ConvCandidate {
 }
 
 /// One grouped convolution's kernel: its weights packed in vectors of output channels, each
-/// weight rotated within its group as the C kernel reads it, and the run split by output rows.
+/// weight rotated within its group as the C kernel reads it, and the run split by work items.
 struct GroupedConvolution: @unchecked Sendable {
     let geometry: DNNLConvolution.Geometry
     let isa: VectorMath.InstructionSet
@@ -57,8 +57,8 @@ struct GroupedConvolution: @unchecked Sendable {
     let bias: [Float]?
     let relu: Bool
 
-    /// Output rows over the batch: N · oH, the unit the threads split.
-    var rows: Int { geometry.batch * geometry.outputHeight }
+    /// Work items, the unit the threads split: N · oH output rows times C / lanes vectors of channels.
+    var items: Int { cbam_vm_grouped_items(geometry.batch, geometry.outputHeight, geometry.channels, isa.c) }
 
     /// True for the convolutions it computes: grouped, as many outputs as inputs per group, the
     /// group width and channel count `isa`'s variant takes, nothing empty, and X and Y of
@@ -90,16 +90,16 @@ struct GroupedConvolution: @unchecked Sendable {
     }
 
     /// Y `[N, oH, oW, C]` = act(conv(X) + bias + residual), X and the residual channels last; the
-    /// output rows split across `threads` workers.
+    /// work items (an output row × a vector of channels) split across `threads` workers.
     func run(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, residual: UnsafePointer<Float>?, threads: Int) {
-        let g = geometry, rows = self.rows
+        let g = geometry, items = self.items
         let weights = UnsafePointer(packed.pointer.assumingMemoryBound(to: Float.self))
         let zero = UnsafePointer(zeros.pointer.assumingMemoryBound(to: Float.self))
         bias.withUnsafeBufferPointerIfPresent { biasPointer in
             Parallel.forEach(threads) { worker in
-                let share = Parallel.share(worker, of: threads, count: rows)
+                let share = Parallel.share(worker, of: threads, count: items)
                 guard !share.isEmpty else { return }
-                cbam_vm_grouped_conv(x, g.height, g.width, g.channels, groupWidth, g.kernelHeight, g.kernelWidth, g.strideHeight, g.strideWidth,
+                cbam_vm_grouped_conv(x, g.batch, g.height, g.width, g.channels, groupWidth, g.kernelHeight, g.kernelWidth, g.strideHeight, g.strideWidth,
                                      g.dilationHeight, g.dilationWidth, g.padTop, g.padLeft, g.outputHeight, g.outputWidth, weights, zero,
                                      share.lowerBound, share.upperBound, biasPointer, residual, y, relu ? 1 : 0, isa.c)
             }

@@ -27,6 +27,9 @@ extension PlannedKernels {
             guard let copy = StridedCopy(broadcasting: c.shape, to: [m, n], elementSize: MemoryLayout<Float>.stride) else { return nil }
             prefill = copy
         }
+        if let streamed = try streamedGemm(context, a: a, y: y, m: m, n: n, k: k, alpha: alpha, beta: beta, transA: transA, transB: transB) {
+            return streamed
+        }
         let product = LinearProduct(m: m, n: n, k: k, transA: transA, transB: transB, lda: a.shape[1], ldb: b.shape[1],
                                     threads: context.threads)
         let scale = c == nil ? 0 : beta
@@ -34,6 +37,40 @@ extension PlannedKernels {
             let target = y.floats(memory)
             if let prefill, let c { prefill.run(UnsafeRawPointer(c.address.pointer(memory)), UnsafeMutableRawPointer(target), threads: 1) }
             product.run(alpha: alpha, UnsafePointer(a.floats(memory)), UnsafePointer(b.floats(memory)), beta: scale, target)
+        }
+    }
+
+    /// A classifier head at batch 1–16 (ResNet-50's and ResNeXt-50's 2048 → 1000, 8 MB of weights)
+    /// on the streamed kernel, as the 1×1 convolution Y `[m, n]` = A `[m, k]` · W `[n, k]`ᵀ + beta·C
+    /// over m pixels: such a product uses each weight for m multiply-adds, so reading the weights is
+    /// its time, and the streamed kernel reads them ahead where sgemm waits on each line (ResNeXt-50's
+    /// head at batch 1, one thread: 0.53 ms in sgemm). Where: B and C constants (C one value per
+    /// column: `[n]` or `[1, n]`), alpha 1, A not transposed, at most ``ConvCandidate/streamedMaximumPixels``
+    /// rows and more than ``ConvCandidate/streamedMinimumWeightBytes`` of weights, with the AVX-512
+    /// variant (``ConvCandidate/prefersStreamed(isa:)``; the others unmeasured) or forced
+    /// (`CBAM_CONV=streamed`). Nil elsewhere: sgemm.
+    private static func streamedGemm(_ context: PlanContext, a: Operand, y: Operand, m: Int, n: Int, k: Int, alpha: Float, beta: Float,
+                                     transA: Bool, transB: Bool) throws -> PlannedKernel? {
+        let node = context.node
+        guard context.convolution == .streamed || context.convolution.isTimed && ConvCandidate.prefersStreamed(),
+              alpha == 1, !transA, m >= 1, m <= ConvCandidate.streamedMaximumPixels, let b = node.constant(1) else { return nil }
+        let (bytes, overflow) = n.multipliedReportingOverflow(by: k * MemoryLayout<Float>.stride)
+        guard context.convolution == .streamed || !overflow && bytes > ConvCandidate.streamedMinimumWeightBytes else { return nil }
+        var bias: [Float]? = nil
+        if context.inputs.count > 2, context.inputs[2] != nil {
+            guard let c = node.constant(2), c.count == n, c.shape.last == n, c.shape.count <= 2 else { return nil }
+            bias = beta == 0 ? nil : try c.floats("C").map { beta * $0 }
+        }
+        // W [n, k] as the 1×1 convolution's weights: B itself when transposed, else B [k, n] transposed.
+        let stored = try b.floats("B")
+        let weights = transB ? stored : (0..<(n * k)).map { index in stored[(index % k) * n + index / k] }
+        let geometry = DNNLConvolution.Geometry(batch: m, channels: k, height: 1, width: 1, outputChannels: n, kernelHeight: 1, kernelWidth: 1)
+        let kernel = try StreamedConvolution(geometry, weights: weights, bias: bias, relu: false, isa: .auto)
+        let workers = Swift.max(1, Swift.min(context.threads, kernel.blocks))
+        let scratch = context.scratch(bytes: kernel.columnFloats * MemoryLayout<Float>.stride)
+        return PlannedKernel(detail: "streamed:\(VectorMath.InstructionSet.auto.kernelName)" + (workers > 1 ? "" : " 1T"), copiedConstantInputs: [1, 2]) { memory in
+            kernel.run(UnsafePointer(a.floats(memory)), y.floats(memory), residual: nil,
+                       columns: scratch.pointer(memory).assumingMemoryBound(to: Float.self), threads: workers)
         }
     }
 

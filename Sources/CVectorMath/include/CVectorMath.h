@@ -152,13 +152,17 @@ int cbam_vm_grouped_fits(size_t c, size_t group_width, cbam_vm_isa isa);
 /// · taps floats; grouped_conv.c describes the layout).
 void cbam_vm_grouped_pack_weights(const float *w, size_t c, size_t group_width, size_t taps, float *packed, cbam_vm_isa isa);
 
-/// Output rows first_row ..< end_row (of N · oH, image by image) of the grouped convolution of
-/// channels-last x [N, H, W, C] into channels-last y [N, oH, oW, C]: act(conv + bias + residual),
-/// act = max(·, 0) keeping NaN when `relu`; bias and residual may be NULL. `zero`: at least
-/// max(cbam_vm_grouped_lanes, group_width) floats of 0, read for taps in the padding.
-void cbam_vm_grouped_conv(const float *x, size_t h, size_t w, size_t c, size_t group_width, size_t kh, size_t kw, size_t sh, size_t sw,
-                          size_t dh, size_t dw, long pad_top, long pad_left, size_t oh, size_t ow, const float *packed, const float *zero,
-                          size_t first_row, size_t end_row, const float *bias, const float *residual, float *y, int relu, cbam_vm_isa isa);
+/// Work items of the grouped kernel over a batch: N · oH output rows times C / lanes vectors of channels.
+size_t cbam_vm_grouped_items(size_t n, size_t oh, size_t c, cbam_vm_isa isa);
+
+/// Work items first_item ..< end_item (of cbam_vm_grouped_items, in the kernel's order) of the
+/// grouped convolution of channels-last x [N, H, W, C] into channels-last y [N, oH, oW, C]:
+/// act(conv + bias + residual), act = max(·, 0) keeping NaN when `relu`; bias and residual may be
+/// NULL. `zero`: at least max(cbam_vm_grouped_lanes, group_width) floats of 0, read for taps in the padding.
+void cbam_vm_grouped_conv(const float *x, size_t n, size_t h, size_t w, size_t c, size_t group_width, size_t kh, size_t kw, size_t sh,
+                          size_t sw, size_t dh, size_t dw, long pad_top, long pad_left, size_t oh, size_t ow, const float *packed,
+                          const float *zero, size_t first_item, size_t end_item, const float *bias, const float *residual, float *y,
+                          int relu, cbam_vm_isa isa);
 
 #ifdef __cplusplus
 }
