@@ -8,14 +8,17 @@ import Foundation
 // which do only 4–16 multiply-adds per weight, wait on memory.
 
 extension ConvCandidate {
-    /// Output pixels over the batch up to which the streamed kernel is built: one tile (16 pixels
-    /// on AVX-512). Up to there the weights, not the multiplications, bound the time. Past it,
-    /// tried up to 64 pixels, it gained nothing: at 49 (ResNet-50's and SE-ResNet-34's 7×7 layers
-    /// at batch 1) the plan timed it and kept oneDNN's kernel (whole networks 0.999 and 0.986 of
-    /// the time before), at 32 (VGG's 4×4 layers at batch 2) it tied the batch-folded GEMM; and
-    /// while the plan times it, its packed copy of the weights lies beside oneDNN's (ResNet-50 +
-    /// CBAM's peak memory at batch 1 rose by about 10 MB).
-    static let streamedMaximumPixels = 16
+    /// Output pixels over the batch up to which the streamed kernel is built: two tiles (16 pixels
+    /// each on AVX-512), the second reading each block's weights from L2. Up to 16 the weights, not
+    /// the multiplications, bound the time; at 32 it computes at the core's peak while reading
+    /// them once (ResNeXt-50's last 1×1 layers at batch 2, one thread, AMD EPYC: 7.3–7.6 ms for
+    /// the six against 8.3 in the batch-folded GEMM; VGG's 4×4 layers at batch 2: 107–110 GFLOP/s).
+    /// On the Intel Xeon, before the kernel asked for lines 16 KB ahead, 32 pixels tied the folded
+    /// GEMM (2.0–2.2 against 1.9–2.0 ms). At 49 (ResNet-50's and SE-ResNet-34's 7×7 layers at
+    /// batch 1) it gained nothing (whole networks 0.999 and 0.986 of the time before), and while the
+    /// plan times it, its packed copy of the weights lies beside oneDNN's (ResNet-50 + CBAM's peak
+    /// memory at batch 1 rose by about 10 MB).
+    static let streamedMaximumPixels = 32
 
     /// Weight bytes above which it is built: a core's L2 (2 MB here); under it the direct
     /// kernels' reads hit the cache.

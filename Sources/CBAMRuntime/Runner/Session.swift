@@ -157,7 +157,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     /// (``ConvCandidate/prefersBatchFolded(batch:outputPixels:weightBytes:)``).
     case folded
     /// The streamed kernel (one pass over the weights, read ahead) on every ungrouped 2-D
-    /// convolution, else the plan's usual choice. `fastest` builds it for at most 16 output pixels
+    /// convolution, else the plan's usual choice. `fastest` builds it for at most 32 output pixels
     /// over the batch and more than 2 MB of weights, and takes it there untimed on AVX-512,
     /// timed (1.1×, ``ConvCandidate/streamedMargin``) elsewhere.
     case streamed
