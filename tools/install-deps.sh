@@ -12,8 +12,6 @@
 # for exporting models and benchmarking.
 set -euo pipefail
 packages=(libprotobuf-c-dev libdnnl-dev libpng-dev libjpeg62-turbo-dev protobuf-c-compiler pkg-config)
-# and, when python3 cannot import them, python/requirements.txt (numpy and pytest) and
-# python/requirements-ray.txt (Ray Data) for the Python package's tests in `make test`.
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

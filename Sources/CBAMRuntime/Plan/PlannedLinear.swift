@@ -40,7 +40,7 @@ extension PlannedKernels {
         }
     }
 
-    /// A classifier head at batch 1–16 (ResNet-50's and ResNeXt-50's 2048 → 1000, 8 MB of weights)
+    /// A classifier head at batch 1–32 (ResNet-50's and ResNeXt-50's 2048 → 1000, 8 MB of weights)
     /// on the streamed kernel, as the 1×1 convolution Y `[m, n]` = A `[m, k]` · W `[n, k]`ᵀ + beta·C
     /// over m pixels: such a product uses each weight for m multiply-adds, so reading the weights is
     /// its time, and the streamed kernel reads them ahead where sgemm waits on each line (ResNeXt-50's
