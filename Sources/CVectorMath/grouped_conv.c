@@ -115,229 +115,62 @@ static void grouped_portable(const float *x, const geometry *s, const float *pac
     }
 }
 
-// The vector variants: one body per instruction set, each compiled for its pixel block width P
-// and group width G as constants (always_inline), so the accumulators and the G weight vectors
-// stay in registers. A block is P output pixels of one work item's row and vector of channels.
+// ---- the vector variants: grouped_conv_isa.h once per instruction set ----------------------------
+
+// The accumulators as named variables (a0 … a7), each step under `q < P`: with P a constant after
+// inlining, the compiler keeps exactly P of them in registers.
 #define EACH8(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
 
-// ---- AVX-512F: 16 lanes ------------------------------------------------------------------------
+// AVX-512F: 16 lanes.
+#define ISA_TARGET __attribute__((target("avx512f")))
+#define ISA_NAME(f) f##_avx512
+#define LANES 16
+#define VEC __m512
+#define IVEC __m512i
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_load_ps(p)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VPERM(x, index) _mm512_permutexvar_ps(index, x)
+#define VBROADCAST(p) _mm512_set1_ps(*(p))
+#define VRELU(v) _mm512_mask_max_ps(v, _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v, _mm512_setzero_ps())
+#define ILOADU(p) _mm512_loadu_si512(p)
+#include "grouped_conv_isa.h"
+#undef ISA_TARGET
+#undef ISA_NAME
+#undef LANES
+#undef VEC
+#undef IVEC
+#undef VZERO
+#undef VLOAD
+#undef VLOADU
+#undef VSTOREU
+#undef VADD
+#undef VFMA
+#undef VPERM
+#undef VBROADCAST
+#undef VRELU
+#undef ILOADU
 
-#define AVX512 __attribute__((target("avx512f")))
-#define ZERO512(q) __m512 a##q = _mm512_setzero_ps();
-#define TAP512(q)                                                                                                  \
-    if (q < P) {                                                                                                   \
-        const __m512 xv = _mm512_loadu_ps(tap_source(row, ix + (long)(q * s->sw), c0, s, zero));                  \
-        a##q = _mm512_fmadd_ps(wr[0], xv, a##q);                                                                   \
-        _Pragma("GCC unroll 16") for (int r = 1; r < G; r++) a##q = _mm512_fmadd_ps(wr[r], _mm512_permutexvar_ps(rot[r], xv), a##q); \
-    }
-#define OUT512(q) if (q < P) out[q] = a##q;
-
-AVX512 ALWAYS void block_avx512(const float *image, const geometry *s, const float *wv, const float *zero, size_t c0, long iy0, long ix0,
-                                const int P, const int G, const __m512i *rot, __m512 *out) {
-    EACH8(ZERO512)
-    for (size_t ky = 0; ky < s->kh; ky++) {
-        const long iy = iy0 + (long)(ky * s->dh);
-        if (iy < 0 || iy >= (long)s->h) continue;
-        const float *row = image + (size_t)iy * s->w * s->c;
-        for (size_t kx = 0; kx < s->kw; kx++) {
-            const float *wt = wv + (ky * s->kw + kx) * (size_t)G * 16;
-            __m512 wr[16];
-            _Pragma("GCC unroll 16") for (int r = 0; r < G; r++) wr[r] = _mm512_load_ps(wt + r * 16);
-            const long ix = ix0 + (long)(kx * s->dw);
-            EACH8(TAP512)
-        }
-    }
-    EACH8(OUT512)
-}
-
-/// A wide group's block (G a multiple of 16): the vector of outputs from channel c0 reads the
-/// group's G inputs from channel `first`, each broadcast from memory against one weight vector.
-#define SOURCE512(q) const float *p##q = tap_source(row, ix + (long)(q * s->sw), first, s, zero);
-#define WIDE512(q) if (q < P) a##q = _mm512_fmadd_ps(wi, _mm512_set1_ps(p##q[i]), a##q);
-AVX512 ALWAYS void wide_block_avx512(const float *image, const geometry *s, const float *wv, const float *zero, size_t first, long iy0,
-                                     long ix0, const int P, __m512 *out) {
-    EACH8(ZERO512)
-    for (size_t ky = 0; ky < s->kh; ky++) {
-        const long iy = iy0 + (long)(ky * s->dh);
-        if (iy < 0 || iy >= (long)s->h) continue;
-        const float *row = image + (size_t)iy * s->w * s->c;
-        for (size_t kx = 0; kx < s->kw; kx++) {
-            const float *wt = wv + (ky * s->kw + kx) * s->g * 16;
-            const long ix = ix0 + (long)(kx * s->dw);
-            EACH8(SOURCE512)
-            // The same weight of the next vector of channels, so that its weights are in cache by
-            // the time it starts (one vector's weights ahead: 9–18 KB for ResNeXt's wide groups).
-            const size_t ahead = s->kh * s->kw * s->g * 16;
-            for (size_t i = 0; i < s->g; i++) {
-                _mm_prefetch((const char *)(wt + i * 16 + ahead), _MM_HINT_T0);
-                const __m512 wi = _mm512_load_ps(wt + i * 16);
-                EACH8(WIDE512)
-            }
-        }
-    }
-    EACH8(OUT512)
-}
-
-// G = 0: a wide group.
-#define BLOCK_CASE512(p) case p: if (G) block_avx512(image, s, wv, zero, c0, iy0, ix0, p, G, rot, acc); \
-                                 else wide_block_avx512(image, s, wv, zero, c0 - c0 % s->g, iy0, ix0, p, acc); break;
-
-AVX512 ALWAYS void items_avx512(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
-                               const float *bias, const float *residual, float *y, int relu, const int G) {
-    const size_t taps = s->kh * s->kw;
-    __m512i rot[16] = {0};
-    for (int r = 0; r < G; r++) {
-        int lanes[16];
-        for (int l = 0; l < 16; l++) lanes[l] = l - l % G + (l % G + r) % G;
-        rot[r] = _mm512_loadu_si512(lanes);
-    }
-    for (size_t item = first_item; item < end_item; item++) {
-        {
-            size_t row, v;
-            work_item(s, 16, item, &row, &v);
-            const size_t n = row / s->oh, oy = row % s->oh;
-            const float *image = x + n * s->h * s->w * s->c;
-            const long iy0 = (long)(oy * s->sh) - s->pad_top;
-            const size_t c0 = v * 16;
-            const float *wv = packed + v * taps * s->g * 16;
-            const __m512 b0 = bias ? _mm512_loadu_ps(bias + c0) : _mm512_setzero_ps();
-            for (size_t ox = 0; ox < s->ow; ox += 8) {
-                const size_t width = s->ow - ox < 8 ? s->ow - ox : 8;
-                const long ix0 = (long)(ox * s->sw) - s->pad_left;
-                __m512 acc[8];
-                switch (width) {
-                    BLOCK_CASE512(1) BLOCK_CASE512(2) BLOCK_CASE512(3) BLOCK_CASE512(4) BLOCK_CASE512(5) BLOCK_CASE512(6)
-                    BLOCK_CASE512(7) BLOCK_CASE512(8)
-                }
-                for (size_t q = 0; q < width; q++) {
-                    const size_t at = (row * s->ow + ox + q) * s->c + c0;
-                    __m512 value = _mm512_add_ps(acc[q], b0);
-                    if (residual) value = _mm512_add_ps(value, _mm512_loadu_ps(residual + at));
-                    // max(v, 0) keeping a NaN, as Relu does elsewhere.
-                    if (relu) value = _mm512_mask_max_ps(value, _mm512_cmp_ps_mask(value, value, _CMP_ORD_Q), value, _mm512_setzero_ps());
-                    _mm512_storeu_ps(y + at, value);
-                }
-            }
-        }
-    }
-}
-
-AVX512 static void grouped_avx512(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
-                                  const float *bias, const float *residual, float *y, int relu) {
-    switch (s->g) {
-    case 1: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 1); break;
-    case 2: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 2); break;
-    case 4: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 4); break;
-    case 8: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 8); break;
-    default: items_avx512(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 0); break;
-    }
-}
-
-// ---- AVX2 + FMA: 8 lanes -----------------------------------------------------------------------
-
-#define AVX2 __attribute__((target("avx2,fma")))
-#define ZERO256(q) __m256 a##q = _mm256_setzero_ps();
-#define TAP256(q)                                                                                                  \
-    if (q < P) {                                                                                                   \
-        const __m256 xv = _mm256_loadu_ps(tap_source(row, ix + (long)(q * s->sw), c0, s, zero));                  \
-        a##q = _mm256_fmadd_ps(wr[0], xv, a##q);                                                                   \
-        _Pragma("GCC unroll 8") for (int r = 1; r < G; r++) a##q = _mm256_fmadd_ps(wr[r], _mm256_permutevar8x32_ps(xv, rot[r]), a##q); \
-    }
-#define OUT256(q) if (q < P) out[q] = a##q;
-
-AVX2 ALWAYS void block_avx2(const float *image, const geometry *s, const float *wv, const float *zero, size_t c0, long iy0, long ix0,
-                            const int P, const int G, const __m256i *rot, __m256 *out) {
-    EACH8(ZERO256)
-    for (size_t ky = 0; ky < s->kh; ky++) {
-        const long iy = iy0 + (long)(ky * s->dh);
-        if (iy < 0 || iy >= (long)s->h) continue;
-        const float *row = image + (size_t)iy * s->w * s->c;
-        for (size_t kx = 0; kx < s->kw; kx++) {
-            const float *wt = wv + (ky * s->kw + kx) * (size_t)G * 8;
-            __m256 wr[8];
-            _Pragma("GCC unroll 8") for (int r = 0; r < G; r++) wr[r] = _mm256_load_ps(wt + r * 8);
-            const long ix = ix0 + (long)(kx * s->dw);
-            EACH8(TAP256)
-        }
-    }
-    EACH8(OUT256)
-}
-
-#define SOURCE256(q) const float *p##q = tap_source(row, ix + (long)(q * s->sw), first, s, zero);
-#define WIDE256(q) if (q < P) a##q = _mm256_fmadd_ps(wi, _mm256_broadcast_ss(p##q + i), a##q);
-AVX2 ALWAYS void wide_block_avx2(const float *image, const geometry *s, const float *wv, const float *zero, size_t first, long iy0,
-                                 long ix0, const int P, __m256 *out) {
-    EACH8(ZERO256)
-    for (size_t ky = 0; ky < s->kh; ky++) {
-        const long iy = iy0 + (long)(ky * s->dh);
-        if (iy < 0 || iy >= (long)s->h) continue;
-        const float *row = image + (size_t)iy * s->w * s->c;
-        for (size_t kx = 0; kx < s->kw; kx++) {
-            const float *wt = wv + (ky * s->kw + kx) * s->g * 8;
-            const long ix = ix0 + (long)(kx * s->dw);
-            EACH8(SOURCE256)
-            const size_t ahead = s->kh * s->kw * s->g * 8;  // the next vector's weight, as with AVX-512
-            for (size_t i = 0; i < s->g; i++) {
-                _mm_prefetch((const char *)(wt + i * 8 + ahead), _MM_HINT_T0);
-                const __m256 wi = _mm256_load_ps(wt + i * 8);
-                EACH8(WIDE256)
-            }
-        }
-    }
-    EACH8(OUT256)
-}
-
-#define BLOCK_CASE256(p) case p: if (G) block_avx2(image, s, wv, zero, c0, iy0, ix0, p, G, rot, acc); \
-                                 else wide_block_avx2(image, s, wv, zero, c0 - c0 % s->g, iy0, ix0, p, acc); break;
-
-AVX2 ALWAYS void items_avx2(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
-                           const float *bias, const float *residual, float *y, int relu, const int G) {
-    const size_t taps = s->kh * s->kw;
-    __m256i rot[8] = {0};
-    for (int r = 0; r < G; r++) {
-        int lanes[8];
-        for (int l = 0; l < 8; l++) lanes[l] = l - l % G + (l % G + r) % G;
-        rot[r] = _mm256_loadu_si256((const __m256i *)lanes);
-    }
-    for (size_t item = first_item; item < end_item; item++) {
-        {
-            size_t row, v;
-            work_item(s, 8, item, &row, &v);
-            const size_t n = row / s->oh, oy = row % s->oh;
-            const float *image = x + n * s->h * s->w * s->c;
-            const long iy0 = (long)(oy * s->sh) - s->pad_top;
-            const size_t c0 = v * 8;
-            const float *wv = packed + v * taps * s->g * 8;
-            const __m256 b0 = bias ? _mm256_loadu_ps(bias + c0) : _mm256_setzero_ps();
-            for (size_t ox = 0; ox < s->ow; ox += 8) {
-                const size_t width = s->ow - ox < 8 ? s->ow - ox : 8;
-                const long ix0 = (long)(ox * s->sw) - s->pad_left;
-                __m256 acc[8];
-                switch (width) {
-                    BLOCK_CASE256(1) BLOCK_CASE256(2) BLOCK_CASE256(3) BLOCK_CASE256(4) BLOCK_CASE256(5) BLOCK_CASE256(6)
-                    BLOCK_CASE256(7) BLOCK_CASE256(8)
-                }
-                for (size_t q = 0; q < width; q++) {
-                    const size_t at = (row * s->ow + ox + q) * s->c + c0;
-                    __m256 value = _mm256_add_ps(acc[q], b0);
-                    if (residual) value = _mm256_add_ps(value, _mm256_loadu_ps(residual + at));
-                    if (relu) value = _mm256_blendv_ps(_mm256_max_ps(value, _mm256_setzero_ps()), value, _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
-                    _mm256_storeu_ps(y + at, value);
-                }
-            }
-        }
-    }
-}
-
-AVX2 static void grouped_avx2(const float *x, const geometry *s, const float *packed, const float *zero, size_t first_item, size_t end_item,
-                              const float *bias, const float *residual, float *y, int relu) {
-    switch (s->g) {
-    case 1: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 1); break;
-    case 2: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 2); break;
-    case 4: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 4); break;
-    default: items_avx2(x, s, packed, zero, first_item, end_item, bias, residual, y, relu, 0); break;
-    }
-}
+// AVX2 + FMA: 8 lanes.
+#define ISA_TARGET __attribute__((target("avx2,fma")))
+#define ISA_NAME(f) f##_avx2
+#define LANES 8
+#define VEC __m256
+#define IVEC __m256i
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_load_ps(p)
+#define VLOADU(p) _mm256_loadu_ps(p)
+#define VSTOREU(p, v) _mm256_storeu_ps(p, v)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VPERM(x, index) _mm256_permutevar8x32_ps(x, index)
+#define VBROADCAST(p) _mm256_broadcast_ss(p)
+#define VRELU(v) _mm256_blendv_ps(_mm256_max_ps(v, _mm256_setzero_ps()), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define ILOADU(p) _mm256_loadu_si256((const __m256i *)(p))
+#include "grouped_conv_isa.h"
 
 // ---- dispatch -----------------------------------------------------------------------------------
 

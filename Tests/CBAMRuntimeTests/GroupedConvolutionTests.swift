@@ -110,20 +110,8 @@ import Testing
     /// plan's output matches the unoptimised reference plan's.
     @Test func forcedPlansMatchTheReference() throws {
         var random = SplitMix(state: 0x9B0C)
-        let (c, groups, size) = (64, 16, 9)
-        let w = OneDNNTests.values(c * (c / groups) * 9, &random), b = OneDNNTests.values(c, &random)
-        let x = try Tensor(shape: [1, c, size, size], floats: OneDNNTests.values(c * size * size, &random))
-        let model = Model(graph: Graph(
-            nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["c"],
-                         attributes: ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "group": .int(groups)]),
-                    Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
-            initializers: ["W": try Tensor(shape: [c, c / groups, 3, 3], floats: w), "B": try Tensor(shape: [c], floats: b)],
-            inputs: [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })], outputs: [ValueInfo(name: "y")]))
-        func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
-            let session = try Session(model: model, options: options)
-            let plan = try session.plan(for: ["x": x])
-            return (plan.steps.map(\.kernel.detail), try #require(try session.run(["x": x])["y"]).floats())
-        }
+        let run = try StreamedConvolutionTests.convReluRunner(c: 64, m: 64, size: 9, group: 16, attributes: [
+            "pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 2]), "group": .int(16)], &random)
         for threads in [1, 2] {
             let forced = try run(SessionOptions(threads: threads, convolution: .grouped))
             #expect(forced.kernels.contains { $0.hasPrefix("grouped") }, "forced, \(threads) thread(s): \(forced.kernels)")

@@ -26,6 +26,26 @@ import Testing
         let run: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>, Int) -> Void
     }
 
+    /// A model of one Conv (random W `[m, c/group, 3, 3]` and B, `attributes` besides the 3×3
+    /// window) and a Relu on a random X `[1, c, size, size]`, and a runner that plans and runs it
+    /// with the given options: the plan's step kernels and Y.
+    static func convReluRunner(c: Int, m: Int, size: Int, group: Int = 1, attributes: [String: Attribute], _ random: inout SplitMix)
+        throws -> (SessionOptions) throws -> (kernels: [String], y: [Float]) {
+        let w = OneDNNTests.values(m * (c / group) * 9, &random), b = OneDNNTests.values(m, &random)
+        let x = try Tensor(shape: [1, c, size, size], floats: OneDNNTests.values(c * size * size, &random))
+        let model = Model(graph: Graph(
+            nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["c"],
+                         attributes: attributes.merging(["kernel_shape": .ints([3, 3])]) { given, _ in given }),
+                    Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
+            initializers: ["W": try Tensor(shape: [m, c / group, 3, 3], floats: w), "B": try Tensor(shape: [m], floats: b)],
+            inputs: [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })], outputs: [ValueInfo(name: "y")]))
+        return { options in
+            let session = try Session(model: model, options: options)
+            let plan = try session.plan(for: ["x": x])
+            return (plan.steps.map(\.kernel.detail), try #require(try session.run(["x": x])["y"]).floats())
+        }
+    }
+
     /// One random case against the reference convolution (im2col + sgemm, then the post-ops):
     /// random X and W, a bias when `withBias`, a residual when `postOps` sums; `build(W, B)` makes the
     /// kernel, which runs on one and two threads into NaN-filled outputs and scratch, each output

@@ -87,20 +87,7 @@ import Testing
     /// unoptimised reference plan's.
     @Test func leanPlansLeaveItOutAndForcedPlansMatchTheReference() throws {
         var random = SplitMix(state: 0x1EA9)
-        let (c, m, size) = (64, 64, 7)
-        let w = OneDNNTests.values(m * c * 9, &random), b = OneDNNTests.values(m, &random)
-        let x = try Tensor(shape: [1, c, size, size], floats: OneDNNTests.values(c * size * size, &random))
-        let model = Model(graph: Graph(
-            nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["c"],
-                         attributes: ["pads": .ints([1, 1, 1, 1]), "kernel_shape": .ints([3, 3])]),
-                    Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
-            initializers: ["W": try Tensor(shape: [m, c, 3, 3], floats: w), "B": try Tensor(shape: [m], floats: b)],
-            inputs: [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) })], outputs: [ValueInfo(name: "y")]))
-        func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
-            let session = try Session(model: model, options: options)
-            let plan = try session.plan(for: ["x": x])
-            return (plan.steps.map(\.kernel.detail), try #require(try session.run(["x": x])["y"]).floats())
-        }
+        let run = try StreamedConvolutionTests.convReluRunner(c: 64, m: 64, size: 7, attributes: ["pads": .ints([1, 1, 1, 1])], &random)
         for threads in [1, 2] {
             let lean = try run(SessionOptions(threads: threads, convolution: .fastest, memory: .lean))
             #expect(!lean.kernels.contains { $0.contains("winograd-f2") }, "lean, \(threads) thread(s): \(lean.kernels)")
