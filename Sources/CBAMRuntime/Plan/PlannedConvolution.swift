@@ -223,15 +223,6 @@ extension PlannedKernels {
             }
             var chosen = ConvCandidate.fastest(candidates, choice: context.convolution, macs: items * macsPerItem,
                                                x: x.count, y: y.count, residual: residual != nil, grouped: group > 1)
-            // Our grouped kernel (ResNeXt's 3×3 layers): forced, untimed on wide groups with AVX-512
-            // (``ConvCandidate/prefersGrouped(_:isa:)``), else timed against the choice so far.
-            if group > 1, let operandLayouts, context.convolution == .grouped || context.convolution.isTimed,
-               let ours = try ConvCandidate.grouped(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
-                                                    activation: activation, threads: context.threads)?.adapted(to: operandLayouts, threads: context.threads) {
-                chosen = context.convolution == .grouped || ConvCandidate.prefersGrouped(dnnlGeometry) ? ours
-                    : ConvCandidate.prefer(ours, over: chosen, margin: ConvCandidate.groupedMargin, x: x.count, y: y.count,
-                                           residual: residual != nil, macs: items * macsPerItem)
-            }
             // oneDNN's Winograd kernel where it has one (3×3, stride 1, ungrouped, maps of
             // ``winogradMinimumMap`` and more, AVX-512): forced, or timed against the direct choice.
             // Chosen by time, it must also find its scratch (a larger buffer of transformed tiles)
@@ -281,11 +272,24 @@ extension PlannedKernels {
                                            activation: activation, threads: context.threads,
                                            forced: context.convolution == .streamed)?.adapted(to: layouts, threads: context.threads)
             } : nil
+        // Our grouped kernel (ResNeXt's 3×3 layers): forced, or untimed on wide groups with AVX-512
+        // (``ConvCandidate/prefersGrouped(_:isa:)``; decided first, like the streamed kernel), else
+        // timed against the choice the plan would make without it.
+        let grouped = group > 1 && (context.convolution == .grouped || context.convolution.isTimed)
+            ? try operandLayouts.flatMap { layouts in
+                try ConvCandidate.grouped(dnnlGeometry, weights: weights.value, bias: bias, residual: residual != nil,
+                                          activation: activation, threads: context.threads)?.adapted(to: layouts, threads: context.threads)
+            } : nil
         let chosen: ConvCandidate
         if let streamed, context.convolution == .streamed || ConvCandidate.prefersStreamed() {
             chosen = streamed
         } else if let streamed {
             chosen = ConvCandidate.prefer(streamed, over: try foldedChoice() ?? usualChoice(), margin: ConvCandidate.streamedMargin,
+                                          x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
+        } else if let grouped, context.convolution == .grouped || ConvCandidate.prefersGrouped(dnnlGeometry) {
+            chosen = grouped
+        } else if let grouped {
+            chosen = ConvCandidate.prefer(grouped, over: try usualChoice(), margin: ConvCandidate.groupedMargin,
                                           x: x.count, y: y.count, residual: residual != nil, macs: items * macsPerItem)
         } else {
             chosen = try foldedChoice() ?? usualChoice()

@@ -21,14 +21,14 @@ extension PlannedKernels {
         let (kb, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == kb, y.shape == [m, n] else { return nil }
         try BLAS.checkSize(m, n, k)
+        if let streamed = try streamedGemm(context, a: a, y: y, m: m, n: n, k: k, alpha: alpha, beta: beta, transA: transA, transB: transB) {
+            return streamed
+        }
         // C goes into Y first (a broadcast copy); sgemm then adds beta · Y.
         var prefill: StridedCopy? = nil
         if let c, beta != 0 {
             guard let copy = StridedCopy(broadcasting: c.shape, to: [m, n], elementSize: MemoryLayout<Float>.stride) else { return nil }
             prefill = copy
-        }
-        if let streamed = try streamedGemm(context, a: a, y: y, m: m, n: n, k: k, alpha: alpha, beta: beta, transA: transA, transB: transB) {
-            return streamed
         }
         let product = LinearProduct(m: m, n: n, k: k, transA: transA, transB: transB, lda: a.shape[1], ldb: b.shape[1],
                                     threads: context.threads)
