@@ -7,7 +7,8 @@
 // far enough ahead. This kernel keeps a tile of up to 16 pixels × one block of output channels in
 // registers, runs through that block's weights once, in the order they lie in memory, and asks
 // for the lines 4 KB ahead. (More pixels run as several tiles, the later ones reading the block's
-// weights from L2; the plan uses the kernel for one tile only, see PlannedConvolution+Streamed.swift.)
+// weights from L2; the plan uses it up to 32 pixels, 128 for 1×1 layers, see
+// PlannedConvolution+Streamed.swift.)
 //
 // Layouts (all float32):
 //   cols    the unfolded inputs, `pixels` × `k`, in cbam_vm_streamed_tile_count tiles of at most
@@ -186,6 +187,57 @@ AVX512 static void streamed_avx512(const float *cols, size_t pixels, size_t k, c
     }
 }
 
+// ---- unfolding a tile's inputs ------------------------------------------------------------------
+
+static void unfold_tap_portable(const float *const *rows, size_t width, size_t c, float *target, size_t first) {
+    for (size_t q = 0; q < width; q++) {
+        const float *row = rows[q];
+        for (size_t ci = first; ci < c; ci++) target[ci * width + q] = row ? row[ci] : 0.0f;
+    }
+}
+
+/// rows[0..15] (16 channels each) into columns: after it, r[j] holds channel j of the 16 rows.
+/// Two rounds within 128-bit lanes (unpack, then shuffle) and two across them.
+AVX512 static inline void transpose16_avx512(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // r[4i + j]: in lane L, rows 4i ..< 4i + 4 at channel 4L + j.
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xDD);
+    }
+}
+
+AVX512 static void unfold_tap_avx512(const float *const *rows, size_t width, size_t c, float *target) {
+    size_t ci = 0;
+    if (width == 16) {
+        for (; ci + 16 <= c; ci += 16) {
+            __m512 r[16];
+            for (int q = 0; q < 16; q++) r[q] = rows[q] ? _mm512_loadu_ps(rows[q] + ci) : _mm512_setzero_ps();
+            transpose16_avx512(r);
+            for (int j = 0; j < 16; j++) _mm512_storeu_ps(target + (ci + j) * 16, r[j]);
+        }
+    }
+    unfold_tap_portable(rows, width, c, target, ci);
+}
+
 // ---- dispatch -----------------------------------------------------------------------------------
 
 size_t cbam_vm_streamed_lanes(cbam_vm_isa isa) { return cbam_vm_resolve(isa) == CBAM_VM_AVX512 ? 16 : 8; }
@@ -211,4 +263,9 @@ void cbam_vm_streamed_conv(const float *cols, size_t pixels, size_t k, const flo
     case CBAM_VM_AVX2: streamed_avx2(cols, pixels, k, packed, m, first_block, end_block, bias, residual, y, ldy, relu); break;
     default: streamed_portable(cols, pixels, k, packed, m, first_block, end_block, bias, residual, y, ldy, relu); break;
     }
+}
+
+void cbam_vm_streamed_unfold_tap(const float *const *rows, size_t width, size_t c, float *target, cbam_vm_isa isa) {
+    if (cbam_vm_resolve(isa) == CBAM_VM_AVX512) unfold_tap_avx512(rows, width, c, target);
+    else unfold_tap_portable(rows, width, c, target, 0);
 }

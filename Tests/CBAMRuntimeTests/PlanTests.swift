@@ -520,6 +520,32 @@ struct PlanTests {
         }
     }
 
+    /// A 1×1 convolution with 2 MB of weights (ResNeXt-50's 512 → 1024 layers) on 7×7 maps, 49 and
+    /// 98 output pixels over the batch, with a residual Add and Relu: on the streamed kernel where
+    /// that is taken untimed (AVX-512; 1×1 layers up to 128 pixels), and its output against
+    /// im2col on the plain plan.
+    @Test func pointwiseLayersTakeTheStreamedKernelUpTo128Pixels() throws {
+        var rng = SplitMix(state: 71)
+        let weights = try f32([1024, 512, 1, 1], (0..<(1024 * 512)).map { _ in Float.random(in: -0.05...0.05, using: &rng) })
+        let bias = try f32([1024], (0..<1024).map { _ in Float.random(in: -1...1, using: &rng) })
+        let nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["c"], attributes: ["kernel_shape": .ints([1, 1])]),
+                     Node(name: "add", opType: "Add", inputs: ["c", "r"], outputs: ["s"]),
+                     Node(name: "relu", opType: "Relu", inputs: ["s"], outputs: ["y"])]
+        for batch in [1, 2] {
+            let x = try f32([batch, 512, 7, 7], (0..<(batch * 512 * 49)).map { _ in Float.random(in: -1...1, using: &rng) })
+            let r = try f32([batch, 1024, 7, 7], (0..<(batch * 1024 * 49)).map { _ in Float.random(in: -1...1, using: &rng) })
+            let inputs = [ValueInfo(name: "x", shape: x.shape.map { .fixed($0) }), ValueInfo(name: "r", shape: r.shape.map { .fixed($0) })]
+            let initializers = ["W": weights, "B": bias]
+            let expected = try #require(try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"],
+                                                    options: SessionOptions(optimize: false, convolution: .im2col)).run(["x": x, "r": r])["y"])
+            let s = try session(nodes, initializers: initializers, inputs: inputs, outputs: ["y"], options: SessionOptions(threads: 2))
+            let comparison = Comparison(actual: try #require(try s.run(["x": x, "r": r])["y"]), expected: expected, atol: 1e-4, rtol: 1e-4)
+            #expect(comparison.passed, "batch \(batch): \(comparison)")
+            let kernels = try s.plan(for: ["x": x, "r": r]).steps.map(\.kernel.detail)
+            #expect(kernels.contains { $0.hasPrefix("streamed") } == ConvCandidate.prefersStreamed(), "batch \(batch): \(kernels)")
+        }
+    }
+
     /// A step's scratch memory lies in a gap of the arena or past it, never on the bytes of a
     /// value the step reads or writes, and inside the buffer a run allocates: on every zoo
     /// model (one export each) and a ResNet-sized residual block whose Winograd steps ask for

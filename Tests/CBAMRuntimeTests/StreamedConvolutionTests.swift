@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 import Testing
 @testable import CBAMRuntime
@@ -109,6 +110,33 @@ import Testing
         #expect(cases >= 16)
     }
 
+    /// One tap of a tile unfolded (the 16 × 16 transposes of the AVX-512 variant, the channels past
+    /// the last 16 and the other widths element by element): target[ci·width + q] is input channel ci
+    /// of pixel q, 0 for a pixel whose tap lies in the padding (a nil row).
+    @Test(arguments: [VectorMath.InstructionSet.portable, .avx2, .avx512])
+    func unfoldedTapIsTheTransposedRows(_ isa: VectorMath.InstructionSet) throws {
+        for (width, c) in [(16, 16), (16, 64), (16, 37), (13, 48), (1, 5), (16, 7)] {
+            // Channel ci of pixel q is 1000·q + ci + 1; pixels 3 and 9 lie in the padding.
+            let rows = (0..<width).map { q in (0..<c).map { Float(1000 * q + $0 + 1) } }
+            let pointers = rows.map { row -> UnsafeMutablePointer<Float> in
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: c)
+                p.initialize(from: row, count: c)
+                return p
+            }
+            defer { pointers.forEach { $0.deallocate() } }
+            let rowPointers: [UnsafePointer<Float>?] = pointers.enumerated().map { q, p in q == 3 || q == 9 ? nil : UnsafePointer(p) }
+            var target = [Float](repeating: .nan, count: c * width + 3)
+            rowPointers.withUnsafeBufferPointer { r in cbam_vm_streamed_unfold_tap(r.baseAddress, width, c, &target, isa.c) }
+            for ci in 0..<c {
+                for q in 0..<width {
+                    let expected: Float = q == 3 || q == 9 ? 0 : Float(1000 * q + ci + 1)
+                    #expect(target[ci * width + q] == expected, "\(isa) width \(width), c \(c): channel \(ci) of pixel \(q)")
+                }
+            }
+            #expect(target[(c * width)...].allSatisfy { $0.isNaN }, "\(isa) width \(width), c \(c): nothing written past the tap")
+        }
+    }
+
     /// The kernel keeps a NaN through Relu, as the other Relu paths do, and writes no channel past M.
     @Test(arguments: [VectorMath.InstructionSet.portable, .avx2, .avx512])
     func reluKeepsNaNAndTheLastBlockStopsAtM(_ isa: VectorMath.InstructionSet) throws {
@@ -157,8 +185,9 @@ import Testing
         }
     }
 
-    /// The plan builds the kernel only for ungrouped convolutions with at most 32 output pixels and
-    /// more than 2 MB of weights (unless forced), and takes the AVX-512 variant untimed.
+    /// The plan builds the kernel only for ungrouped convolutions with at most 32 output pixels (128
+    /// for a 1×1 convolution) and at least 2 MB of weights (unless forced), and takes the AVX-512
+    /// variant untimed.
     @Test func streamedKernelIsOfferedWhereItPays() throws {
         func geometry(batch: Int = 1, channels: Int = 512, size: Int, outputs: Int = 512, kernel: Int = 3, group: Int = 1) -> DNNLConvolution.Geometry {
             DNNLConvolution.Geometry(batch: batch, channels: channels, height: size, width: size, outputChannels: outputs, kernelHeight: kernel,
@@ -174,6 +203,10 @@ import Testing
         #expect(try candidate(geometry(batch: 2, size: 4)) != nil, "32 pixels over the batch: VGG's 4×4 layer at batch 2")
         #expect(try candidate(geometry(batch: 3, size: 4)) == nil, "48 pixels over the batch")
         #expect(try candidate(geometry(size: 7)) == nil, "49 pixels")
+        #expect(try candidate(geometry(channels: 512, size: 7, outputs: 1024, kernel: 1)) != nil, "ResNeXt's 7×7 1×1 layers: 49 pixels, 2 MB")
+        #expect(try candidate(geometry(batch: 2, channels: 512, size: 8, outputs: 1024, kernel: 1)) != nil, "128 pixels of a 1×1 layer")
+        #expect(try candidate(geometry(batch: 3, channels: 512, size: 7, outputs: 1024, kernel: 1)) == nil, "147 pixels of a 1×1 layer")
+        #expect(try candidate(geometry(channels: 512, size: 7, outputs: 1023, kernel: 1)) == nil, "a 1×1 layer under 2 MB")
         #expect(try candidate(geometry(channels: 256, size: 4, outputs: 256)) != nil, "2.4 MB of weights")
         #expect(try candidate(geometry(channels: 128, size: 4, outputs: 256)) == nil, "1.1 MB of weights")
         #expect(try candidate(geometry(size: 4, group: 32)) == nil, "grouped")

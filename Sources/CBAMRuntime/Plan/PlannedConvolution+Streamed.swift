@@ -20,8 +20,23 @@ extension ConvCandidate {
     /// memory at batch 1 rose by about 10 MB).
     static let streamedMaximumPixels = 32
 
-    /// Weight bytes above which it is built: a core's L2 (2 MB here); under it the direct
-    /// kernels' reads hit the cache.
+    /// The same for 1×1 convolutions, whose columns are the input itself cut into tiles: up to
+    /// eight tiles, each after the first reading the block's weights from L2, where oneDNN's 1×1
+    /// kernel stays near 106 GFLOP/s. ResNeXt-50 on the AMD EPYC, one thread: its 7×7 layers at
+    /// batch 1 (49 pixels) 0.45–0.47 ms against 0.46–0.53 in oneDNN, at batch 2 (98) 0.90–0.96
+    /// against 0.95–1.03; the whole network at batch 1 23.4–23.6 ms against 23.8–23.9, at batch 2
+    /// 45.6–46.1 against 46.8–47.0 (before it, 32 for all). At 196 pixels (ResNeXt-50's 14×14
+    /// layers) it lost (100–109 GFLOP/s against 104–112), as it did on 3×3 layers at 49 pixels,
+    /// where oneDNN's and our Winograd kernels do fewer multiplications (ResNet-18 + CBAM 24.2 → 26.2 ms).
+    static let streamedMaximumPointwisePixels = 128
+
+    /// ``streamedMaximumPointwisePixels`` for a 1×1 convolution, else ``streamedMaximumPixels``.
+    static func streamedMaximumPixels(_ g: DNNLConvolution.Geometry) -> Int {
+        g.kernelHeight == 1 && g.kernelWidth == 1 ? streamedMaximumPointwisePixels : streamedMaximumPixels
+    }
+
+    /// Weight bytes from which it is built: a core's L2 (2 MB here); under it the direct kernels'
+    /// reads hit the cache. (ResNeXt-50's 512 ↔ 1024-channel 1×1 layers have exactly 2 MB.)
     static let streamedMinimumWeightBytes = 2 << 20
 
     /// How much faster than the plan's choice the streamed kernel must time in its step (reorders
@@ -39,8 +54,8 @@ extension ConvCandidate {
         isa.resolved == .avx512
     }
 
-    /// The streamed kernel for an ungrouped 2-D convolution over at most ``streamedMaximumPixels``
-    /// output pixels with more than ``streamedMinimumWeightBytes`` of weights: X `[N, C, H, W]`
+    /// The streamed kernel for an ungrouped 2-D convolution over at most ``streamedMaximumPixels(_:)``
+    /// output pixels with at least ``streamedMinimumWeightBytes`` of weights: X `[N, C, H, W]`
     /// read in NHWC, W `[M, C, kH, kW]`, optional bias `[M]`, Y `[N, M, oH, oW]` written in NHWC,
     /// an optional residual lying like Y added before the activation (none or Relu). Nil where it
     /// does not apply, or for `isa` .auto on a CPU with neither AVX2 nor AVX-512 (the plain C
@@ -50,8 +65,8 @@ extension ConvCandidate {
                          threads: Int, forced: Bool = false, isa: VectorMath.InstructionSet = .auto) throws -> ConvCandidate? {
         guard g.group == 1, activation == .none || activation == .relu, forced || hasVectorVariant(isa) else { return nil }
         let pixels = g.batch.multipliedReportingOverflow(by: g.outputHeight * g.outputWidth)
-        guard forced || !pixels.overflow && pixels.partialValue <= streamedMaximumPixels
-                && weights.count * MemoryLayout<Float>.stride > streamedMinimumWeightBytes else { return nil }
+        guard forced || !pixels.overflow && pixels.partialValue <= streamedMaximumPixels(g)
+                && weights.count * MemoryLayout<Float>.stride >= streamedMinimumWeightBytes else { return nil }
         let kernel = try StreamedConvolution(g, weights: weights, bias: bias, relu: activation == .relu, isa: isa)
         let workers = Swift.max(1, Swift.min(threads, kernel.blocks))
         return try ourKernel("streamed", isa: isa, workers: workers, scratchFloats: kernel.columnFloats, g) { x, y, added, scratch in
@@ -139,7 +154,9 @@ struct StreamedConvolution: @unchecked Sendable {
     /// its pixel q at j·width + q; taps in the padding are zero. Written in column order, a tap's
     /// channels for all the tile's pixels at a time, so that the writes run through memory once
     /// (pixel by pixel, each write went to another cache line, and unfolding cost as much as the
-    /// multiplications).
+    /// multiplications), in C (`cbam_vm_streamed_unfold_tap`, 16 × 16 transposes with AVX-512): a
+    /// loop here over the channels took about as long as ResNeXt-50's 1×1 layers' own work on 49
+    /// pixels took beyond the kernel's alone.
     func unfold(_ x: UnsafePointer<Float>, into columns: UnsafeMutablePointer<Float>) {
         let g = geometry, (c, h, w) = (g.channels, g.height, g.width), k = self.k
         // Per pixel of a tile: its image's first input row, and its window's top-left input position.
@@ -160,11 +177,8 @@ struct StreamedConvolution: @unchecked Sendable {
                                 let (iy, ix) = (corners[q].y + ky * g.dilationHeight, corners[q].x + kx * g.dilationWidth)
                                 rows[q] = iy >= 0 && iy < h && ix >= 0 && ix < w ? corners[q].image + (iy * w + ix) * c : nil
                             }
-                            var target = columns + start * k + (ky * g.kernelWidth + kx) * c * width
-                            for ci in 0..<c {
-                                for q in 0..<width { target[q] = rows[q].map { $0[ci] } ?? 0 }
-                                target += width
-                            }
+                            cbam_vm_streamed_unfold_tap(rows.baseAddress, width, c, columns + start * k + (ky * g.kernelWidth + kx) * c * width,
+                                                        isa.c)
                         }
                     }
                 }

@@ -108,6 +108,11 @@ size_t cbam_vm_streamed_tile(cbam_vm_isa isa);
 size_t cbam_vm_streamed_tile_count(size_t pixels, cbam_vm_isa isa);
 void cbam_vm_streamed_tile_range(size_t pixels, size_t t, cbam_vm_isa isa, size_t *start, size_t *width);
 
+/// One tap of one tile of the unfolded inputs: target[ci·width + q] = rows[q][ci] for ci < c and
+/// q < width, 0 where rows[q] is NULL (the tap lies in the padding). With AVX-512 and a tile of 16,
+/// 16 channels at a time as a 16 × 16 transpose in registers.
+void cbam_vm_streamed_unfold_tap(const float *const *rows, size_t width, size_t c, float *target, cbam_vm_isa isa);
+
 /// y[p·ldy + o] = act(bias[o] + Σ_j cols(p, j) · W(o, j) + residual[p·ldy + o]) for every pixel
 /// p < `pixels` and the output channels of packed blocks `first_block ..< end_block` (channels
 /// below `m`), act = max(·, 0) keeping NaN when `relu`. `cols` and `packed` as streamed_conv.c
