@@ -1270,6 +1270,35 @@ def chart(results, threads, path):
     return True
 
 
+def deep_specs():
+    """The model ids of the zoo's deep specs (tools/zoo.py), or none where it does not import."""
+    try:
+        sys.path.insert(0, HERE)
+        from zoo import all_specs
+        return {s.model_id for s in all_specs() if s.deep}
+    except Exception:  # noqa: BLE001
+        return set()
+
+
+def write_outputs(results, args, header, per_layers, specs_deep):
+    """BENCHMARKS.md and docs/bench-ratios.png from one run's figures."""
+    chart_path = os.path.join(ROOT, "docs", "bench-ratios.png")
+    has_chart = chart(results, args.threads, chart_path) if results else False
+    write_benchmarks(os.path.join(ROOT, "BENCHMARKS.md"), results, args, header, per_layers, specs_deep,
+                     "docs/bench-ratios.png" if has_chart else None)
+    print(f"\nwrote {rel(os.path.join(ROOT, 'BENCHMARKS.md'))}" + (f" and {rel(chart_path)}" if has_chart else ""))
+
+
+def rewrite_benchmarks(parser, path):
+    """--rewrite: the saved run's own arguments (from its header's command) and figures, written out."""
+    with open(path) as f:
+        saved = json.load(f)
+    command = shlex.split(saved["header"]["command"])
+    args = parser.parse_args(command[2:] if command[:2] == ["python3", "tools/bench.py"] else command[1:])
+    write_outputs(saved["results"], args, saved["header"], saved.get("per_layer", []), deep_specs())
+    return 0
+
+
 def write_benchmarks(path, results, args, header, per_layers, specs_deep, chart_rel):
     cpu, vers = header["cpu"], header["versions"]
     lines = ["# Benchmarks", "",
@@ -1377,7 +1406,11 @@ def main():
                      help="per-node times of MODEL from cbam-run's --profile-json trace (repeatable; first --threads count)")
     out.add_argument("--per-layer-repeats", type=int, default=3, help="profiled runs per --per-layer model (default: 3)")
     out.add_argument("--no-bench", action="store_true", help="no timing table (with --per-layer: only the profile)")
+    out.add_argument("--rewrite", metavar="FILE", help="time nothing: write BENCHMARKS.md (and the chart) from the "
+                     "--json FILE of an earlier run, as that run's --write would have")
     args = parser.parse_args()
+    if args.rewrite:
+        return rewrite_benchmarks(parser, args.rewrite)
     if args.runs < 1 or args.warmup < 0 or args.rounds < 1 or any(t < 1 for t in args.threads):
         parser.error("--runs, --rounds and --threads must be >= 1, --warmup >= 0")
     args.binary = os.path.abspath(args.binary)
@@ -1414,12 +1447,7 @@ def main():
         except Exception as error:  # noqa: BLE001
             print(f"PyTorch column off: {short_error(error)}", file=sys.stderr)
     if not specs_deep:
-        try:
-            sys.path.insert(0, HERE)
-            from zoo import all_specs
-            specs_deep = {s.model_id for s in all_specs() if s.deep}
-        except Exception:  # noqa: BLE001
-            pass
+        specs_deep = deep_specs()
 
     header = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu_info(),
               "versions": versions(args.binary, args.torch),
@@ -1461,11 +1489,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"header": header, "results": results, "per_layer": per_layers}, f, indent=1, default=str)
     if args.write:
-        chart_path = os.path.join(ROOT, "docs", "bench-ratios.png")
-        has_chart = chart(results, args.threads, chart_path) if results else False
-        write_benchmarks(os.path.join(ROOT, "BENCHMARKS.md"), results, args, header, per_layers, specs_deep,
-                         "docs/bench-ratios.png" if has_chart else None)
-        print(f"\nwrote {rel(os.path.join(ROOT, 'BENCHMARKS.md'))}" + (f" and {rel(chart_path)}" if has_chart else ""))
+        write_outputs(results, args, header, per_layers, specs_deep)
     failed = any(r.get("failed") for r in results) or len(per_layers) < len(args.per_layer)
     return 1 if failed and not any(r.get("ratio") for r in results) else 0
 
