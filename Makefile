@@ -30,11 +30,11 @@ test: deps
 	$(SWIFT) test
 	$(MAKE) capi-test python-test
 
-# The Swift tests once more with oneDNN held to AVX2 (DNNL_MAX_CPU_ISA), so the AVX2 machines'
-# kernels and nChw8c layout are tested whichever CPU runs CI; on a CPU without AVX-512 the
-# plain `swift test` already did this.
+# The Swift tests once more with oneDNN held to AVX2 (DNNL_MAX_CPU_ISA) and our C loops and
+# kernels too (CBAM_MAX_ISA), so the AVX2 machines' kernels and nChw8c layout are tested whichever
+# CPU runs CI; on a CPU without AVX-512 the plain `swift test` already did this.
 test-avx2: deps
-	@if grep -qw avx512f /proc/cpuinfo; then DNNL_MAX_CPU_ISA=AVX2 $(SWIFT) test; \
+	@if grep -qw avx512f /proc/cpuinfo; then DNNL_MAX_CPU_ISA=AVX2 CBAM_MAX_ISA=avx2 $(SWIFT) test; \
 	else echo "test-avx2: this CPU has no AVX-512; make test already ran the AVX2 kernels"; fi
 
 # The C API from C (Tests/capi/capi_test.c against libcbamrun.so), then the same under

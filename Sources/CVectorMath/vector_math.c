@@ -3,7 +3,9 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 // The constants of VectorMath.exp (Sources/CBAMRuntime/Kernels/VectorMath.swift).
 #define EXP_HIGH 88.72283f
@@ -628,13 +630,25 @@ AVX2 static void scale_pixels_avx2(const float *x, float *y, const float *r, siz
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-cbam_vm_isa cbam_vm_best_isa(void) {
-    static int best = -1;  // a benign race: every thread computes the same value
-    if (best < 0) {
+cbam_vm_isa cbam_vm_cpu_isa(void) {
+    static int cpu = -1;  // a benign race: every thread computes the same value
+    if (cpu < 0) {
         __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f")) best = CBAM_VM_AVX512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = CBAM_VM_AVX2;
-        else best = CBAM_VM_PORTABLE;
+        if (__builtin_cpu_supports("avx512f")) cpu = CBAM_VM_AVX512;
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cpu = CBAM_VM_AVX2;
+        else cpu = CBAM_VM_PORTABLE;
+    }
+    return (cbam_vm_isa)cpu;
+}
+
+cbam_vm_isa cbam_vm_best_isa(void) {
+    static int best = -1;  // a benign race, as above
+    if (best < 0) {
+        int capped = cbam_vm_cpu_isa();
+        const char *cap = getenv("CBAM_MAX_ISA");
+        if (cap && !strcasecmp(cap, "avx2") && capped > CBAM_VM_AVX2) capped = CBAM_VM_AVX2;
+        if (cap && !strcasecmp(cap, "portable")) capped = CBAM_VM_PORTABLE;
+        best = capped;
     }
     return (cbam_vm_isa)best;
 }

@@ -44,7 +44,7 @@ extension CBAMRun {
         cpu: \(CPUInfo.modelName)
         oneDNN \(OneDNN.version): kernels for \(OneDNN.isaName) (chosen from the CPU's feature bits)
         sgemm: oneDNN's (im2col candidate for small convolutions, Gemm, MatMul); no OpenBLAS
-        vector loops: \(CPUInfo.vectorLoops) (exp, sigmoid, softmax, carried pools; picked from cpuid)
+        vector loops: \(CPUInfo.vectorLoops) (exp, sigmoid, softmax, carried pools, our convolution kernels; picked from cpuid)
         OpenMP wait: \(openMPWaitSettings)
         """
     }

@@ -65,6 +65,33 @@ struct CLITests {
         #expect(!chosen.stdout.contains("GOMP_SPINCOUNT"))
     }
 
+    /// CBAM_MAX_ISA caps our C loops' instruction set (as DNNL_MAX_CPU_ISA does oneDNN's), `--version`
+    /// says so, and the capped variants still give PyTorch's output.
+    @Test func cbamMaxISACapsTheVectorLoops() throws {
+        var environment = ProcessInfo.processInfo.environment
+        let cpu = VectorMath.InstructionSet.cpu
+        for cap in ["portable", "avx2", "AVX2", "avx512", "avx3"] {
+            environment["CBAM_MAX_ISA"] = cap
+            let version = try CLI.run(["--version"], environment: environment)
+            let expected: VectorMath.InstructionSet = switch cap.lowercased() {
+            case "portable": .portable
+            case "avx2": cpu == .avx512 ? .avx2 : cpu
+            default: cpu
+            }
+            #expect(version.stdout.contains("vector loops: \(expected)"), "CBAM_MAX_ISA=\(cap): \(version.stdout)")
+            #expect(version.stdout.contains("capped by CBAM_MAX_ISA=\(cap)") == (expected != cpu), "CBAM_MAX_ISA=\(cap): \(version.stdout)")
+        }
+        for cap in ["portable", "avx2"] {
+            environment["CBAM_MAX_ISA"] = cap
+            let dir = try CLI.temporaryDirectory()
+            let result = try CLI.run([Self.model, Self.input, "-o", dir + "/y.npy"], environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            let actual = try NPY.read(contentsOf: dir + "/y.npy")
+            let reference = try NPY.read(contentsOf: Repo.path(Self.expected))
+            #expect(Comparison(actual: actual, expected: reference, atol: 1e-4, rtol: 1e-4).passed, "CBAM_MAX_ISA=\(cap)")
+        }
+    }
+
     @Test func helpExplainsTheCommands() throws {
         let result = try CLI.run(["--help"])
         #expect(result.status == 0)

@@ -123,6 +123,8 @@ extension VectorMath {
 
         /// What `.auto` resolves to on this CPU.
         static var best: InstructionSet { InstructionSet(cbam_vm_best_isa()) }
+        /// The best the CPU has, whatever CBAM_MAX_ISA says.
+        static var cpu: InstructionSet { InstructionSet(cbam_vm_cpu_isa()) }
 
         /// What this variant runs as on this CPU (`.auto`, or a set the CPU lacks, as the best it has).
         var resolved: InstructionSet { InstructionSet(cbam_vm_resolve(c)) }

@@ -23,8 +23,14 @@ typedef enum {
     CBAM_VM_AVX512 = 3,    ///< AVX-512F, 16 lanes
 } cbam_vm_isa;
 
-/// The variant `CBAM_VM_AUTO` resolves to on this CPU.
+/// The variant `CBAM_VM_AUTO` resolves to: the best this CPU has, or less where the environment
+/// variable CBAM_MAX_ISA (read once) caps it: `avx2` or `portable` (any case; other values, and
+/// `avx512`, leave it at the CPU's best). The cap holds for every variant asked for, as
+/// DNNL_MAX_CPU_ISA does for oneDNN, so AVX2 paths can run on an AVX-512 machine.
 cbam_vm_isa cbam_vm_best_isa(void);
+
+/// The best variant this CPU has, whatever CBAM_MAX_ISA says.
+cbam_vm_isa cbam_vm_cpu_isa(void);
 
 /// The variant `wanted` runs as: `CBAM_VM_AUTO`, or a set the CPU lacks, as the best it has.
 cbam_vm_isa cbam_vm_resolve(cbam_vm_isa wanted);
