@@ -370,7 +370,7 @@ struct ConvTransposeKernel {
         let planar = rank <= 2
         let scatter = planar ? [] : Self.scatterTable(input: inSpatial, output: outSpatial, kernel: geometry.kernel,
                                                       strides: geometry.strides, dilations: geometry.dilations, padBegin: padBegin)
-        let (h, wIn) = as2D(inSpatial), (oh, ow) = as2D(outSpatial), (kh, kw) = as2D(geometry.kernel)
+        let (h, wIn) = as2D(inSpatial), (oh, ow) = as2D(outSpatial), (_, kw) = as2D(geometry.kernel)
         let stride = pad2D(geometry.strides, fill: 1), dil = pad2D(geometry.dilations, fill: 1), pad = pad2D(padBegin, fill: 0)
         let xs = try x.floats("X"), ws = try w.floats("W")
         xs.withUnsafeBufferPointer { xp in

@@ -56,8 +56,8 @@ enum Parallel {
 /// caller's next ones, and reports every parallel loop as a race.
 enum ThreadSanitizer {
     typealias Hook = @convention(c) (UnsafeMutableRawPointer?) -> Void
-    nonisolated(unsafe) private static let acquireHook: Hook? = lookup("__tsan_acquire")
-    nonisolated(unsafe) private static let releaseHook: Hook? = lookup("__tsan_release")
+    private static let acquireHook: Hook? = lookup("__tsan_acquire")
+    private static let releaseHook: Hook? = lookup("__tsan_release")
 
     private static func lookup(_ name: String) -> Hook? {
         dlsym(UnsafeMutableRawPointer(bitPattern: 0), name).map { unsafeBitCast($0, to: Hook.self) }

@@ -23,11 +23,12 @@ extension ConvCandidate {
     /// The same for 1×1 convolutions, whose columns are the input itself cut into tiles: up to
     /// eight tiles, each after the first reading the block's weights from L2, where oneDNN's 1×1
     /// kernel stays near 106 GFLOP/s. ResNeXt-50 on the AMD EPYC, one thread: its 7×7 layers at
-    /// batch 1 (49 pixels) 0.45–0.47 ms against 0.46–0.53 in oneDNN, at batch 2 (98) 0.90–0.96
+    /// batch 1 (49 pixels) 0.45–0.48 ms against 0.48–0.53 in oneDNN, at batch 2 (98) 0.90–0.96
     /// against 0.95–1.03; the whole network at batch 1 23.4–23.6 ms against 23.8–23.9, at batch 2
     /// 45.6–46.1 against 46.8–47.0 (before it, 32 for all). At 196 pixels (ResNeXt-50's 14×14
     /// layers) it lost (100–109 GFLOP/s against 104–112), as it did on 3×3 layers at 49 pixels,
-    /// where oneDNN's and our Winograd kernels do fewer multiplications (ResNet-18 + CBAM 24.2 → 26.2 ms).
+    /// where oneDNN's and our Winograd kernels do fewer multiplications (ResNet-18 + CBAM
+    /// 23.9–24.4 → 26.2–26.8 ms).
     static let streamedMaximumPointwisePixels = 128
 
     /// ``streamedMaximumPointwisePixels`` for a 1×1 convolution, else ``streamedMaximumPixels``.

@@ -255,7 +255,7 @@ struct Planner {
             // in training mode (random; the kernel refuses it) or when that mode is decided at run time.
             if node.outputs.count > 1 && !node.outputs[1].isEmpty { return false }
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                let ratio = node.inputs.count > 1 && !node.inputs[1].isEmpty ? (try? typed.constants[node.inputs[1]]?.doubles().first) ?? nil : 0.5
+                let ratio = node.inputs.count > 1 && !node.inputs[1].isEmpty ? typed.constants[node.inputs[1]]?.doubles().first : 0.5
                 guard let mode = typed.constants[node.inputs[2]], let training = try? mode.integers("training_mode").first,
                       training == 0 || ratio == 0 else { return false }
             }
