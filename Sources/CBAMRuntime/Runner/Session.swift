@@ -158,7 +158,7 @@ public enum ConvolutionKernel: String, Sendable, CaseIterable {
     case folded
     /// The streamed kernel (one pass over the weights, read ahead) on every ungrouped 2-D
     /// convolution, else the plan's usual choice. `fastest` builds it for at most 32 output pixels
-    /// over the batch and more than 2 MB of weights, and takes it there untimed on AVX-512,
+    /// over the batch (128 for 1×1 layers) and at least 2 MB of weights, and takes it there untimed on AVX-512,
     /// timed (1.1×, ``ConvCandidate/streamedMargin``) elsewhere.
     case streamed
     /// Our Winograd F(2×2, 3×3) kernel (Plan/PlannedConvolution+WinogradF2.swift) on every 3×3
