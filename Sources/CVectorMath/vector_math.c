@@ -53,6 +53,33 @@ static void exp_shifted_portable(const float *x, const float *shift, size_t step
     for (size_t i = 0; i < count; i++) y[i] = exp_portable_one(x[i] - shift[i * step]);
 }
 
+// Gelu's constants: 1/√2, √(2/π), and Abramowitz–Stegun 7.1.26's p and a₁…a₅ for erf.
+#define GELU_SQRT_HALF 0.7071067811865476f
+#define GELU_SQRT_2_PI 0.7978845608028654f
+#define GELU_CUBIC 0.044715f
+#define ERF_P 0.3275911f
+#define ERF_A1 0.254829592f
+#define ERF_A2 -0.284496736f
+#define ERF_A3 1.421413741f
+#define ERF_A4 -1.453152027f
+#define ERF_A5 1.061405429f
+
+static inline float gelu_portable_one(float x, int tanh) {
+    if (tanh) {
+        const float u = GELU_SQRT_2_PI * (x + GELU_CUBIC * x * x * x);
+        return 0.5f * x * (1.0f + (1.0f - 2.0f / (exp_portable_one(2.0f * u) + 1.0f)));
+    }
+    const float z = x * GELU_SQRT_HALF, a = z < 0 ? -z : z;
+    const float t = 1.0f / (1.0f + ERF_P * a);
+    const float poly = t * (ERF_A1 + t * (ERF_A2 + t * (ERF_A3 + t * (ERF_A4 + t * ERF_A5))));
+    const float e = 1.0f - poly * exp_portable_one(-a * a);
+    return 0.5f * x * (1.0f + (z < 0 ? -e : e));
+}
+
+static void gelu_portable(const float *x, const float *bias, float *y, size_t count, int tanh) {
+    for (size_t i = 0; i < count; i++) y[i] = gelu_portable_one(x[i] + (bias ? bias[i] : 0.0f), tanh);
+}
+
 // ---- AVX2 + FMA: 8 lanes ----------------------------------------------------------------------
 
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -98,6 +125,38 @@ AVX2 static inline __m256 sigmoid8(__m256 x) {
         __m256 v = _mm256_loadu_ps(tail); BODY; _mm256_storeu_ps(tail, v);              \
         memcpy(y + i, tail, (count - i) * sizeof(float));                               \
     }
+
+AVX2 static inline __m256 gelu8(__m256 x, int tanh) {
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+    if (tanh) {
+        const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+        const __m256 u = _mm256_mul_ps(_mm256_set1_ps(GELU_SQRT_2_PI), _mm256_fmadd_ps(_mm256_set1_ps(GELU_CUBIC), x3, x));
+        const __m256 e = exp8(_mm256_add_ps(u, u));
+        const __m256 t = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+        return _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
+    }
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(GELU_SQRT_HALF)), a = _mm256_andnot_ps(sign, z);
+    const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(ERF_P), a, one));
+    __m256 poly = _mm256_fmadd_ps(t, _mm256_set1_ps(ERF_A5), _mm256_set1_ps(ERF_A4));
+    poly = _mm256_fmadd_ps(t, poly, _mm256_set1_ps(ERF_A3));
+    poly = _mm256_fmadd_ps(t, poly, _mm256_set1_ps(ERF_A2));
+    poly = _mm256_fmadd_ps(t, poly, _mm256_set1_ps(ERF_A1));
+    poly = _mm256_mul_ps(t, poly);
+    const __m256 e = _mm256_fnmadd_ps(poly, exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a))), one);
+    const __m256 erf = _mm256_or_ps(e, _mm256_and_ps(sign, z));  // e ≥ 0: z's sign onto it
+    return _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, erf));
+}
+
+AVX2 static void gelu_avx2(const float *x, const float *bias, float *y, size_t count, int tanh) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + i));
+        _mm256_storeu_ps(y + i, gelu8(v, tanh));
+    }
+    for (; i < count; i++) y[i] = gelu_portable_one(x[i] + (bias ? bias[i] : 0.0f), tanh);
+}
 
 AVX2 static void exp_avx2(const float *x, float *y, size_t count) { AVX2_LOOP(v = exp8(v)) }
 AVX2 static void sigmoid_avx2(const float *x, float *y, size_t count) { AVX2_LOOP(v = sigmoid8(v)) }
@@ -153,6 +212,44 @@ AVX512 static inline __m512 sigmoid16(__m512 x) {
         __mmask16 m = (__mmask16)((1u << (count - i)) - 1);                                  \
         __m512 v = _mm512_maskz_loadu_ps(m, x + i); BODY; _mm512_mask_storeu_ps(y + i, m, v); \
     }
+
+AVX512 static inline __m512 gelu16(__m512 x, int tanh) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    if (tanh) {
+        const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+        const __m512 u = _mm512_mul_ps(_mm512_set1_ps(GELU_SQRT_2_PI), _mm512_fmadd_ps(_mm512_set1_ps(GELU_CUBIC), x3, x));
+        const __m512 e = exp16(_mm512_add_ps(u, u));
+        const __m512 t = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+        return _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, t));
+    }
+    const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(GELU_SQRT_HALF)), a = _mm512_abs_ps(z);
+    const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(ERF_P), a, one));
+    __m512 poly = _mm512_fmadd_ps(t, _mm512_set1_ps(ERF_A5), _mm512_set1_ps(ERF_A4));
+    poly = _mm512_fmadd_ps(t, poly, _mm512_set1_ps(ERF_A3));
+    poly = _mm512_fmadd_ps(t, poly, _mm512_set1_ps(ERF_A2));
+    poly = _mm512_fmadd_ps(t, poly, _mm512_set1_ps(ERF_A1));
+    poly = _mm512_mul_ps(t, poly);
+    const __m512 e = _mm512_fnmadd_ps(poly, exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a))), one);
+    // e ≥ 0: z's sign bit onto it.
+    const __m512i signBit = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32((int)0x80000000u));
+    const __m512 erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(e), signBit));
+    return _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, erf));
+}
+
+AVX512 static void gelu_avx512(const float *x, const float *bias, float *y, size_t count, int tanh) {
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + i));
+        _mm512_storeu_ps(y + i, gelu16(v, tanh));
+    }
+    if (i < count) {
+        const __mmask16 m = (__mmask16)((1u << (count - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + i));
+        _mm512_mask_storeu_ps(y + i, m, gelu16(v, tanh));
+    }
+}
 
 AVX512 static void exp_avx512(const float *x, float *y, size_t count) { AVX512_LOOP(v = exp16(v)) }
 AVX512 static void sigmoid_avx512(const float *x, float *y, size_t count) { AVX512_LOOP(v = sigmoid16(v)) }
@@ -739,5 +836,13 @@ void cbam_vm_scale_channels(const float *x, float *y, const float *residual, siz
     case CBAM_VM_AVX512: scale_channels_avx512(x, y, residual, pixels, block, lanes, scales, relu); break;
     case CBAM_VM_AVX2: scale_channels_avx2(x, y, residual, pixels, block, lanes, scales, relu); break;
     default: scale_channels_portable(x, y, residual, pixels, block, lanes, scales, relu); break;
+    }
+}
+
+void cbam_vm_gelu(const float *x, const float *bias, float *y, size_t count, int tanh, cbam_vm_isa isa) {
+    switch (cbam_vm_resolve(isa)) {
+    case CBAM_VM_AVX512: gelu_avx512(x, bias, y, count, tanh); break;
+    case CBAM_VM_AVX2: gelu_avx2(x, bias, y, count, tanh); break;
+    default: gelu_portable(x, bias, y, count, tanh); break;
     }
 }

@@ -92,7 +92,7 @@ final class NodeStatusRecorder: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         if let data = try? encoder.encode(results) {
-            FileManager.default.createFile(atPath: NodeCase.statusFile, contents: data)
+            _ = FileManager.default.createFile(atPath: NodeCase.statusFile, contents: data)
         }
     }
 }

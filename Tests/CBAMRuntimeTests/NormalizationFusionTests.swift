@@ -221,17 +221,36 @@ struct NormalizationFusionTests {
         }
     }
 
-    /// The eight-lane Gelu of the fused step against the Double one of the Gelu step, on a
-    /// fine sweep (both tails, zero, the region where tanh and erf bend).
-    @Test(arguments: [false, true])
-    func fastGeluFollowsTheReferenceGelu(_ tanh: Bool) {
-        var worst: Float = 0
-        for i in -16_000...16_000 {
-            let x = Float(i) / 1000
-            let error = abs(fastGelu(SIMD8(repeating: x), tanh: tanh)[0] - gelu(x, tanh: tanh)) / Swift.max(1, abs(x))
-            worst = Swift.max(worst, error)
+    /// The planned steps' Gelu (`cbam_vm_gelu`, every variant, with and without a bias, counts off
+    /// the vector width) against the reference kernel's, taken in Double, on a fine sweep (both
+    /// tails, zero, the region where tanh and erf bend), and NaN, ±∞ as the formula gives them.
+    @Test(arguments: [VectorMath.InstructionSet.portable, .avx2, .avx512])
+    func plannedGeluFollowsTheReferenceGelu(_ isa: VectorMath.InstructionSet) {
+        for tanh in [false, true] {
+            let xs = (-16_000...16_000).map { Float($0) / 1000 }
+            let bias = (0..<xs.count).map { Float($0 % 7) / 8 - 0.375 }
+            var worst: Float = 0
+            for withBias in [false, true] {
+                for count in [xs.count, 13] {  // 13: a tail shorter than a vector
+                    var y = [Float](repeating: .nan, count: count)
+                    bias.withUnsafeBufferPointer { b in
+                        VectorMath.gelu(xs, bias: withBias ? b.baseAddress : nil, &y, count, tanh: tanh, isa: isa)
+                    }
+                    for i in 0..<count {
+                        let x = xs[i] + (withBias ? bias[i] : 0)
+                        worst = Swift.max(worst, abs(y[i] - gelu(x, tanh: tanh)) / Swift.max(1, abs(x)))
+                    }
+                }
+            }
+            #expect(worst <= 1e-6, "\(isa) tanh \(tanh): largest error \(worst)")
+            let special: [Float] = [.nan, .infinity, -.infinity, 0, -0.0, 1e30, -1e30]
+            var y = [Float](repeating: 42, count: special.count)
+            VectorMath.gelu(special, bias: nil, &y, special.count, tanh: tanh, isa: isa)
+            for (x, actual) in zip(special, y) {
+                let expected = gelu(x, tanh: tanh)
+                #expect(actual == expected || actual.isNaN && expected.isNaN, "\(isa) tanh \(tanh): Gelu(\(x)) = \(actual), the formula \(expected)")
+            }
         }
-        #expect(worst <= 1e-6, "largest error \(worst)")
     }
 
     /// A product read elsewhere, or a bias that is not a constant of N, keeps the three steps.

@@ -159,6 +159,14 @@ extension VectorMath {
         cbam_vm_sigmoid(source, target, count, isa.c)
     }
 
+    /// target[i] = Gelu(source[i] + bias[i]) for i < count (no bias: nil), the erf or the tanh
+    /// form, within 1e-6 · max(1, |x|) of ``gelu(_:tanh:)`` (target may equal source).
+    @inline(__always)
+    static func gelu(_ source: UnsafePointer<Float>, bias: UnsafePointer<Float>?, _ target: UnsafeMutablePointer<Float>, _ count: Int,
+                     tanh: Bool, isa: InstructionSet = .auto) {
+        cbam_vm_gelu(source, bias, target, count, tanh ? 1 : 0, isa.c)
+    }
+
     /// target[i] = e^(source[i] − shift[i·shiftStep]), shiftStep 0 or 1 (softmax's numerator).
     @inline(__always)
     static func expShifted(_ source: UnsafePointer<Float>, shift: UnsafePointer<Float>, shiftStep: Int,

@@ -665,9 +665,9 @@ struct EpilogueParameters {
             } else {
                 affineRow(UnsafePointer(line), line, range.count, 1, shift, relu: relu)
             }
-            // Gelu as the planned Gelu step computes it, element by element.
+            // Gelu as the planned Gelu step computes it.
             if case .gelu(let tanh) = activation {
-                for i in 0..<range.count { line[i] = gelu(line[i], tanh: tanh) }
+                VectorMath.gelu(UnsafePointer(line), bias: nil, line, range.count, tanh: tanh)
             }
         }
     }

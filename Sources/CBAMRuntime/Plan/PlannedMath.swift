@@ -16,7 +16,9 @@ extension PlannedKernels {
         table["Cos"] = { try unary($0, detail: "cos") { lanewise($0) { Foundation.cos($0) } } }
         table["Gelu"] = { context in
             let tanh = try geluApproximation(context.node)
-            return try unary(context, detail: tanh ? "gelu tanh" : "gelu") { lanewise($0) { gelu($0, tanh: tanh) } }
+            return try unary(context, detail: (tanh ? "gelu tanh " : "gelu ") + "\(VectorMath.InstructionSet.best)") {
+                VectorMath.gelu($0, bias: nil, $1, $2, tanh: tanh)
+            }
         }
         table["Softplus"] = { try unary($0, detail: "softplus") { lanewise($0) { Foundation.log1p(Foundation.exp($0)) } } }
         table["Sqrt"] = { try unary($0, detail: "sqrt") { $0.squareRoot() } }

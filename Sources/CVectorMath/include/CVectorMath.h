@@ -46,6 +46,12 @@ void cbam_vm_sigmoid(const float *x, float *y, size_t count, cbam_vm_isa isa);
 /// numerator). `y` may equal `x`.
 void cbam_vm_exp_shifted(const float *x, const float *shift, size_t shift_step, float *y, size_t count, cbam_vm_isa isa);
 
+/// y[i] = Gelu(x[i] + bias[i]) for i < count (bias NULL: none): `x/2 · (1 + erf(x/√2))`, erf by
+/// Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7), or with `tanh` `x/2 · (1 + tanh(√(2/π)(x + 0.044715 x³)))`,
+/// tanh(u) = 1 − 2/(e^{2u} + 1), both with cbam_vm_exp's exp. Within 1e-6 · max(1, |x|) of the
+/// formula in double precision; NaN stays NaN, −∞ gives NaN as the formula does. `y` may equal `x`.
+void cbam_vm_gelu(const float *x, const float *bias, float *y, size_t count, int tanh, cbam_vm_isa isa);
+
 /// The geometry of a 2-D window pool over one channels-last block: X holds `h·w` rows of `block`
 /// floats (pixel (y, x) at row y·w + x), Y `oh·ow` such rows. Per output row `oy`, the window's
 /// taps inside the image are `row_first[oy] ..< row_first[oy] + row_count[oy]` (input row
