@@ -219,7 +219,7 @@ struct VectorMathTests {
             let scales = (0..<(items * channels)).map { _ in Float(rng.next(1000)) / 1000 }
             let gate = (0..<(items * h * w)).map { _ in Float(rng.next(1000)) / 1000 }
             let (useScales, useResidual, relu) = (trial % 2 == 0, trial % 3 != 2, trial % 5 < 3)
-            try x.withUnsafeBufferPointer { xp in try scales.withUnsafeBufferPointer { sp in try residual.withUnsafeBufferPointer { rp in
+            x.withUnsafeBufferPointer { xp in scales.withUnsafeBufferPointer { sp in residual.withUnsafeBufferPointer { rp in
                 // The channel gate's statistics over every unit, split where a worker would split them.
                 var (meansC, maximaC, meansS, maximaS) = ([Float](repeating: 0, count: items * channels), [Float](repeating: 0, count: items * channels),
                                                           [Float](repeating: 0, count: items * channels), [Float](repeating: 0, count: items * channels))
