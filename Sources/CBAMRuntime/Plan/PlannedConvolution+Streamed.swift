@@ -36,8 +36,9 @@ extension ConvCandidate {
         g.kernelHeight == 1 && g.kernelWidth == 1 ? streamedMaximumPointwisePixels : streamedMaximumPixels
     }
 
-    /// Weight bytes from which it is built: a core's L2 (2 MB here); under it the direct kernels'
-    /// reads hit the cache. (ResNeXt-50's 512 ↔ 1024-channel 1×1 layers have exactly 2 MB.)
+    /// Weight bytes from which it is built for a convolution: a core's L2 (2 MB here); under it the
+    /// direct kernels' reads hit the cache. (ResNeXt-50's 512 ↔ 1024-channel 1×1 layers have exactly
+    /// 2 MB; a Gemm head still needs more than this, see `PlannedKernels.streamedGemm`.)
     static let streamedMinimumWeightBytes = 2 << 20
 
     /// How much faster than the plan's choice the streamed kernel must time in its step (reorders
