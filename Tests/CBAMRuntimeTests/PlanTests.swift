@@ -62,6 +62,24 @@ struct PlanTests {
         }
     }
 
+    /// A Conv whose bias is a graph input (known only when it runs) keeps its Relu and residual
+    /// Add apart: FusedConv's kernels need the bias when the plan is made, and it has no
+    /// reference kernel (this failed with "no kernel for cbam::FusedConv"). 1×1 conv, W = [[1, 1]]
+    /// (2 → 1 channels); x = [[1, 2], [-3, -4]] → conv [-2, -2] → + b (0.5) [-1.5, -1.5] → + r [0.5, -11.5]
+    /// with r = [2, -10] → relu [0.5, 0].
+    @Test func convWithARuntimeBiasIsNotFused() throws {
+        let s = try session(
+            [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "b"], outputs: ["c"]),
+             Node(name: "add", opType: "Add", inputs: ["c", "r"], outputs: ["a"]),
+             Node(name: "relu", opType: "Relu", inputs: ["a"], outputs: ["y"])],
+            initializers: ["W": try f32([1, 2, 1, 1], [1, 1])],
+            inputs: [ValueInfo(name: "x"), ValueInfo(name: "b"), ValueInfo(name: "r")], outputs: ["y"])
+        let feeds = ["x": try f32([1, 2, 1, 2], [1, 2, -3, -4]), "b": try f32([1], [0.5]), "r": try f32([1, 1, 1, 2], [2, -10])]
+        #expect(try s.run(feeds)["y"]?.floats() == [0.5, 0])
+        let plan = try s.prepare(feeds)
+        #expect(!plan.passes.contains { $0.hasPrefix("fuse-conv-") }, "\(plan.passes)")
+    }
+
     /// y = Relu(Relu(Conv(x)) + r), a ResNeXt block's end (its last Conv has its own Relu, so the
     /// sum cannot go into the Conv): the Add and the outer Relu become one cbam::AddRelu step.
     /// 1×1 conv, W = [[1, -1]] (2 → 1 channels); x = [[2, 1, 0, 3], [1, 3, 0, 1]] → conv [1, -2, 0, 2] → relu [1, 0, 0, 2];

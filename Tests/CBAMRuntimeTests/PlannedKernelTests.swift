@@ -300,6 +300,52 @@ struct PlannedKernelTests {
         }
     }
 
+    /// Constant-mode Pad, planned: pads from the attribute (opset 2), the input (13), for some
+    /// axes only (18); negative pads crop; the fill from the value attribute or constant_value
+    /// (NaN and ±∞ too). Reflect, edge and wrap stay on the reference kernel.
+    @Test func pad() throws {
+        var random = Random(state: 37)
+        for round in 0..<60 {
+            let big = round % 10 == 9
+            let x = big ? [2, 16, 40, 41] : shape(rank: 1...4, extent: 1...6, &random)
+            let rank = x.count
+            // A negative pad removes at most what the axis holds.
+            var pads = [Int](repeating: 0, count: 2 * rank)
+            for axis in 0..<rank {
+                pads[axis] = int(-x[axis]...3, &random)
+                pads[axis + rank] = int(Swift.max(-3, -(x[axis] + pads[axis]))...3, &random)
+            }
+            let fills: [Float] = [0, 1, -2.5, .nan, .infinity, -.infinity]
+            let value = fills[int(0...(fills.count - 1), &random)]
+            let node: Node, constants: [String: Tensor], opset: Int
+            switch round % 4 {
+            case 0:
+                node = Node(opType: "Pad", inputs: ["x"], outputs: ["y"], attributes: ["pads": .ints(pads), "value": .float(value)])
+                (constants, opset) = ([:], 2)
+            case 1:
+                node = Node(opType: "Pad", inputs: ["x", "pads"], outputs: ["y"])
+                (constants, opset) = (["pads": ints(pads)], 13)
+            case 2:
+                node = Node(opType: "Pad", inputs: ["x", "pads", "value"], outputs: ["y"])
+                (constants, opset) = (["pads": ints(pads), "value": Tensor.float([], [value])], 13)
+            default:
+                // Some axes, in any order, negative or not.
+                let axes = Array((0..<rank).shuffled(using: &random).prefix(int(1...rank, &random)))
+                let given = axes.map { pads[$0] } + axes.map { pads[$0 + rank] }
+                node = Node(opType: "Pad", inputs: ["x", "pads", "value", "axes"], outputs: ["y"])
+                constants = ["pads": ints(given), "value": Tensor.float([1], [value]),
+                             "axes": ints(axes.map { bool(&random) ? $0 : $0 - rank })]
+                opset = 18
+            }
+            try check(node, feeds: ["x": floats(x, &random, special: true)], constants: constants, opset: opset,
+                      threads: big ? 2 : 1, "pads \(pads)")
+        }
+        for mode in ["reflect", "edge", "wrap"] {
+            let node = Node(opType: "Pad", inputs: ["x", "pads"], outputs: ["y"], attributes: ["mode": .string(mode)])
+            try check(node, feeds: ["x": floats([2, 3, 4], &random)], constants: ["pads": ints([0, 1, 2, 0, 1, 1])], planned: false)
+        }
+    }
+
     // MARK: Linear
 
     @Test func gemm() throws {

@@ -417,6 +417,17 @@ func gatherND(_ data: Tensor, indices: Tensor, batchDims: Int) throws -> Tensor 
     return Tensor(unchecked: geometry.outputShape, try Tensor.Storage.transform([data.storage], CopyRuns(runs: runs, total: total)))
 }
 
+/// Pad's `pads` given for `axes` only (opset 18; `[begins…, ends…]`, axes normalized)
+/// spread over all `rank` axes, the others padded by 0. A later repeat of an axis wins.
+func padsOnEveryAxis(_ pads: [Int], axes: [Int], rank: Int) throws -> [Int] {
+    guard pads.count == 2 * axes.count else {
+        throw CBAMError(.shapeMismatch, "pads must have 2 values per axis (\(axes.count) axes), got \(pads.count)", field: "pads")
+    }
+    var full = [Int](repeating: 0, count: 2 * rank)
+    for (i, axis) in axes.enumerated() { full[axis] = pads[i]; full[axis + rank] = pads[i + axes.count] }
+    return full
+}
+
 /// Pad: constant, reflect, edge and wrap modes. Pads come from the attribute (opset < 11)
 /// or the `pads` input, optionally limited to `axes` (opset 18).
 private func padKernel(_ context: NodeContext) throws -> Kernel {
@@ -430,10 +441,7 @@ private func padKernel(_ context: NodeContext) throws -> Kernel {
         var pads = try attributePads ?? required(inputs, 1, "pads").integers("pads")
         if !legacy, inputs.count > 3, let axesTensor = inputs[3] {
             let axes = try axesTensor.integers("axes").map { try Shape.normalizeAxis($0, rank: x.rank) }
-            guard pads.count == 2 * axes.count else { throw CBAMError(.shapeMismatch, "pads must have 2 values per axis") }
-            var full = [Int](repeating: 0, count: 2 * x.rank)
-            for (i, axis) in axes.enumerated() { full[axis] = pads[i]; full[axis + x.rank] = pads[i + axes.count] }
-            pads = full
+            pads = try padsOnEveryAxis(pads, axes: axes, rank: x.rank)
         }
         guard pads.count == 2 * x.rank else { throw CBAMError(.shapeMismatch, "pads must have \(2 * x.rank) values, got \(pads.count)") }
         let outShape = try x.shape.indices.map { axis -> Int in

@@ -122,8 +122,7 @@ extension Passes {
     static func fuseConvGelu(_ graph: TypedGraph) -> TypedGraph {
         mergeConv(into: "Gelu", graph, log: "Gelu merged into the Conv before it", tag: "fuse-conv-gelu") { gelu, conv, isFree in
             guard gelu.inputs.count == 1, gelu.outputs.count == 1, let source = gelu.inputs.first, graph.types[source]?.dataType == .float,
-                  let (conv, convIndex) = conv(source), isFree(source), conv.outputs == [source], conv.attributes["activation"] == nil,
-                  conv.inputs.count < 3 || conv.inputs[2].isEmpty || graph.constants[conv.inputs[2]] != nil else { return nil }
+                  let (conv, convIndex) = conv(source), isFree(source), conv.outputs == [source], conv.attributes["activation"] == nil else { return nil }
             var fused = conv
             fused.attributes["activation"] = .string("Gelu")
             fused.attributes["approximate"] = gelu.attributes["approximate"] ?? .string("none")

@@ -22,6 +22,7 @@ enum Passes {
         graph = mergeChannelScaleIntoSpatialGate(graph)
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
+        graph = fuseConvHardSwish(graph)
         graph = fuseAddRelu(graph)
         graph = fuseNormalizationAndGelu(graph)
     }
@@ -177,8 +178,21 @@ enum Passes {
         }
     }
 
+    /// `HardSwish(Conv(…))` → `FusedConv(…, activation: HardSwish)` when nothing else reads the
+    /// Conv's output (MobileNetV3's and EfficientViT's convolutions): oneDNN applies it as a
+    /// post-op, the im2col kernel in its epilogue; the other kernels take Relu only and stand aside.
+    static func fuseConvHardSwish(_ graph: TypedGraph) -> TypedGraph {
+        mergeConv(into: "HardSwish", graph, log: "HardSwish merged into the Conv before it", tag: "fuse-conv-hardswish") { node, conv, isFree in
+            guard let source = node.inputs.first, node.inputs.count == 1, node.outputs.count == 1, graph.types[source]?.dataType == .float,
+                  let (conv, convIndex) = conv(source), isFree(source), conv.attributes["activation"] == nil else { return nil }
+            var fused = conv
+            fused.attributes["activation"] = .string("HardSwish")
+            return (convIndex, fused)
+        }
+    }
+
     /// The driver of the Conv fusions: for each node of `opType`, `match` gets the node, a
-    /// lookup of the Conv (or FusedConv, with constant weights) producing a value, and whether
+    /// lookup of the Conv (or FusedConv, with constant weights and bias) producing a value, and whether
     /// a value is read by that node alone and is not a graph output; it returns the Conv's
     /// index and the fused node. The fused node (domain `cbam`, op `FusedConv`, the matched
     /// node's outputs) takes the matched node's place — where every input of both is ready —
@@ -189,8 +203,10 @@ enum Passes {
             let convFor = { (value: String) -> (Node, Int)? in
                 guard let (conv, convIndex) = producer(value) else { return nil }
                 // 1-D and 2-D only: the fused kernels are; a 3-D Conv runs as it is, on the reference kernel.
+                // Constant weights and bias (or none): FusedConv has no reference kernel to fall back on.
                 guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv"), conv.inputs.count >= 2,
-                      let weight = graph.constants[conv.inputs[1]], weight.rank <= 4 else { return nil }
+                      let weight = graph.constants[conv.inputs[1]], weight.rank <= 4,
+                      conv.inputs.count < 3 || conv.inputs[2].isEmpty || graph.constants[conv.inputs[2]] != nil else { return nil }
                 return (conv, convIndex)
             }
             return match(node, convFor, isFree)

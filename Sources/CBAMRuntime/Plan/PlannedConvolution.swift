@@ -613,17 +613,18 @@ struct ConvOperandLayouts {
     }
 }
 
-/// The activation a `cbam::FusedConv` applies last: its `activation` attribute ("Relu", or
-/// "Gelu" with the Gelu node's `approximate`), absent for none.
+/// The activation a `cbam::FusedConv` applies last: its `activation` attribute ("Relu",
+/// "HardSwish", or "Gelu" with the Gelu node's `approximate`), absent for none.
 enum ConvActivation: Equatable {
-    case none, relu, gelu(tanh: Bool)
+    case none, relu, hardSwish, gelu(tanh: Bool)
 
     init(_ node: NodeContext) throws {
         switch try node.string("activation", default: "") {
         case "": self = .none
         case "Relu": self = .relu
+        case "HardSwish": self = .hardSwish
         case "Gelu": self = .gelu(tanh: try geluApproximation(node))
-        case let other: throw node.invalid("activation", "must be \"Relu\" or \"Gelu\", got \"\(other)\"")
+        case let other: throw node.invalid("activation", "must be \"Relu\", \"HardSwish\" or \"Gelu\", got \"\(other)\"")
         }
     }
 
@@ -632,6 +633,7 @@ enum ConvActivation: Equatable {
         switch self {
         case .none: return nil
         case .relu: return .relu
+        case .hardSwish: return .hardSwish
         case .gelu(let tanh): return tanh ? .geluTanh : .geluErf
         }
     }
@@ -640,7 +642,7 @@ enum ConvActivation: Equatable {
     func postOps(residual: Bool) -> [DNNLPostOp] { (residual ? [.sum] : []) + (postOp.map { [$0] } ?? []) }
 }
 
-/// What follows a convolution's sgemm on each output row: + bias, + residual, Relu or Gelu.
+/// What follows a convolution's sgemm on each output row: + bias, + residual, Relu, HardSwish or Gelu.
 struct EpilogueParameters {
     let bias: [Float]?
     let activation: ConvActivation
@@ -665,9 +667,11 @@ struct EpilogueParameters {
             } else {
                 affineRow(UnsafePointer(line), line, range.count, 1, shift, relu: relu)
             }
-            // Gelu as the planned Gelu step computes it.
-            if case .gelu(let tanh) = activation {
-                VectorMath.gelu(UnsafePointer(line), bias: nil, line, range.count, tanh: tanh)
+            // Gelu and HardSwish as their planned steps compute them.
+            switch activation {
+            case .gelu(let tanh): VectorMath.gelu(UnsafePointer(line), bias: nil, line, range.count, tanh: tanh)
+            case .hardSwish: VectorMath.map(UnsafePointer(line), line, range.count, hardSwish)
+            case .none, .relu: break
             }
         }
     }

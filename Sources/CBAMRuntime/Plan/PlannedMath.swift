@@ -32,7 +32,7 @@ extension PlannedKernels {
             SIMD8<Float>.zero.replacing(with: 1, where: v .> 0).replacing(with: -1, where: v .< 0)
         } }
         table["Softsign"] = { try unary($0, detail: "softsign") { $0 / (1 + magnitude($0)) } }
-        table["HardSwish"] = { try unary($0, detail: "hardswish") { v in v * largest(.zero, smallest(SIMD8(repeating: 1), v / 6 + 0.5)) } }
+        table["HardSwish"] = { try unary($0, detail: "hardswish") { hardSwish($0) } }
         table["HardSigmoid"] = { context in
             let alpha = SIMD8<Float>(repeating: try context.node.float("alpha", default: 0.2))
             let beta = SIMD8<Float>(repeating: try context.node.float("beta", default: 0.5))
@@ -135,6 +135,11 @@ private func lanewise(_ v: SIMD8<Float>, _ f: (Float) -> Float) -> SIMD8<Float> 
     for i in 0..<8 { result[i] = f(v[i]) }
     return result
 }
+
+/// HardSwish, `x · max(0, min(1, x / 6 + 1/2))`, as the reference kernel computes it (the
+/// planned HardSwish step and a FusedConv's im2col epilogue).
+@inline(__always)
+func hardSwish(_ v: SIMD8<Float>) -> SIMD8<Float> { v * largest(.zero, smallest(SIMD8(repeating: 1), v / 6 + 0.5)) }
 
 /// |v| by clearing the sign bit, as Swift.abs does.
 @inline(__always)

@@ -1,5 +1,5 @@
-// Planned data movement: Concat, Split, Slice, Transpose, Expand, Tile and Gather (constant
-// indices). Each is one or a few ``StridedCopy``s worked out once from the concrete shapes:
+// Planned data movement: Concat, Split, Slice, Transpose, Expand, Tile, Gather (constant
+// indices) and Pad (constant mode). Each is one or a few ``StridedCopy``s worked out once from the concrete shapes:
 // runs of memcpy, of one repeated element, or of strided elements. They move bytes without
 // looking at them, so every element type is served.
 
@@ -12,6 +12,7 @@ extension PlannedKernels {
         table["Expand"] = { try expand($0) }
         table["Tile"] = { try tile($0) }
         table["Gather"] = { try gather($0) }
+        table["Pad"] = { try pad($0) }
     }
 
     /// Runs each copy in turn, each split across threads when large.
@@ -169,6 +170,84 @@ extension PlannedKernels {
                     written += bytes
                 }
             }
+        }
+    }
+}
+
+extension PlannedKernels {
+    /// Pad in constant mode with pads known when the plan is made (EfficientViT's
+    /// `F.pad(v, (0, 0, 0, 1), value=1)`, pads worked out from shapes): the output is filled
+    /// with the value, then the input — cropped where a pad is negative — is copied into its
+    /// window. Reflect, edge and wrap run the reference kernel.
+    fileprivate static func pad(_ context: PlanContext) throws -> PlannedKernel? {
+        let node = context.node
+        guard try node.string("mode", default: "constant") == "constant" else { return nil }
+        let x = try context.input(0, "data"), y = try context.output(0)
+        let rank = x.shape.count
+        var pads: [Int]
+        if node.opset < 11 {
+            guard let given = try node.ints("pads") else { return nil }
+            pads = given
+        } else {
+            guard let given = node.constant(1) else { return nil }
+            pads = try given.integers("pads")
+            if context.inputs.count > 3, context.inputs[3] != nil {
+                guard let axes = node.constant(3) else { return nil }
+                pads = try padsOnEveryAxis(pads, axes: try axes.integers("axes").map { try Shape.normalizeAxis($0, rank: rank) }, rank: rank)
+            }
+        }
+        guard pads.count == 2 * rank else { return nil }
+        let shape = (0..<rank).map { x.shape[$0] + pads[$0] + pads[$0 + rank] }
+        guard y.type == ValueType(x.type.dataType, shape) else { return nil }
+        let elementSize = x.type.dataType.byteSize
+        // The window of the input that shows, and where it lands.
+        let begin = (0..<rank).map { Swift.max(0, -pads[$0]) }, at = (0..<rank).map { Swift.max(0, pads[$0]) }
+        let extents = (0..<rank).map { shape[$0] - at[$0] - Swift.max(0, pads[$0 + rank]) }
+        let inStrides = Shape.strides(x.shape), outStrides = Shape.strides(shape)
+        let copy = extents.allSatisfy({ $0 > 0 })
+            ? StridedCopy(extents: extents, source: inStrides, target: outStrides,
+                          sourceOffset: zip(begin, inStrides).reduce(0) { $0 + $1.0 * $1.1 },
+                          targetOffset: zip(at, outStrides).reduce(0) { $0 + $1.0 * $1.1 }, elementSize: elementSize)
+            : nil
+        let filled = y.type.count - (copy?.count ?? 0)
+        // The fill element's bytes: constant_value (opset 11+, the data's type) or the value
+        // attribute converted as the reference kernel converts it.
+        var fill = [UInt8](repeating: 0, count: elementSize)
+        if filled > 0 {
+            let value: Tensor
+            if node.opset >= 11, context.inputs.count > 2, context.inputs[2] != nil {
+                guard let given = node.constant(2), given.count >= 1, given.dataType == x.type.dataType else { return nil }
+                value = given
+            } else {
+                value = try cast(.float([1], [try node.float("value", default: 0)]), to: x.type.dataType)
+            }
+            var bytes = [UInt8](repeating: 0, count: value.count * elementSize)
+            bytes.withUnsafeMutableBytes { value.copyBytes(to: $0.baseAddress!) }
+            fill = Array(bytes.prefix(elementSize))
+        }
+        let pattern = fill, count = y.type.count, threads = copy.map { $0.count >= Parallel.minimumElements ? context.threads : 1 } ?? 1
+        return PlannedKernel(detail: "fill+copy") { memory in
+            let target = y.address.pointer(memory)
+            if filled > 0 { fillRepeating(pattern, target, count: count) }
+            copy?.run(UnsafeRawPointer(x.address.pointer(memory)), target, threads: threads)
+        }
+    }
+
+    /// Writes `count` copies of the element `pattern` from `target`: zero bytes as one memset,
+    /// others by copying the already written part onto the next, doubling each time.
+    private static func fillRepeating(_ pattern: [UInt8], _ target: UnsafeMutableRawPointer, count: Int) {
+        let total = count * pattern.count
+        guard total > 0 else { return }
+        if pattern.allSatisfy({ $0 == 0 }) {
+            target.initializeMemory(as: UInt8.self, repeating: 0, count: total)
+            return
+        }
+        pattern.withUnsafeBytes { target.copyMemory(from: $0.baseAddress!, byteCount: pattern.count) }
+        var written = pattern.count
+        while written < total {
+            let step = Swift.min(written, total - written)
+            target.advanced(by: written).copyMemory(from: UnsafeRawPointer(target), byteCount: step)
+            written += step
         }
     }
 }

@@ -348,12 +348,7 @@ extension ShapeInference {
         }
         if !legacy, let axes = try o.integers(3, "axes") {
             let resolved = try axes.map { try axis($0, rank: x.rank, field: "axes") }
-            guard pads.count == 2 * resolved.count else {
-                throw CBAMError(.shapeMismatch, "pads must have 2 values per axis", field: "pads")
-            }
-            var full = [Int](repeating: 0, count: 2 * x.rank)
-            for (i, axis) in resolved.enumerated() { full[axis] = pads[i]; full[axis + x.rank] = pads[i + resolved.count] }
-            pads = full
+            pads = try padsOnEveryAxis(pads, axes: resolved, rank: x.rank)
         }
         guard pads.count == 2 * x.rank else {
             throw CBAMError(.shapeMismatch, "pads must have \(2 * x.rank) values, got \(pads.count)", field: field)
