@@ -100,7 +100,7 @@ struct PlannedKernelTests {
 
     // MARK: Reductions
 
-    @Test(arguments: ["ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin"])
+    @Test(arguments: ["ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin", "ReduceSumSquare", "ReduceL2"])
     func reductions(_ op: String) throws {
         var random = Random(state: UInt64(op.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }))
         for round in 0..<50 {
@@ -127,9 +127,10 @@ struct PlannedKernelTests {
                 if axesFromInput { inputs.append("axes"); constants["axes"] = ints(axes) } else { attributes["axes"] = .ints(axes) }
             }
             let node = Node(opType: op, inputs: inputs, outputs: ["y"], attributes: attributes)
-            // Values away from zero: float sums stay within 1e-5 of the Double ones.
-            try check(node, feeds: ["x": floats(x, &random, range: 0.5...3)], constants: constants, opset: opset, tolerance: 1e-5,
-                      threads: big ? 2 : 1)
+            // Values away from zero: float sums stay within 1e-5 of the Double ones (squares of any sign do).
+            let squares = op == "ReduceSumSquare" || op == "ReduceL2"
+            try check(node, feeds: ["x": floats(x, &random, range: squares ? -3...3 : 0.5...3)], constants: constants, opset: opset,
+                      tolerance: 1e-5, threads: big ? 2 : 1)
         }
     }
 

@@ -134,9 +134,10 @@ struct ReduceKernel {
     let start: Double
     let accumulate: (Double, Double) -> Double
     let finish: (Double, Int) -> Double
-    /// The reductions CBAM's pools use get a float32 loop over contiguous axes (`min`
-    /// only in planned kernels: the reference reduces it in Double).
-    enum Fast { case sum, mean, max, min }
+    /// The reductions CBAM's pools use get a float32 loop over contiguous axes (`min`, the
+    /// sum of squares and L2 — ConvNeXt V2's GRN — only in planned kernels: the reference
+    /// reduces them in Double).
+    enum Fast { case sum, mean, max, min, sumSquare, l2 }
     let fast: Fast?
 
     init(_ context: NodeContext, axesInputSince: Int, start: Double,
@@ -252,6 +253,8 @@ struct ContiguousReduction {
                 case .mean: value = VectorMath.sum(row, reduced) * scale
                 case .max: value = VectorMath.max(row, reduced)
                 case .min: value = VectorMath.min(row, reduced)
+                case .sumSquare: value = VectorMath.sumOfSquares(row, reduced)
+                case .l2: value = VectorMath.sumOfSquares(row, reduced).squareRoot()
                 }
                 y[o] = value
                 continue
@@ -265,11 +268,14 @@ struct ContiguousReduction {
                 // NaN wins, as in the general path.
                 case .max: KeepMaxOperator.fill(target, length, target, 1, source, 1)
                 case .min: KeepMinOperator.fill(target, length, target, 1, source, 1)
+                case .sumSquare, .l2: VectorMath.addSquares(target, source, length)
                 }
             }
             if op == .mean {
                 let factor = SIMD8<Float>(repeating: scale)
                 VectorMath.map(target, target, length) { $0 * factor }
+            } else if op == .l2 {
+                VectorMath.map(target, target, length) { $0.squareRoot() }
             }
         }
     }

@@ -17,6 +17,34 @@ enum VectorMath {
         return total
     }
 
+    /// Σ p[i]² over `count` floats, eight lanes at a time.
+    @inline(__always)
+    static func sumOfSquares(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
+        var lanes = SIMD8<Float>.zero
+        var i = 0
+        while i + 8 <= count {
+            let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+            lanes += v * v
+            i += 8
+        }
+        var total = lanes.sum()
+        while i < count { total += p[i] * p[i]; i += 1 }
+        return total
+    }
+
+    /// target[i] += source[i]² for `count` floats.
+    @inline(__always)
+    static func addSquares(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 8 <= count {
+            let v = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self)
+            let t = UnsafeRawPointer(target + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(target + i).storeBytes(of: t + v * v, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { target[i] += source[i] * source[i]; i += 1 }
+    }
+
     /// max p[0..<count] (−∞ for none); NaN if any element is NaN, as the ONNX reference gives.
     @inline(__always)
     static func max(_ p: UnsafePointer<Float>, _ count: Int) -> Float { extremum(p, count, largest: true) }

@@ -1,6 +1,7 @@
 import Foundation
 
-// Planned float32 reductions: ReduceMean / ReduceMax / ReduceSum / ReduceMin over axes
+// Planned float32 reductions: ReduceMean / ReduceMax / ReduceSum / ReduceMin / ReduceSumSquare
+// / ReduceL2 (ConvNeXt V2's GRN: the L2 norm over H and W of [N, H, W, C]) over axes
 // that are contiguous in memory (CBAM's spatial gate pools the channel axis
 // [N, C, H, W] → [N, 1, H, W]; its channel gate pools the spatial axes), through the
 // reference kernel's own loop (``ContiguousReduction``), and Softmax / LogSoftmax over
@@ -12,6 +13,8 @@ extension PlannedKernels {
         table["ReduceMean"] = { try reduce($0, .mean, axesInputSince: 18) }
         table["ReduceMax"] = { try reduce($0, .max, axesInputSince: 18) }
         table["ReduceMin"] = { try reduce($0, .min, axesInputSince: 18) }
+        table["ReduceSumSquare"] = { try reduce($0, .sumSquare, axesInputSince: 18) }
+        table["ReduceL2"] = { try reduce($0, .l2, axesInputSince: 18) }
         table["Softmax"] = { try softmax($0, log: false) }
         table["LogSoftmax"] = { try softmax($0, log: true) }
     }
@@ -40,12 +43,18 @@ extension PlannedKernels {
         // The non-unit axes, in order, and whether each is reduced: the reduced ones must be one run.
         let kept = x.shape.indices.filter { x.shape[$0] != 1 }
         let flags = kept.map { reduced.contains($0) }
-        guard let first = flags.firstIndex(of: true) else { return copy(x, y) }
-        let last = flags.lastIndex(of: true)!
-        guard flags[first...last].allSatisfy({ $0 }) else { return nil }
-        let extents = kept.map { x.shape[$0] }
-        let loop = ContiguousReduction(outer: extents[..<first].reduce(1, *), reduced: extents[first...last].reduce(1, *),
+        let loop: ContiguousReduction
+        if let first = flags.firstIndex(of: true), let last = flags.lastIndex(of: true) {
+            guard flags[first...last].allSatisfy({ $0 }) else { return nil }
+            let extents = kept.map { x.shape[$0] }
+            loop = ContiguousReduction(outer: extents[..<first].reduce(1, *), reduced: extents[first...last].reduce(1, *),
                                        inner: extents[(last + 1)...].reduce(1, *), op)
+        } else if op == .sumSquare || op == .l2 {
+            // Over axes of extent 1 only: each element alone, squared (and its root taken).
+            loop = ContiguousReduction(outer: x.count, reduced: 1, inner: 1, op)
+        } else {
+            return copy(x, y)
+        }
         guard y.count == loop.count else { return nil }
         // Threads take whole rows (a global pool, or many outer items) or column blocks.
         let workers = x.count >= Parallel.minimumElements ? context.threads : 1
