@@ -347,6 +347,38 @@ struct PlannedKernelTests {
         }
     }
 
+    // MARK: Convolution
+
+    /// A 3-D Conv with a kernel 1 wide on the last axis (LambdaResNet's `Conv3d(1, k, (r, r, 1))`)
+    /// runs as the 2-D Conv over the joined last two axes: random sizes, depth strides,
+    /// dilations, asymmetric pads, groups, with and without bias, 1 and 2 threads, against the
+    /// reference 3-D kernel. A kernel wider than 1 there, or a stride on the middle axis, stays
+    /// on the reference kernel.
+    @Test func threeDConvWithAFlatLastAxis() throws {
+        var random = Random(state: 41)
+        for round in 0..<24 {
+            let group = [1, 1, 2][int(0...2, &random)]
+            let (c, m) = (group * int(1...3, &random), group * int(1...4, &random))
+            let (kd, kh) = (int(1...5, &random), int(1...5, &random))
+            let (dd, dh) = (int(1...2, &random), int(1...2, &random))
+            let (depth, height) = (dd * (kd - 1) + 1, dh * (kh - 1) + 1)  // at least the window (pads may add more)
+            let x = [int(1...2, &random), c, int(depth...(depth + 4), &random), int(height...(height + 4), &random), int(1...9, &random)]
+            let pads = [int(0...2, &random), int(0...2, &random), 0, int(0...2, &random), int(0...2, &random), 0]
+            var inputs = ["x", "w"], constants = ["w": floats([m, c / group, kd, kh, 1], &random)]
+            if bool(&random) { inputs.append("b"); constants["b"] = floats([m], &random) }
+            let node = Node(opType: "Conv", inputs: inputs, outputs: ["y"],
+                            attributes: ["kernel_shape": .ints([kd, kh, 1]), "strides": .ints([int(1...2, &random), 1, 1]),
+                                         "dilations": .ints([dd, dh, int(1...2, &random)]), "pads": .ints(pads), "group": .int(group)])
+            try check(node, feeds: ["x": floats(x, &random)], constants: constants, tolerance: 1e-5, threads: round % 4 == 3 ? 2 : 1,
+                      "x \(x)")
+        }
+        let x = floats([1, 2, 5, 5, 4], &random)
+        for (kernel, strides) in [([3, 3, 3], [1, 1, 1]), ([3, 3, 1], [1, 2, 1])] {
+            let node = Node(opType: "Conv", inputs: ["x", "w"], outputs: ["y"], attributes: ["kernel_shape": .ints(kernel), "strides": .ints(strides)])
+            try check(node, feeds: ["x": x], constants: ["w": floats([3, 2] + kernel, &random)], tolerance: 1e-5, planned: false)
+        }
+    }
+
     // MARK: Linear
 
     @Test func gemm() throws {

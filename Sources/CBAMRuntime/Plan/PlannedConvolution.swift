@@ -1,8 +1,9 @@
 import Dispatch
 import Foundation
 
-// Planned Conv (1-D and 2-D, float32, constant weights), with bias, the residual Add
-// and the Relu or Gelu of `cbam::FusedConv`. Five ways to compute it, chosen per Conv when the
+// Planned Conv (1-D and 2-D, float32, constant weights; a 3-D one whose kernel spans one
+// element of the last axis as the 2-D one it equals), with bias, the residual Add and the
+// Relu, HardSwish or Gelu of `cbam::FusedConv`. Five ways to compute it, chosen per Conv when the
 // plan is compiled by timing the first three on this CPU (or forced with CBAM_CONV):
 //   im2col + sgemm  columns in the step's scratch memory, one sgemm per (item, group)
 //                   straight into the output's place, then one epilogue pass;
@@ -91,11 +92,50 @@ extension PlannedKernels {
         }
     }
 
+    /// A 3-D Conv whose kernel is 1 wide on the last axis, with stride 1 and no padding there
+    /// and stride 1 on the middle axis (LambdaResNet's positional lambda, `Conv3d(1, k, (r, r, 1))`
+    /// over `[N, 1, H, W, V]`): the last axis only rides along, so with the last two axes as one
+    /// (`[N, C, D, H·W]`) it is the 2-D Conv of kernel (kD, kH), dilations (dD, dH·W) and pads
+    /// (pD, pH·W) — a window step of dH along H is dH·W elements of the joined axis, and a padded
+    /// H row is W padded elements. Built as that Conv, on the same bytes; nil where it does not fit.
+    private static func depthHeightConvolution(_ context: PlanContext) throws -> PlannedKernel? {
+        let node = context.node
+        let x = try context.input(0, "X"), y = try context.output(0)
+        guard let weight = node.constant(1), weight.rank == 5, weight.shape[4] == 1, x.layout == .plain, y.layout == .plain,
+              context.inputs.count <= 3 || context.inputs[3] == nil, try ConvActivation(node) == .none else { return nil }
+        let geometry = try ConvWindow(node).geometry(weight: weight)
+        let (d, h, w) = (x.shape[2], x.shape[3], x.shape[4])
+        let (output, begin, end) = try geometry.resolve(input: [d, h, w])
+        guard geometry.kernel[2] == 1, geometry.strides[1] == 1, geometry.strides[2] == 1, begin[2] == 0, end[2] == 0,
+              output[2] == w, y.shape == [x.shape[0], weight.shape[0]] + output else { return nil }
+        // The joined axis' dilation and pads must stay within what a window attribute may be.
+        let limit = 1 << 24
+        let joined = [geometry.dilations[1], begin[1], end[1]].map { $0.multipliedReportingOverflow(by: w) }
+        guard joined.allSatisfy({ !$0.overflow && $0.partialValue < limit }) else { return nil }
+        var flat = node.node
+        flat.attributes["kernel_shape"] = .ints(Array(geometry.kernel[0...1]))
+        flat.attributes["strides"] = .ints([geometry.strides[0], 1])
+        flat.attributes["dilations"] = .ints([geometry.dilations[0], joined[0].partialValue])
+        flat.attributes["pads"] = .ints([begin[0], joined[1].partialValue, end[0], joined[2].partialValue])
+        flat.attributes["auto_pad"] = nil
+        let weight4 = try weight.reshaped(Array(weight.shape[0...3]))
+        let joinedX = Operand(type: ValueType(x.type.dataType, [x.shape[0], x.shape[1], d, h * w]), address: x.address)
+        let joinedY = Operand(type: ValueType(y.type.dataType, [y.shape[0], y.shape[1], output[0], output[1] * w]), address: y.address)
+        let inner = PlanContext(node: NodeContext(node: flat, opset: node.opset, threads: node.threads,
+                                                  constants: [nil, weight4] + (0..<Swift.max(0, context.inputs.count - 2)).map { node.constant($0 + 2) }),
+                                inputs: [joinedX] + Array(context.inputs.dropFirst()), outputs: [joinedY], threads: context.threads,
+                                convolution: context.convolution, memory: context.memory, scratchIsFree: context.scratchIsFree)
+        guard let kernel = try convolution(inner) else { return nil }
+        _ = context.scratch(bytes: inner.scratchBytes)
+        return kernel
+    }
+
     /// Conv or FusedConv: X `[N, C, (H,) W]`, W `[M, C/group, (kH,) kW]` (a constant),
     /// optional B `[M]`, optional residual R `[N, M, (oH,) oW]` → Y `[N, M, (oH,) oW]`.
     private static func convolution(_ context: PlanContext) throws -> PlannedKernel? {
         let node = context.node
         let x = try context.input(0, "X"), y = try context.output(0)
+        if x.shape.count == 5 { return try depthHeightConvolution(context) }
         guard let weight = node.constant(1), x.type.dataType == .float, weight.dataType == .float,
               x.shape.count == 3 || x.shape.count == 4 else { return nil }
         let bias = try node.constant(2).map { try $0.floats("B") }
