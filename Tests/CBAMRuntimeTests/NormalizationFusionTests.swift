@@ -5,7 +5,7 @@ import Testing
 /// The ConvNeXt-style fusions (NormalizationFusion.swift): LayerNorm over the channels as
 /// exporters write it (Transpose → LayerNormalization → Transpose) into one
 /// `cbam::ChannelLayerNorm` step, TorchScript's Erf chain into one Gelu, and Gelu (and
-/// HardSwish) into the Conv before it. Each compared with the plan without passes (odd shapes, 1 and 2
+/// HardSwish, and SiLU) into the Conv before it. Each compared with the plan without passes (odd shapes, 1 and 2
 /// threads, every Conv kernel), a hand-worked value, forms that must stay as they are, and
 /// the counts on the ConvNeXt exports of Models/timm.
 @Suite("Normalization and Gelu fusion")
@@ -197,14 +197,23 @@ struct NormalizationFusionTests {
         try expectSameAsUnfused(relu, initializers: initializers, x: x)
     }
 
-    // MARK: - Conv + HardSwish
+    // MARK: - Conv + HardSwish, Conv + SiLU
 
-    /// `HardSwish(Conv(x))` (MobileNetV3's, EfficientViT's): 1×1, 3×3 strided, depthwise, with
-    /// and without a bias, and after a residual Add (`HardSwish(Conv(x) + R)`); every Conv kernel
-    /// (the im2col epilogue, oneDNN's post-op, the C kernels standing aside), 1 and 2 threads,
-    /// against the plan without passes. Inputs reach ±8, past both bends at ±3.
-    @Test(arguments: [(1, 1, 1, true), (3, 2, 1, false), (3, 1, 24, true)])
-    func convHardSwishMatchesTheUnfusedPlan(_ kernel: Int, _ stride: Int, _ group: Int, _ withBias: Bool) throws {
+    /// The activation after `c` as exported: HardSwish, or SiLU as `Mul(c, Sigmoid(c))` (either order).
+    func activation(_ kind: String, _ c: String, _ y: String, swapped: Bool = false) -> [Node] {
+        if kind == "HardSwish" { return [Node(name: "act", opType: "HardSwish", inputs: [c], outputs: [y])] }
+        return [Node(name: "sig", opType: "Sigmoid", inputs: [c], outputs: ["s_" + c]),
+                Node(name: "mul", opType: "Mul", inputs: swapped ? ["s_" + c, c] : [c, "s_" + c], outputs: [y])]
+    }
+
+    /// `HardSwish(Conv(x))` (MobileNetV3's, EfficientViT's) and `Conv(x) · sigmoid(Conv(x))` (SiLU:
+    /// NFNet's, GCResNeXt's, MobileViT's): 1×1, 3×3 strided, depthwise, with and without a bias,
+    /// and after a residual Add (`act(Conv(x) + R)`); every Conv kernel (the im2col epilogue,
+    /// oneDNN's post-op, the C kernels standing aside), 1 and 2 threads, against the plan
+    /// without passes. Inputs reach ±8, past HardSwish's bends at ±3.
+    @Test(arguments: ["HardSwish", "SiLU"], [(1, 1, 1, true), (3, 2, 1, false), (3, 1, 24, true)])
+    func convActivationMatchesTheUnfusedPlan(_ kind: String, _ geometry: (Int, Int, Int, Bool)) throws {
+        let (kernel, stride, group, withBias) = geometry
         var rng = SplitMix(state: UInt64(kernel * 100 + stride * 10 + group))
         let (c, m) = (24, group == 1 ? 40 : 24)
         let x = try random([2, c, 13, 17], &rng, scale: 4)
@@ -213,14 +222,13 @@ struct NormalizationFusionTests {
         let conv = Node(name: "conv", opType: "Conv", inputs: ["x", "W"] + (withBias ? ["B"] : []), outputs: ["c"],
                         attributes: ["kernel_shape": .ints([kernel, kernel]), "strides": .ints([stride, stride]), "group": .int(group),
                                      "pads": .ints(Array(repeating: kernel / 2, count: 4))])
-        let plain = [conv, Node(name: "act", opType: "HardSwish", inputs: ["c"], outputs: ["y"])]
+        let plain = [conv] + activation(kind, "c", "y", swapped: withBias)
         // A residual of the Conv output's shape: x itself where the Conv keeps it.
-        let residual = stride == 1 && m == c
-            ? [conv, Node(name: "add", opType: "Add", inputs: ["c", "x"], outputs: ["a"]), Node(name: "act", opType: "HardSwish", inputs: ["a"], outputs: ["y"])]
-            : nil
+        let residual = stride == 1 && m == c ? [conv, Node(name: "add", opType: "Add", inputs: ["c", "x"], outputs: ["a"])] + activation(kind, "a", "y") : nil
+        let tag = kind == "HardSwish" ? "fuse-conv-hardswish" : "fuse-conv-silu"
         for nodes in [plain] + (residual.map { [$0] } ?? []) {
             let s = try session(nodes, initializers: initializers, x: x.shape, outputs: ["y"])
-            #expect(try fused(s, x, "fuse-conv-hardswish") == 1)
+            #expect(try fused(s, x, tag) == 1)
             #expect(try s.plan(for: ["x": x]).steps.map(\.entry.node.opType) == ["FusedConv"])
             for convolution in ConvolutionKernel.allCases {
                 for threads in [1, 2] {
@@ -230,20 +238,28 @@ struct NormalizationFusionTests {
         }
     }
 
-    /// A Conv whose output is read besides the HardSwish, or that already has a Relu, keeps the HardSwish apart.
-    @Test func convHardSwishNeedsTheConvOutputToItself() throws {
+    /// A Conv whose output is read besides the activation, or that already has a Relu, keeps the
+    /// activation apart; so does a Mul of the Conv output by the sigmoid of another value.
+    @Test(arguments: ["HardSwish", "SiLU"])
+    func convActivationNeedsTheConvOutputToItself(_ kind: String) throws {
         var rng = SplitMix(state: 11)
         let x = try random([1, 4, 6, 6], &rng, scale: 4)
-        let initializers = ["W": try random([8, 4, 1, 1], &rng)]
+        let initializers = ["W": try random([8, 4, 1, 1], &rng), "W2": try random([8, 4, 1, 1], &rng)]
+        let tag = kind == "HardSwish" ? "fuse-conv-hardswish" : "fuse-conv-silu"
         let conv = Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"])
-        let act = Node(name: "act", opType: "HardSwish", inputs: ["c"], outputs: ["y"])
-        let s = try session([conv, act], initializers: initializers, x: x.shape, outputs: ["y", "c"])
-        #expect(try fused(s, x, "fuse-conv-hardswish") == 0)
-        try expectSameAsUnfused([conv, act], initializers: initializers, x: x, outputs: ["y", "c"])
-        let relu = [conv, Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"]), Node(name: "act", opType: "HardSwish", inputs: ["r"], outputs: ["y"])]
+        let shared = [conv] + activation(kind, "c", "y")
+        let s = try session(shared, initializers: initializers, x: x.shape, outputs: ["y", "c"])
+        #expect(try fused(s, x, tag) == 0)
+        try expectSameAsUnfused(shared, initializers: initializers, x: x, outputs: ["y", "c"])
+        let relu = [conv, Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"])] + activation(kind, "r", "y")
         let t = try session(relu, initializers: initializers, x: x.shape, outputs: ["y"])
-        #expect(try fused(t, x, "fuse-conv-relu") == 1 && fused(t, x, "fuse-conv-hardswish") == 0)
+        #expect(try fused(t, x, "fuse-conv-relu") == 1 && fused(t, x, tag) == 0)
         try expectSameAsUnfused(relu, initializers: initializers, x: x)
+        // c · sigmoid(d): a gate, not a SiLU.
+        let gate = [conv, Node(name: "conv2", opType: "Conv", inputs: ["x", "W2"], outputs: ["d"]),
+                    Node(name: "sig", opType: "Sigmoid", inputs: ["d"], outputs: ["s"]), Node(name: "mul", opType: "Mul", inputs: ["c", "s"], outputs: ["y"])]
+        #expect(try fused(try session(gate, initializers: initializers, x: x.shape, outputs: ["y"]), x, "fuse-conv-silu") == 0)
+        try expectSameAsUnfused(gate, initializers: initializers, x: x)
     }
 
     // MARK: - MatMul + bias + Gelu

@@ -55,6 +55,7 @@ import Testing
             case .geluErf: for i in y.indices { y[i] = gelu(y[i], tanh: false) }
             case .geluTanh: for i in y.indices { y[i] = gelu(y[i], tanh: true) }
             case .hardSwish: for i in y.indices { y[i] *= max(0, min(1, y[i] / 6 + 0.5)) }
+            case .silu: for i in y.indices { y[i] /= 1 + exp(-y[i]) }
             }
         }
         return y
@@ -116,7 +117,7 @@ import Testing
 
     static let families = ["1x1", "3x3", "7x7s2", "strided", "dilated", "grouped", "depthwise", "1-D", "odd", "asym-pad"]
 
-    static let postOpChoices: [[DNNLPostOp]] = [[], [.relu], [.sum], [.sum, .relu], [.relu, .sum], [.geluErf], [.sum, .geluTanh], [.hardSwish], [.sum, .hardSwish]]
+    static let postOpChoices: [[DNNLPostOp]] = [[], [.relu], [.sum], [.sum, .relu], [.relu, .sum], [.geluErf], [.sum, .geluTanh], [.hardSwish], [.sum, .hardSwish], [.silu], [.sum, .silu]]
 
     // MARK: Convolution
 

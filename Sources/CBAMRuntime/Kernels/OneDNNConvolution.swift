@@ -16,6 +16,8 @@ public enum DNNLPostOp: String, Sendable, Equatable, CustomStringConvertible {
     case geluTanh
     /// HardSwish: `x · min(max(x + 3, 0), 6) / 6` (ONNX HardSwish; MobileNetV3, EfficientViT).
     case hardSwish
+    /// SiLU (swish with β = 1): `x · sigmoid(x)` (exported as `Mul(x, Sigmoid(x))`).
+    case silu
 
     public var description: String { rawValue }
 }
@@ -90,6 +92,7 @@ extension OneDNN {
                     case .geluErf: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "dnnl_post_ops_append_eltwise")
                     case .geluTanh: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_tanh, 0, 0), "dnnl_post_ops_append_eltwise")
                     case .hardSwish: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_hardswish, 0, 0), "dnnl_post_ops_append_eltwise")
+                    case .silu: try check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_swish, 1, 0), "dnnl_post_ops_append_eltwise")
                     }
                 }
                 try check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")

@@ -187,6 +187,22 @@ extension VectorMath {
         cbam_vm_sigmoid(source, target, count, isa.c)
     }
 
+    /// x[i] = x[i] · sigmoid(x[i]) for i < count (SiLU), as the planned Sigmoid and Mul steps
+    /// compute it: the sigmoid of a block of 256 into a stack buffer, then the products.
+    static func silu(_ x: UnsafeMutablePointer<Float>, _ count: Int, isa: InstructionSet = .auto) {
+        let block = 256
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { buffer in
+            let gate = buffer.baseAddress!
+            var start = 0
+            while start < count {
+                let n = Swift.min(block, count - start)
+                sigmoid(x + start, gate, n, isa: isa)
+                for i in 0..<n { x[start + i] *= gate[i] }
+                start += n
+            }
+        }
+    }
+
     /// target[i] = Gelu(source[i] + bias[i]) for i < count (no bias: nil), the erf or the tanh
     /// form, within 1e-6 · max(1, |x|) of ``gelu(_:tanh:)`` (target may equal source).
     @inline(__always)

@@ -23,6 +23,7 @@ enum Passes {
         graph = fuseConvResidualAdd(graph)
         graph = fuseConvRelu(graph)
         graph = fuseConvHardSwish(graph)
+        graph = fuseConvSiLU(graph)
         graph = fuseAddRelu(graph)
         graph = fuseNormalizationAndGelu(graph)
     }
@@ -191,6 +192,55 @@ enum Passes {
         }
     }
 
+    /// `Mul(c, Sigmoid(c))` with `c = Conv(…)` (or a FusedConv without an activation) →
+    /// `FusedConv(…, activation: SiLU)`, the SiLU of NFNet's, GCResNeXt's, MobileViT's and
+    /// CoAtNet's convolutions, when the Sigmoid and the Mul alone read c and the Mul alone the
+    /// Sigmoid. The fused step takes the Mul's place; the Conv and the Sigmoid go.
+    static func fuseConvSiLU(_ graph: TypedGraph) -> TypedGraph {
+        var graph = graph
+        let readers = graph.readerCounts(), producers = graph.producers()
+        var removed = Set<Int>()
+        let readBy = { (value: String, count: Int) in readers[value] == count && !graph.outputs.contains(value) }
+        let producer = { (value: String) -> (Node, Int)? in
+            guard let index = producers[value], !removed.contains(index) else { return nil }
+            return (graph.entries[index].node, index)
+        }
+        for (index, entry) in graph.entries.enumerated() where entry.node.domain.isEmpty && entry.node.opType == "Mul" {
+            let mul = entry.node
+            guard mul.inputs.count == 2, mul.outputs.count == 1, !removed.contains(index) else { continue }
+            for side in 0..<2 {
+                let c = mul.inputs[side], s = mul.inputs[1 - side]
+                guard c != s, readBy(c, 2), readBy(s, 1), let type = graph.types[c], type.dataType == .float,
+                      graph.types[s] == type, graph.types[mul.outputs[0]] == type,
+                      let (sigmoid, sigmoidIndex) = producer(s), sigmoid.domain.isEmpty, sigmoid.opType == "Sigmoid", sigmoid.inputs == [c],
+                      let (conv, convIndex) = fusableConv(producing: c, graph, producer), conv.attributes["activation"] == nil else { continue }
+                var fused = conv
+                fused.domain = domain
+                fused.opType = "FusedConv"
+                fused.attributes["activation"] = .string("SiLU")
+                fused.outputs = mul.outputs
+                fused.name = [conv, sigmoid, mul].map(\.ref.name).joined(separator: "+")
+                graph.entries[index] = TypedGraph.Entry(node: fused, opset: graph.entries[convIndex].opset,
+                                                        replaces: graph.entries[convIndex].replaces + graph.entries[sigmoidIndex].replaces + entry.replaces)
+                removed.formUnion([convIndex, sigmoidIndex])
+                break
+            }
+        }
+        graph.entries = graph.entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if !removed.isEmpty { graph.log.append("fuse-conv-silu: \(removed.count / 2) Sigmoid + Mul merged into the Conv before them") }
+        return graph
+    }
+
+    /// The Conv (or FusedConv) producing `value` when a Conv fusion may take it: 1-D or 2-D,
+    /// constant weights and bias (or none) — FusedConv has no reference kernel to fall back on.
+    static func fusableConv(producing value: String, _ graph: TypedGraph, _ producer: (String) -> (Node, Int)?) -> (Node, Int)? {
+        guard let (conv, convIndex) = producer(value),
+              isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv"), conv.inputs.count >= 2,
+              let weight = graph.constants[conv.inputs[1]], weight.rank <= 4,
+              conv.inputs.count < 3 || conv.inputs[2].isEmpty || graph.constants[conv.inputs[2]] != nil else { return nil }
+        return (conv, convIndex)
+    }
+
     /// The driver of the Conv fusions: for each node of `opType`, `match` gets the node, a
     /// lookup of the Conv (or FusedConv, with constant weights and bias) producing a value, and whether
     /// a value is read by that node alone and is not a graph output; it returns the Conv's
@@ -200,16 +250,8 @@ enum Passes {
     static func mergeConv(into opType: String, _ graph: TypedGraph, log: String, tag: String,
                                   _ match: (Node, (String) -> (Node, Int)?, (String) -> Bool) -> (Int, Node)?) -> TypedGraph {
         mergeProducer(into: opType, as: "FusedConv", graph, log: log, tag: tag) { node, producer, isFree in
-            let convFor = { (value: String) -> (Node, Int)? in
-                guard let (conv, convIndex) = producer(value) else { return nil }
-                // 1-D and 2-D only: the fused kernels are; a 3-D Conv runs as it is, on the reference kernel.
-                // Constant weights and bias (or none): FusedConv has no reference kernel to fall back on.
-                guard isPlainConv(conv) || (conv.domain == domain && conv.opType == "FusedConv"), conv.inputs.count >= 2,
-                      let weight = graph.constants[conv.inputs[1]], weight.rank <= 4,
-                      conv.inputs.count < 3 || conv.inputs[2].isEmpty || graph.constants[conv.inputs[2]] != nil else { return nil }
-                return (conv, convIndex)
-            }
-            return match(node, convFor, isFree)
+            // 1-D and 2-D only (a 3-D Conv runs as it is), constant weights and bias.
+            return match(node, { fusableConv(producing: $0, graph, producer) }, isFree)
         }
     }
 

@@ -654,17 +654,18 @@ struct ConvOperandLayouts {
 }
 
 /// The activation a `cbam::FusedConv` applies last: its `activation` attribute ("Relu",
-/// "HardSwish", or "Gelu" with the Gelu node's `approximate`), absent for none.
+/// "HardSwish", "SiLU", or "Gelu" with the Gelu node's `approximate`), absent for none.
 enum ConvActivation: Equatable {
-    case none, relu, hardSwish, gelu(tanh: Bool)
+    case none, relu, hardSwish, silu, gelu(tanh: Bool)
 
     init(_ node: NodeContext) throws {
         switch try node.string("activation", default: "") {
         case "": self = .none
         case "Relu": self = .relu
         case "HardSwish": self = .hardSwish
+        case "SiLU": self = .silu
         case "Gelu": self = .gelu(tanh: try geluApproximation(node))
-        case let other: throw node.invalid("activation", "must be \"Relu\", \"HardSwish\" or \"Gelu\", got \"\(other)\"")
+        case let other: throw node.invalid("activation", "must be \"Relu\", \"HardSwish\", \"SiLU\" or \"Gelu\", got \"\(other)\"")
         }
     }
 
@@ -674,6 +675,7 @@ enum ConvActivation: Equatable {
         case .none: return nil
         case .relu: return .relu
         case .hardSwish: return .hardSwish
+        case .silu: return .silu
         case .gelu(let tanh): return tanh ? .geluTanh : .geluErf
         }
     }
@@ -682,7 +684,7 @@ enum ConvActivation: Equatable {
     func postOps(residual: Bool) -> [DNNLPostOp] { (residual ? [.sum] : []) + (postOp.map { [$0] } ?? []) }
 }
 
-/// What follows a convolution's sgemm on each output row: + bias, + residual, Relu, HardSwish or Gelu.
+/// What follows a convolution's sgemm on each output row: + bias, + residual, Relu, HardSwish, SiLU or Gelu.
 struct EpilogueParameters {
     let bias: [Float]?
     let activation: ConvActivation
@@ -707,10 +709,11 @@ struct EpilogueParameters {
             } else {
                 affineRow(UnsafePointer(line), line, range.count, 1, shift, relu: relu)
             }
-            // Gelu and HardSwish as their planned steps compute them.
+            // Gelu, HardSwish and SiLU as their planned steps compute them.
             switch activation {
             case .gelu(let tanh): VectorMath.gelu(UnsafePointer(line), bias: nil, line, range.count, tanh: tanh)
             case .hardSwish: VectorMath.map(UnsafePointer(line), line, range.count, hardSwish)
+            case .silu: VectorMath.silu(line, range.count)
             case .none, .relu: break
             }
         }
