@@ -102,6 +102,21 @@ struct CLITests {
         }
     }
 
+    /// `bench` without input files times seeded random inputs of the declared shape (the batch
+    /// dimension, symbolic, taken as 1) and says so on standard error; JSON stays on standard
+    /// output; more files than inputs is an error naming what the model takes.
+    @Test func benchMakesUpInputsItIsNotGiven() throws {
+        let result = try CLI.run(["bench", Self.model, "--runs", "2", "--warmup", "0", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("bench: random inputs (no files given): input float32 [1, 32, 16, 16]"), "\(result.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect((report?["runs"] as? Int) == 2 && (report?["median_ms"] as? Double).map { $0 > 0 } == true, "\(result.stdout)")
+        let given = try CLI.run(["bench", Self.model, Self.input, "--runs", "2", "--warmup", "0"])
+        #expect(given.status == 0 && !given.stderr.contains("random inputs"), "\(given.stderr)")
+        let extra = try CLI.run(["bench", Self.model, Self.input, Self.input, "--runs", "2"])
+        #expect(extra.status == 1 && extra.stderr.contains("takes 1 input(s) (input), got 2 files"), "\(extra.stderr)")
+    }
+
     @Test func aBadModelIsOneLineAndWritesNothing() throws {
         let dir = try CLI.temporaryDirectory()
         try Data("not a model".utf8).write(to: URL(fileURLWithPath: dir + "/bad.onnx"))
