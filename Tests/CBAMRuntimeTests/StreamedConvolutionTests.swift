@@ -185,6 +185,31 @@ import Testing
         }
     }
 
+    /// A head written as MatMul (`[…, m, k]` · a constant `[k, n]`, EfficientViT's classifier) takes the
+    /// streamed kernel too: a stack of rows, batches 1–3, 1 and 2 threads, against sgemm.
+    @Test func matmulHeadMatchesSgemm() throws {
+        var random = SplitMix(state: 0x3A7)
+        let (k, n) = (29, 51)
+        for (index, aShape) in [[1, k], [3, k], [2, 2, k]].enumerated() {
+            let b = try Tensor(shape: [k, n], floats: OneDNNTests.values(n * k, &random))
+            let model = Model(graph: Graph(
+                nodes: [Node(name: "head", opType: "MatMul", inputs: ["a", "B"], outputs: ["y"])],
+                initializers: ["B": b], inputs: [ValueInfo(name: "a", shape: aShape.map { .fixed($0) })], outputs: [ValueInfo(name: "y")]))
+            let a = try Tensor(shape: aShape, floats: OneDNNTests.values(aShape.reduce(1, *), &random))
+            func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
+                let session = try Session(model: model, options: options)
+                return (try session.plan(for: ["a": a]).steps.map(\.kernel.detail), try #require(try session.run(["a": a])["y"]).floats())
+            }
+            for threads in [1, 2] {
+                let streamed = try run(SessionOptions(threads: threads, convolution: .streamed))
+                #expect(streamed.kernels.contains { $0.hasPrefix("streamed") }, "case \(index): \(streamed.kernels)")
+                let sgemm = try run(SessionOptions(threads: threads, convolution: .im2col))
+                #expect(sgemm.kernels.allSatisfy { !$0.hasPrefix("streamed") }, "case \(index): \(sgemm.kernels)")
+                _ = OneDNNTests.compare(streamed.y, sgemm.y, "MatMul case \(index) (A \(aShape)), \(threads) thread(s)")
+            }
+        }
+    }
+
     /// The plan builds the kernel only for ungrouped convolutions with at most 32 output pixels (128
     /// for a 1×1 convolution) and at least 2 MB of weights (unless forced), and takes the AVX-512
     /// variant untimed.
