@@ -481,15 +481,14 @@ struct PlannedKernelTests {
                 constants["bias"] = floats([count], &random)
             }
             let node = Node(opType: op, inputs: inputs, outputs: outputs, attributes: attributes)
-            // LayerNormalization's planned rows are summed in float32, eight lanes at a time.
-            try check(node, feeds: ["x": floats(x, &random)], constants: constants, opset: opset,
-                      tolerance: op == "LayerNormalization" ? 2e-6 : 0, threads: big ? 2 : 1)
+            // The planned rows are summed in float32, eight lanes at a time.
+            try check(node, feeds: ["x": floats(x, &random)], constants: constants, opset: opset, tolerance: 2e-6, threads: big ? 2 : 1)
         }
     }
 
-    /// LayerNormalization's float32 rows on values far from zero (a mean 100 times the spread)
-    /// and long rows (ViT widths), against the Double loop of the reference kernel.
-    @Test func layerNormOfOffsetRows() throws {
+    /// The float32 rows on values far from zero (a mean 100 times the spread) and long rows (ViT
+    /// widths, a 64×64 plane), against the Double loop of the reference kernel.
+    @Test func normalizationOfOffsetRows() throws {
         var random = Random(state: 101)
         for (shape, offset) in [([4, 37], Float(100)), ([3, 768], 100), ([2, 5, 1], 1000), ([16, 64], -50)] {
             let values = try floats(shape, &random).floats().map { $0 + offset }
@@ -497,6 +496,12 @@ struct PlannedKernelTests {
             try check(node, feeds: ["x": Tensor.float(shape, values)],
                       constants: ["scale": floats([shape.last!], &random), "bias": floats([shape.last!], &random)], tolerance: 1e-6,
                       "offset \(offset)")
+        }
+        for (shape, offset) in [([2, 3, 5, 7], Float(100)), ([1, 2, 64, 64], -300)] {
+            let values = try floats(shape, &random).floats().map { $0 + offset }
+            let node = Node(opType: "InstanceNormalization", inputs: ["x", "scale", "bias"], outputs: ["y"])
+            try check(node, feeds: ["x": Tensor.float(shape, values)],
+                      constants: ["scale": floats([shape[1]], &random), "bias": floats([shape[1]], &random)], tolerance: 1e-6, "offset \(offset)")
         }
     }
 

@@ -181,19 +181,19 @@ struct RowNormalization {
         }
     }
 
-    /// As ``run(_:_:rows:mean:inverseDeviation:)`` for LayerNormalization's rows (one scale
-    /// and bias per element, `segment` and `period` 1), eight lanes at a time in float32: a
-    /// first mean, then one pass over the deviations from it (their sum corrects the mean, their
-    /// squares give the variance: a mean far from zero costs little precision), then the affine
-    /// map. The planned LayerNormalization runs it (MobileViT's rows of 64–144 took 5–6 ns per
-    /// element in the scalar Double loop); PlannedKernelTests holds it to the Double loop.
+    /// As ``run(_:_:rows:mean:inverseDeviation:)``, eight lanes at a time in float32: a first mean,
+    /// then one pass over the deviations from it (their sum corrects the mean, their squares give
+    /// the variance: a mean far from zero costs little precision), then the affine map — per
+    /// element for LayerNormalization (segment 1), per segment (a channel's plane) for Instance and
+    /// GroupNormalization. The planned kernels run it (MobileViT's LayerNorm rows of 64–144 took
+    /// 5–6 ns per element in the scalar Double loop); PlannedKernelTests holds it to that loop.
     func runVectorized(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows range: Range<Int>,
                        mean: UnsafeMutablePointer<Float>? = nil, inverseDeviation: UnsafeMutablePointer<Float>? = nil) {
-        // Other row forms (a scale per segment or per period) take the general loop.
-        guard segment == 1, period == 1, scale.count == length, (bias?.count ?? length) == length else {
+        let n = length, segments = length / segment
+        // The parameters every row reads must be there (the builders make them so); else the general loop.
+        guard segments * segment == length, scale.count >= period * segments, (bias?.count ?? scale.count) == scale.count else {
             return run(x, y, rows: range, mean: mean, inverseDeviation: inverseDeviation)
         }
-        let n = length
         scale.withUnsafeBufferPointer { scale in
             let s = scale.baseAddress!
             func withBias(_ body: (UnsafePointer<Float>?) -> Void) {
@@ -219,19 +219,31 @@ struct RowNormalization {
                     let average = first + correction
                     let variance = n > 0 ? Swift.max(0, squares / Float(n) - correction * correction) : 0
                     let inverse = 1 / (variance + epsilon).squareRoot()
-                    let centre = SIMD8<Float>(repeating: average)
                     mean?[row] = average
                     inverseDeviation?[row] = inverse
-                    let factor = SIMD8<Float>(repeating: inverse)
-                    i = 0
-                    while i + 8 <= n {
-                        let v = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self)
-                        var r = (v - centre) * factor * UnsafeRawPointer(s + i).loadUnaligned(as: SIMD8<Float>.self)
-                        if let b { r += UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self) }
-                        UnsafeMutableRawPointer(target + i).storeBytes(of: r, as: SIMD8<Float>.self)
-                        i += 8
+                    let centre = SIMD8<Float>(repeating: average), factor = SIMD8<Float>(repeating: inverse)
+                    if segment == 1 {
+                        // One scale and bias per element of the row (LayerNormalization).
+                        let p = (row % period) * segments
+                        i = 0
+                        while i + 8 <= n {
+                            let v = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self)
+                            var r = (v - centre) * factor * UnsafeRawPointer(s + p + i).loadUnaligned(as: SIMD8<Float>.self)
+                            if let b { r += UnsafeRawPointer(b + p + i).loadUnaligned(as: SIMD8<Float>.self) }
+                            UnsafeMutableRawPointer(target + i).storeBytes(of: r, as: SIMD8<Float>.self)
+                            i += 8
+                        }
+                        while i < n { target[i] = (source[i] - average) * inverse * s[p + i] + (b?[p + i] ?? 0); i += 1 }
+                    } else {
+                        // One scale and bias per segment: y = x · (inverse · a) + (b − average · inverse · a).
+                        let p = (row % period) * segments
+                        for segmentIndex in 0..<segments {
+                            let a = s[p + segmentIndex], shiftValue = b?[p + segmentIndex] ?? 0
+                            let start = segmentIndex * segment
+                            let (av, bv) = (SIMD8<Float>(repeating: a), SIMD8<Float>(repeating: shiftValue))
+                            VectorMath.map(source + start, target + start, segment) { ($0 - centre) * factor * av + bv }
+                        }
                     }
-                    while i < n { target[i] = (source[i] - average) * inverse * s[i] + (b?[i] ?? 0); i += 1 }
                 }
             }
         }

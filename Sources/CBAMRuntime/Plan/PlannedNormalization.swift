@@ -1,6 +1,6 @@
 // Planned float32 LayerNormalization, InstanceNormalization and GroupNormalization with
-// constant scale and bias: the reference kernels' row loop (``RowNormalization``; for
-// LayerNormalization its eight-lane float32 form) on the arena, rows split across threads. A scale or bias computed at run time takes the
+// constant scale and bias: the reference kernels' row loop (``RowNormalization``) in its
+// eight-lane float32 form on the arena, rows split across threads. A scale or bias computed at run time takes the
 // reference path. And `cbam::ChannelLayerNorm` (NormalizationFusion.swift): LayerNorm
 // over the channel axis of `[N, C, …]` as it lies (``ChannelNormalization``).
 
@@ -19,7 +19,7 @@ extension PlannedKernels {
                                         bias: try node.constant(2).map { try expand($0, to: geometry.normalizedShape).floats("B") })
             let statistics = (1...2).map { $0 < context.outputs.count ? context.outputs[$0] : nil }
             return try rows(context, loop, detail: geometry.axis == x.shape.count - 1 ? "layernorm last axis" : "layernorm",
-                            mean: statistics[0], inverseDeviation: statistics[1], vectorized: true)
+                            mean: statistics[0], inverseDeviation: statistics[1])
         }
         table["InstanceNormalization"] = { context in
             try channelGroups(context, groups: nil, names: ("scale", "B"), detail: "instancenorm")
@@ -44,7 +44,7 @@ extension PlannedKernels {
 
     /// Runs `loop` from input 0 into output 0, the rows shared among the threads.
     private static func rows(_ context: PlanContext, _ loop: RowNormalization, detail: String,
-                             mean: Operand?, inverseDeviation: Operand?, vectorized: Bool = false) throws -> PlannedKernel? {
+                             mean: Operand?, inverseDeviation: Operand?) throws -> PlannedKernel? {
         let x = try context.input(0, "X"), y = try context.output(0)
         guard y.type == x.type, mean.map({ $0.count == loop.rows }) ?? true, inverseDeviation.map({ $0.count == loop.rows }) ?? true else { return nil }
         let workers = x.count >= Parallel.minimumElements ? Swift.max(1, Swift.min(context.threads, loop.rows)) : 1
@@ -52,12 +52,7 @@ extension PlannedKernels {
             let (source, target) = (UnsafePointer(x.floats(memory)), y.floats(memory))
             let (m, v) = (mean?.floats(memory), inverseDeviation?.floats(memory))
             Parallel.forEach(workers) { worker in
-                let share = Parallel.share(worker, of: workers, count: loop.rows)
-                if vectorized {
-                    loop.runVectorized(source, target, rows: share, mean: m, inverseDeviation: v)
-                } else {
-                    loop.run(source, target, rows: share, mean: m, inverseDeviation: v)
-                }
+                loop.runVectorized(source, target, rows: Parallel.share(worker, of: workers, count: loop.rows), mean: m, inverseDeviation: v)
             }
         }
     }
