@@ -62,6 +62,40 @@ struct PlanTests {
         }
     }
 
+    /// A depthwise Conv with a channel multiplier (group = C, k > 1 outputs per group) runs as a plain
+    /// depthwise one on repeated input channels: random C, k, kernels 1–7, strides, pads, with and
+    /// without bias, 1 and 2 threads, against the plan without passes (the grouped im2col kernel).
+    @Test func depthwiseWithAChannelMultiplierMatchesTheUnrewrittenPlan() throws {
+        var random = SplitMix(state: 0xD3)
+        func values(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -1...1, using: &random) } }
+        for round in 0..<12 {
+            let (c, k) = (Int.random(in: 1...12, using: &random), Int.random(in: 2...3, using: &random))
+            let kernel = [1, 3, 7][round % 3], stride = Int.random(in: 1...2, using: &random)
+            let (h, w) = (Int.random(in: kernel...(kernel + 9), using: &random), Int.random(in: kernel...(kernel + 9), using: &random))
+            let pad = kernel / 2
+            var initializers = ["W": try f32([c * k, 1, kernel, kernel], values(c * k * kernel * kernel))]
+            let withBias = round % 2 == 0
+            if withBias { initializers["B"] = try f32([c * k], values(c * k)) }
+            let conv = Node(name: "dw", opType: "Conv", inputs: ["x", "W"] + (withBias ? ["B"] : []), outputs: ["y"],
+                            attributes: ["group": .int(c), "kernel_shape": .ints([kernel, kernel]), "strides": .ints([stride, stride]),
+                                         "pads": .ints([pad, pad, pad, pad])])
+            let x = try f32([2, c, h, w], values(2 * c * h * w))
+            let label = "C \(c) k \(k) kernel \(kernel) stride \(stride) \(h)×\(w) bias \(withBias)"
+            let reference = try session([conv], initializers: initializers, inputs: [ValueInfo(name: "x")], outputs: ["y"],
+                                        options: SessionOptions(optimize: false)).run(["x": x])["y"]
+            for threads in [1, 2] {
+                let s = try session([conv], initializers: initializers, inputs: [ValueInfo(name: "x")], outputs: ["y"],
+                                    options: SessionOptions(threads: threads))
+                let plan = try s.plan(for: ["x": x])
+                #expect(plan.typed.log.contains { $0.hasPrefix("depthwise-multiplier: 1") }, "\(label): \(plan.typed.log)")
+                #expect(plan.steps.map(\.entry.node.opType).contains("Expand"), "\(label)")
+                let actual = try #require(try s.run(["x": x])["y"]), expected = try #require(reference)
+                let comparison = Comparison(actual: actual, expected: expected, atol: 1e-5, rtol: 1e-5)
+                #expect(comparison.passed, "\(label), \(threads) thread(s): \(comparison)")
+            }
+        }
+    }
+
     /// A Conv whose bias is a graph input (known only when it runs) keeps its Relu and residual
     /// Add apart: FusedConv's kernels need the bias when the plan is made, and it has no
     /// reference kernel (this failed with "no kernel for cbam::FusedConv"). 1×1 conv, W = [[1, 1]]

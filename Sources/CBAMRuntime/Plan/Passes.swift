@@ -15,6 +15,7 @@ enum Passes {
     static func run(_ graph: inout TypedGraph, limits: ResourceLimits) throws {
         try strideOneTransposedAsConv(&graph)
         try foldBatchNormIntoConv(&graph)
+        try depthwiseMultiplierAsDepthwise(&graph)
         graph = fuseChannelGates(graph)
         graph = fuseSpatialGates(graph)
         graph = fuseSpatialMaps(graph)
@@ -78,6 +79,57 @@ enum Passes {
             rewritten += 1
         }
         if rewritten > 0 { graph.log.append("transposed-as-conv: \(rewritten) stride-1 ConvTranspose run as Conv with flipped weights") }
+    }
+
+    // MARK: - A depthwise Conv with a channel multiplier as a plain depthwise one
+
+    /// `Conv(X, W)` with one input channel per group and k > 1 outputs each (group = C, W
+    /// `[k·C, 1, kH, kW]`: a depthwise Conv with a channel multiplier, FastViT's and MobileOne's
+    /// downsampling 7×7 and 1×1 branches) → X's channels each repeated k times
+    /// (`Reshape [N, C, 1, H, W]` → `Expand [N, C, k, H, W]` → `Reshape [N, k·C, H, W]`: one
+    /// broadcast copy, the Reshapes views) and the same Conv with k·C groups, a plain depthwise
+    /// one: output channel g·k + j reads input channel g either way. oneDNN's depthwise kernel takes
+    /// it; im2col ran one tiny sgemm per group (FastViT-T8's: 0.2–2 GFLOP/s, 3 of its 8 ms).
+    static func depthwiseMultiplierAsDepthwise(_ graph: inout TypedGraph) throws {
+        var rewritten = 0
+        var entries: [TypedGraph.Entry] = []
+        for entry in graph.entries {
+            let node = entry.node
+            guard isPlainConv(node), entry.opset >= 8, node.inputs.count >= 2, node.outputs.count == 1, !node.outputs[0].isEmpty,
+                  let x = graph.types[node.inputs[0]], x.dataType == .float, x.shape.count == 4,
+                  let weight = graph.constants[node.inputs[1]], weight.rank == 4, weight.shape[1] == 1,
+                  case .int(let group)? = node.attributes["group"], group > 1, group == x.shape[1],
+                  weight.shape[0] % group == 0, weight.shape[0] / group > 1 else {
+                entries.append(entry)
+                continue
+            }
+            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]), k = weight.shape[0] / c
+            let base = "\(node.outputs[0])::repeated"
+            func value(_ suffix: String, _ shape: [Int]) -> String {
+                graph.types[base + suffix] = ValueType(.float, shape)
+                return base + suffix
+            }
+            func shapeConstant(_ suffix: String, _ shape: [Int]) throws -> String {
+                let name = base + suffix
+                graph.constants[name] = try Tensor(shape: [shape.count], int64s: shape.map(Int64.init))
+                graph.types[name] = ValueType(.int64, [shape.count])
+                return name
+            }
+            let (planes, stacked, joined) = (value("_planes", [n, c, 1, h, w]), value("_stacked", [n, c, k, h, w]), value("", [n, c * k, h, w]))
+            let nodes = [
+                Node(name: node.ref.name + "/repeat_planes", opType: "Reshape", inputs: [node.inputs[0], try shapeConstant("_shape5", [n, c, 1, h, w])], outputs: [planes]),
+                Node(name: node.ref.name + "/repeat", opType: "Expand", inputs: [planes, try shapeConstant("_expand", [n, c, k, h, w])], outputs: [stacked]),
+                Node(name: node.ref.name + "/repeat_join", opType: "Reshape", inputs: [stacked, try shapeConstant("_shape4", [n, c * k, h, w])], outputs: [joined]),
+            ]
+            entries += nodes.map { TypedGraph.Entry(node: $0, opset: entry.opset, replaces: []) }
+            var conv = node
+            conv.inputs[0] = joined
+            conv.attributes["group"] = .int(c * k)
+            entries.append(TypedGraph.Entry(node: conv, opset: entry.opset, replaces: entry.replaces))
+            rewritten += 1
+        }
+        graph.entries = entries
+        if rewritten > 0 { graph.log.append("depthwise-multiplier: \(rewritten) depthwise Conv(s) with a channel multiplier run on repeated input channels") }
     }
 
     // MARK: - BatchNormalization into the Conv before it
