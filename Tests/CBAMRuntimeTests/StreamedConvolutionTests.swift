@@ -171,17 +171,23 @@ import Testing
                              attributes: ["transB": .int(transB ? 1 : 0), "beta": .float(0.5)])],
                 initializers: initializers, inputs: [ValueInfo(name: "a", shape: [.fixed(m), .fixed(k)])], outputs: [ValueInfo(name: "y")]))
             let a = try Tensor(shape: [m, k], floats: OneDNNTests.values(m * k, &random))
-            func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
-                let session = try Session(model: model, options: options)
-                return (try session.plan(for: ["a": a]).steps.map(\.kernel.detail), try #require(try session.run(["a": a])["y"]).floats())
-            }
-            for threads in [1, 2] {
-                let streamed = try run(SessionOptions(threads: threads, convolution: .streamed))
-                #expect(streamed.kernels.contains { $0.hasPrefix("streamed") }, "case \(index): \(streamed.kernels)")
-                let sgemm = try run(SessionOptions(threads: threads, convolution: .im2col))
-                #expect(sgemm.kernels.allSatisfy { !$0.hasPrefix("streamed") }, "case \(index): \(sgemm.kernels)")
-                _ = OneDNNTests.compare(streamed.y, sgemm.y, "Gemm case \(index) (transB \(transB), C \(cShape ?? []), m \(m)), \(threads) thread(s)")
-            }
+            try expectStreamedMatchesSgemm(model, a: a, "Gemm case \(index) (transB \(transB), C \(cShape ?? []), m \(m))")
+        }
+    }
+
+    /// Runs `model` (one input "a", one output "y") forced onto the streamed kernel and onto sgemm,
+    /// 1 and 2 threads: each plan must name its kernel, and the outputs agree.
+    func expectStreamedMatchesSgemm(_ model: Model, a: Tensor, _ label: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
+            let session = try Session(model: model, options: options)
+            return (try session.plan(for: ["a": a]).steps.map(\.kernel.detail), try #require(try session.run(["a": a])["y"]).floats())
+        }
+        for threads in [1, 2] {
+            let streamed = try run(SessionOptions(threads: threads, convolution: .streamed))
+            #expect(streamed.kernels.contains { $0.hasPrefix("streamed") }, "\(label): \(streamed.kernels)", sourceLocation: sourceLocation)
+            let sgemm = try run(SessionOptions(threads: threads, convolution: .im2col))
+            #expect(sgemm.kernels.allSatisfy { !$0.hasPrefix("streamed") }, "\(label): \(sgemm.kernels)", sourceLocation: sourceLocation)
+            _ = OneDNNTests.compare(streamed.y, sgemm.y, "\(label), \(threads) thread(s)")
         }
     }
 
@@ -196,17 +202,7 @@ import Testing
                 nodes: [Node(name: "head", opType: "MatMul", inputs: ["a", "B"], outputs: ["y"])],
                 initializers: ["B": b], inputs: [ValueInfo(name: "a", shape: aShape.map { .fixed($0) })], outputs: [ValueInfo(name: "y")]))
             let a = try Tensor(shape: aShape, floats: OneDNNTests.values(aShape.reduce(1, *), &random))
-            func run(_ options: SessionOptions) throws -> (kernels: [String], y: [Float]) {
-                let session = try Session(model: model, options: options)
-                return (try session.plan(for: ["a": a]).steps.map(\.kernel.detail), try #require(try session.run(["a": a])["y"]).floats())
-            }
-            for threads in [1, 2] {
-                let streamed = try run(SessionOptions(threads: threads, convolution: .streamed))
-                #expect(streamed.kernels.contains { $0.hasPrefix("streamed") }, "case \(index): \(streamed.kernels)")
-                let sgemm = try run(SessionOptions(threads: threads, convolution: .im2col))
-                #expect(sgemm.kernels.allSatisfy { !$0.hasPrefix("streamed") }, "case \(index): \(sgemm.kernels)")
-                _ = OneDNNTests.compare(streamed.y, sgemm.y, "MatMul case \(index) (A \(aShape)), \(threads) thread(s)")
-            }
+            try expectStreamedMatchesSgemm(model, a: a, "MatMul case \(index) (A \(aShape))")
         }
     }
 
