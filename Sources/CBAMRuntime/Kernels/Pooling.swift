@@ -194,6 +194,8 @@ struct Pool2DLoop {
     let rows: [(first: Int, count: Int)], columns: [(first: Int, count: Int)]
     /// Taps inside the padded image (count_include_pad counts the padding but not a ceil_mode overhang).
     let paddedRows: [Int], paddedColumns: [Int]
+    /// Window height, and whether every window lies wholly inside the image (no tap in the padding).
+    let kh: Int, interior: Bool
 
     init(geometry: SpatialGeometry, mode: WindowPool.Mode, height h: Int, width w: Int) throws {
         let (outSpatial, padBegin, padEnd) = try geometry.resolve(input: [h, w])
@@ -218,11 +220,17 @@ struct Pool2DLoop {
         columns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: width, low: 0, high: w) }
         paddedRows = (0..<oh).map { taps($0, stride: sh, pad: padBegin[0], dilation: dh, kernel: kh, low: -padBegin[0], high: h + padEnd[0]).count }
         paddedColumns = (0..<ow).map { taps($0, stride: sw, pad: padBegin[1], dilation: dw, kernel: width, low: -padBegin[1], high: w + padEnd[1]).count }
+        self.kh = kh
+        interior = rows.allSatisfy { $0 == (0, kh) } && columns.allSatisfy { $0 == (0, width) }
     }
 
     /// Pools the `[H, W]` planes in `planes` of `xp` into the `[oH, oW]` planes of `yp`;
     /// MaxPool also writes each maximum's flat offset into `ip` when it is given.
     func run(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, _ ip: UnsafeMutablePointer<Int64>?, planes: Range<Int>) {
+        if case .average = mode, interior, dw == 1, kw <= 8, oh > 0, ow > 0 {
+            interiorAverage(xp, yp, planes: planes)
+            return
+        }
         if dw == 1 {
             // Whole-row passes need two image rows of partial results, on the stack.
             @inline(__always) func separable<O: FloatBinaryOperator>(_ op: O.Type, start: Float, row: (UnsafePointer<Float>, Int) -> Float,
@@ -290,6 +298,37 @@ struct Pool2DLoop {
                             }
                         }
                         yp[target] = p == 2 ? sum.squareRoot() : Foundation.pow(sum, 1 / p)
+                    }
+                }
+            }
+        }
+    }
+
+    /// An average pool whose windows all lie inside the image (CoAtNet's and the ResNet-D
+    /// shortcuts' 2×2 stride-2 pools; any stride, row dilation, up to 8 taps a row): one divisor,
+    /// the window's rows summed into a line, then each output the sum of its taps on that line
+    /// over kH·kW. The same sums in the same order as ``windowsByRows`` takes them, without its
+    /// per-output lookups of the clipped counts (2×2 stride 2 on 16×16 maps took 9 ns an output).
+    private func interiorAverage(_ xp: UnsafePointer<Float>, _ yp: UnsafeMutablePointer<Float>, planes: Range<Int>) {
+        let divisor = Float(kh * kw)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: Swift.max(w, 1)) { space in
+            let line = space.baseAddress!
+            for plane in planes {
+                let image = xp + plane * h * w
+                for oy in 0..<oh {
+                    let top = image + (oy * sh - padTop) * w
+                    var combined = top
+                    if kh > 1 {
+                        line.update(from: top, count: w)
+                        for i in 1..<kh { AddOperator.fill(line, w, line, 1, top + i * dh * w, 1) }
+                        combined = UnsafePointer(line)
+                    }
+                    let target = yp + (plane * oh + oy) * ow
+                    for ox in 0..<ow {
+                        let first = combined + (ox * sw - padLeft)
+                        var sum = first[0]
+                        for j in 1..<kw { sum += first[j] }
+                        target[ox] = sum / divisor
                     }
                 }
             }
