@@ -222,9 +222,10 @@ struct RowNormalization {
                     mean?[row] = average
                     inverseDeviation?[row] = inverse
                     let centre = SIMD8<Float>(repeating: average), factor = SIMD8<Float>(repeating: inverse)
+                    // The row's parameters start at p.
+                    let p = (row % period) * segments
                     if segment == 1 {
                         // One scale and bias per element of the row (LayerNormalization).
-                        let p = (row % period) * segments
                         i = 0
                         while i + 8 <= n {
                             let v = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self)
@@ -235,8 +236,7 @@ struct RowNormalization {
                         }
                         while i < n { target[i] = (source[i] - average) * inverse * s[p + i] + (b?[p + i] ?? 0); i += 1 }
                     } else {
-                        // One scale and bias per segment: y = x · (inverse · a) + (b − average · inverse · a).
-                        let p = (row % period) * segments
+                        // One scale and bias per segment (a channel's plane), broadcast over its elements.
                         for segmentIndex in 0..<segments {
                             let a = s[p + segmentIndex], shiftValue = b?[p + segmentIndex] ?? 0
                             let start = segmentIndex * segment
